@@ -1,0 +1,44 @@
+/*
+ * frame.c - length-prefixed frame splitting.
+ *
+ * Does not read, allocate or keep state: the FIFO shell (container.c) owns the
+ * bytes and carries the incomplete tail from one read to the next. A length of
+ * zero is a valid (empty) LogEntry and is passed on like any other frame.
+ */
+#include "fwd_frame.h"
+
+#include <errno.h>
+
+int fwd_frame_split(const uint8_t *p, size_t len, size_t max, fwd_frame_cb cb, void *ctx,
+                    size_t *consumed)
+{
+    size_t off = 0;
+    int rc = 0;
+
+    *consumed = 0;
+    while (len - off >= 4) {
+        uint32_t n = (uint32_t)p[off] << 24 | (uint32_t)p[off + 1] << 16 |
+                     (uint32_t)p[off + 2] << 8 | (uint32_t)p[off + 3];
+
+        if (n > max) {
+            rc = -EMSGSIZE;
+            break;
+        }
+        if (len - off - 4 < n)
+            break;
+        rc = cb(ctx, p + off + 4, n);
+        off += 4 + (size_t)n;
+        if (rc != 0)
+            break;
+    }
+    *consumed = off;
+    return rc;
+}
+
+void fwd_frame_put_len(uint8_t out[4], uint32_t len)
+{
+    out[0] = (uint8_t)(len >> 24);
+    out[1] = (uint8_t)(len >> 16);
+    out[2] = (uint8_t)(len >> 8);
+    out[3] = (uint8_t)len;
+}

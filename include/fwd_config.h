@@ -1,0 +1,89 @@
+/*
+ * fwd_config.h - log-opts and plugin-wide defaults -> a validated fwd_config.
+ *
+ * A container's options come from its log-opts (Info.Config); an option it
+ * does not set takes the plugin-wide default from the environment (set with
+ * `docker plugin set fwdlog FLUENTD_ADDRESS=...`), else the built-in default.
+ * Option names and value syntax are those of Docker's built-in fluentd driver
+ * (moby daemon/logger/fluentd/fluentd.go) plus fwdlog's own. Docker's generic
+ * keys (mode, max-buffer-size, cache-*, tag, labels, labels-regex, env,
+ * env-regex) are always accepted. An unknown key or a bad value is an error
+ * that names the option, the value and what is accepted.
+ */
+#ifndef FWD_CONFIG_H
+#define FWD_CONFIG_H
+
+#include "fwd_info.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum fwd_addr_scheme {
+    FWD_ADDR_TCP = 1,
+    FWD_ADDR_TLS = 2,
+    FWD_ADDR_UNIX = 3,
+};
+
+struct fwd_addr {
+    enum fwd_addr_scheme scheme;
+    char host[256]; /* tcp/tls: name or literal, without IPv6 brackets */
+    uint16_t port;
+    char path[108]; /* unix: socket path (sun_path size) */
+};
+
+struct fwd_config {
+    struct fwd_addr addr;
+    bool async;     /* accepted for compatibility: fwdlog never blocks a container */
+    bool subsecond; /* EventTime with nanoseconds (default true) */
+    bool request_ack;
+    uint64_t buffer_limit; /* bytes buffered per destination */
+    uint32_t retry_wait_ms;
+    uint32_t max_retries;
+    uint32_t write_timeout_ms; /* 0: none */
+    uint32_t read_timeout_ms;
+    uint32_t reconnect_interval_ms; /* 0: keep the connection */
+    uint32_t partial_timeout_ms;
+    uint32_t flush_interval_ms;
+    size_t max_line;
+    size_t batch_size;
+    /* Borrowed from the option lists passed to fwd_config_build. */
+    const char *tag;
+    const char *labels;
+    const char *labels_regex;
+    const char *env;
+    const char *env_regex;
+    /* Identifies the aggregator connection: containers whose key is equal share one. */
+    char dest_key[512];
+};
+
+/*
+ * Build *cfg from a container's log-opts (may be NULL/0) over the plugin-wide
+ * defaults (may be NULL/0). Returns 0, or -EINVAL with a user-facing message
+ * in err naming the option or environment variable.
+ */
+int fwd_config_build(struct fwd_config *cfg, const struct fwd_kv *opts, size_t nopts,
+                     const struct fwd_kv *defaults, size_t ndefaults, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/*
+ * Collect the plugin-wide defaults from envp (NULL-terminated "K=V" array):
+ * for each option its variable (FLUENTD_ADDRESS, FWDLOG_TAG, ...), skipping
+ * empty values. *out is a malloc'd array of {option-name, value} pairs (keys
+ * are option names, not variable names). 0 or -ENOMEM.
+ */
+int fwd_config_env_defaults(char *const *envp, struct fwd_kv **out, size_t *n)
+    __attribute__((warn_unused_result));
+void fwd_config_free_defaults(struct fwd_kv *kv, size_t n);
+
+/* The environment variable that sets option's plugin-wide default, or NULL. */
+const char *fwd_config_env_name(const char *option);
+
+/* Parsers shared with main.c and tests. 0 or -EINVAL. */
+int fwd_config_parse_addr(const char *s, struct fwd_addr *out, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+int fwd_config_parse_duration_ms(const char *s, uint64_t *ms) __attribute__((warn_unused_result));
+int fwd_config_parse_size(const char *s, uint64_t *bytes) __attribute__((warn_unused_result));
+int fwd_config_parse_bool(const char *s, bool *b) __attribute__((warn_unused_result));
+
+#endif

@@ -1,0 +1,63 @@
+/*
+ * fwd_limits.h - every hard cap and default of fwdlog in one place.
+ *
+ * Caps protect the daemon from untrusted sizes (FIFO frames, API bodies);
+ * defaults are what a container gets when neither its log-opts nor the
+ * plugin-wide environment say otherwise. Sizes are bytes, times milliseconds.
+ */
+#ifndef FWD_LIMITS_H
+#define FWD_LIMITS_H
+
+/* A FIFO frame longer than this is corruption (moby's own reader caps at 1e6). */
+#define FWD_FRAME_MAX (1024u * 1024u)
+/* A plugin API request body larger than this gets 413. */
+#define FWD_API_BODY_MAX (1024u * 1024u)
+/* Bytes read from one FIFO per read() call. */
+#define FWD_READ_CHUNK (256u * 1024u)
+/* read() calls on one FIFO per wakeup before yielding to the others (fairness). */
+#define FWD_READS_PER_WAKEUP 4
+/* Pipe capacity requested with F_SETPIPE_SZ (best effort; Linux default 64 KiB). */
+#define FWD_PIPE_SIZE (1024 * 1024)
+/* Docker splits lines at 16 KiB (moby daemon/logger/copier.go defaultBufSize). */
+#define FWD_DOCKER_CHUNK 16384u
+/* Concurrent partial-line ids tracked per container before the oldest is flushed. */
+#define FWD_PARTIAL_SLOTS 8
+/* A partial_log_metadata id longer than this is treated as corruption (Docker's are 64 hex). */
+#define FWD_PARTIAL_ID_MAX 128
+/* How long a timed-out partial id is remembered so later chunks continue its ordinals. */
+#define FWD_PARTIAL_TOMBSTONE_MS 60000u
+
+/* Per-option defaults (see config.c for the option table). */
+#define FWD_DEFAULT_ADDRESS          "localhost:24224"
+#define FWD_DEFAULT_PORT             24224
+#define FWD_DEFAULT_TAG              "{{.ID}}"
+#define FWD_DEFAULT_BUFFER_LIMIT     (16u * 1024u * 1024u)
+#define FWD_DEFAULT_RETRY_WAIT_MS    1000u
+#define FWD_DEFAULT_MAX_RETRIES      2147483647u /* moby: math.MaxInt32 */
+#define FWD_DEFAULT_WRITE_TIMEOUT_MS 30000u
+#define FWD_DEFAULT_MAX_LINE         (1024u * 1024u)
+#define FWD_DEFAULT_PARTIAL_TIMEOUT  1000u
+#define FWD_DEFAULT_FLUSH_INTERVAL   100u
+#define FWD_DEFAULT_BATCH_SIZE       (512u * 1024u)
+
+/* Option ranges. */
+#define FWD_MIN_BUFFER_LIMIT (64u * 1024u)
+#define FWD_MAX_BUFFER_LIMIT (64ull * 1024u * 1024u * 1024u)
+#define FWD_MIN_MAX_LINE     FWD_DOCKER_CHUNK
+#define FWD_MAX_MAX_LINE     (64u * 1024u * 1024u)
+#define FWD_MIN_BATCH_SIZE   (4u * 1024u)
+/* Fluent Bit in_forward closes a connection past 6,144,000 bytes per request. */
+#define FWD_MAX_BATCH_SIZE (4u * 1024u * 1024u)
+#define FWD_MAX_FLUSH_MS   10000u
+#define FWD_MAX_RETRY_WAIT (10u * 60u * 1000u)
+
+/* Reconnect back-off never waits longer than this (fluent-logger-golang MaxRetryWait). */
+#define FWD_BACKOFF_CAP_MS 60000u
+/* Connect attempts that take longer than this are abandoned. */
+#define FWD_CONNECT_TIMEOUT_MS 10000u
+/* Bytes written to one aggregator socket per wakeup (fairness). */
+#define FWD_WRITE_PER_WAKEUP (1024u * 1024u)
+/* On SIGTERM, how long buffered records may still be flushed (dockerd SIGKILLs at 10 s). */
+#define FWD_SHUTDOWN_FLUSH_MS 8000u
+
+#endif

@@ -1,0 +1,41 @@
+/*
+ * fwd_record.h - the record a log line becomes, compatible with Docker's
+ * built-in fluentd driver (moby daemon/logger/fluentd/fluentd.go Log):
+ *   container_id (64 hex), container_name (with '/'), source, log,
+ *   then the extra attributes from labels, labels-regex, env, env-regex
+ *   (env wins on a collision, and an attribute named like a base key replaces
+ *   it, as Go's map assignment does), then partial_message, partial_id,
+ *   partial_ordinal, partial_last for a line that comes out in pieces.
+ * Every value is a string. Everything that does not change per line is packed
+ * once at StartLogging into a template; a line costs a few memcpys.
+ */
+#ifndef FWD_RECORD_H
+#define FWD_RECORD_H
+
+#include "fwd_config.h"
+#include "fwd_info.h"
+#include "fwd_partial.h"
+
+#include <msgpack.h>
+#include <stddef.h>
+
+struct fwd_record_tmpl;
+
+/*
+ * Compute the extra attributes for info under cfg (labels, env, their regexes)
+ * and pack the constant part. NULL with the reason in err (a bad regex names
+ * the option), or "out of memory".
+ */
+struct fwd_record_tmpl *fwd_record_tmpl_create(const struct fwd_info *info,
+                                               const struct fwd_config *cfg, char *err,
+                                               size_t errlen);
+void fwd_record_tmpl_destroy(struct fwd_record_tmpl *t);
+
+/* An upper bound of the bytes fwd_record_pack writes for line l. */
+size_t fwd_record_size_max(const struct fwd_record_tmpl *t, const struct fwd_line *l);
+/* Pack one Forward entry [time, record] for l. */
+void fwd_record_pack(const struct fwd_record_tmpl *t, const struct fwd_line *l, msgpack_packer *pk);
+/* The number of extra attributes (for tests and logs). */
+size_t fwd_record_nattrs(const struct fwd_record_tmpl *t);
+
+#endif

@@ -1,0 +1,283 @@
+/* Unit tests for config.c, tag.c and info.c: option parsing, templates, Info JSON. */
+#include "fwd_config.h"
+#include "fwd_info.h"
+#include "fwd_tag.h"
+
+#include "unit.h"
+
+#include <check.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char err[2048];
+
+/* fwd_kv holds owned (non-const) strings; test fixtures point at literals. */
+#define KV(k, v)                                                                                   \
+    {                                                                                              \
+        (char *)(k), (char *)(v)                                                                   \
+    }
+
+static int build1(struct fwd_config *c, const char *k, const char *v)
+{
+    struct fwd_kv kv = {(char *)k, (char *)v};
+
+    err[0] = '\0';
+    return fwd_config_build(c, &kv, 1, NULL, 0, err, sizeof(err));
+}
+
+START_TEST(test_config_defaults)
+{
+    struct fwd_config c;
+
+    ck_assert_int_eq(fwd_config_build(&c, NULL, 0, NULL, 0, err, sizeof(err)), 0);
+    ck_assert_int_eq(c.addr.scheme, FWD_ADDR_TCP);
+    ck_assert_str_eq(c.addr.host, "localhost");
+    ck_assert_uint_eq(c.addr.port, 24224);
+    ck_assert(c.subsecond);
+    ck_assert(!c.request_ack);
+    ck_assert_str_eq(c.tag, "{{.ID}}");
+    ck_assert_uint_eq(c.max_line, 1024 * 1024);
+    ck_assert_uint_eq(c.partial_timeout_ms, 1000);
+    ck_assert_uint_eq(c.flush_interval_ms, 100);
+    ck_assert_uint_eq(c.max_retries, 2147483647u);
+}
+END_TEST
+
+START_TEST(test_config_addresses)
+{
+    struct fwd_addr a;
+
+    ck_assert_int_eq(fwd_config_parse_addr("tcp://example.com:65535", &a, err, sizeof(err)), 0);
+    ck_assert_str_eq(a.host, "example.com");
+    ck_assert_uint_eq(a.port, 65535);
+    ck_assert_int_eq(fwd_config_parse_addr("[::1]", &a, err, sizeof(err)), 0);
+    ck_assert_str_eq(a.host, "::1");
+    ck_assert_uint_eq(a.port, 24224);
+    ck_assert_int_eq(fwd_config_parse_addr("[::1]:9", &a, err, sizeof(err)), 0);
+    ck_assert_uint_eq(a.port, 9);
+    ck_assert_int_eq(fwd_config_parse_addr("tcp://", &a, err, sizeof(err)), 0);
+    ck_assert_str_eq(a.host, "localhost");
+    ck_assert_int_eq(fwd_config_parse_addr("unix:///some/socket.sock:80", &a, err, sizeof(err)), 0);
+    ck_assert_str_eq(a.path, "/some/socket.sock:80");
+    ck_assert_int_eq(fwd_config_parse_addr("10.0.0.1:1", &a, err, sizeof(err)), 0);
+    ck_assert_int_eq(fwd_config_parse_addr("tcp://example.com:65536", &a, err, sizeof(err)),
+                     -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "invalid port"));
+    ck_assert_int_eq(fwd_config_parse_addr("something://", &a, err, sizeof(err)), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "unsupported scheme 'something'"));
+    ck_assert_int_eq(fwd_config_parse_addr("unix://", &a, err, sizeof(err)), -EINVAL);
+    ck_assert_int_eq(fwd_config_parse_addr("tcp://h:1/path", &a, err, sizeof(err)), -EINVAL);
+    ck_assert_int_eq(fwd_config_parse_addr("::1:24224", &a, err, sizeof(err)), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_config_durations_like_go)
+{
+    uint64_t ms;
+
+    ck_assert_int_eq(fwd_config_parse_duration_ms("100ms", &ms), 0);
+    ck_assert_uint_eq(ms, 100);
+    ck_assert_int_eq(fwd_config_parse_duration_ms("1m30s", &ms), 0);
+    ck_assert_uint_eq(ms, 90000);
+    ck_assert_int_eq(fwd_config_parse_duration_ms("1.5s", &ms), 0);
+    ck_assert_uint_eq(ms, 1500);
+    ck_assert_int_eq(fwd_config_parse_duration_ms("500us", &ms), 0);
+    ck_assert_uint_eq(ms, 1); /* rounded up: never 0 for a non-zero duration */
+    ck_assert_int_eq(fwd_config_parse_duration_ms("0", &ms), 0);
+    ck_assert_uint_eq(ms, 0);
+    /* moby TestValidateWriteTimeoutDuration: "-1", "1", "-1s" are invalid */
+    ck_assert_int_eq(fwd_config_parse_duration_ms("1", &ms), -EINVAL);
+    ck_assert_int_eq(fwd_config_parse_duration_ms("-1", &ms), -EINVAL);
+    ck_assert_int_eq(fwd_config_parse_duration_ms("-1s", &ms), -EINVAL);
+    ck_assert_int_eq(fwd_config_parse_duration_ms("", &ms), -EINVAL);
+    ck_assert_int_eq(fwd_config_parse_duration_ms("5x", &ms), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_config_sizes_like_go_units)
+{
+    uint64_t b;
+
+    ck_assert_int_eq(fwd_config_parse_size("1048576", &b), 0);
+    ck_assert_uint_eq(b, 1048576);
+    ck_assert_int_eq(fwd_config_parse_size("16k", &b), 0);
+    ck_assert_uint_eq(b, 16384);
+    ck_assert_int_eq(fwd_config_parse_size("8MiB", &b), 0);
+    ck_assert_uint_eq(b, 8u << 20);
+    ck_assert_int_eq(fwd_config_parse_size("1.5 gb", &b), 0);
+    ck_assert_uint_eq(b, 3u << 29);
+    ck_assert_int_eq(fwd_config_parse_size("lots", &b), -EINVAL);
+    ck_assert_int_eq(fwd_config_parse_size("-1", &b), -EINVAL);
+    ck_assert_int_eq(fwd_config_parse_size("1x", &b), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_config_errors_name_option_value_and_fix)
+{
+    struct fwd_config c;
+    struct fwd_kv d = KV("fluentd-retry-wait", "soon");
+
+    ck_assert_int_eq(build1(&c, "fluentd-max-retries", "-3"), -EINVAL);
+    ck_assert_str_eq(err, "invalid log-opt fluentd-max-retries=\"-3\": want a whole number from "
+                          "0 to 2147483647");
+    ck_assert_int_eq(build1(&c, "fluentd-asnyc", "true"), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "unknown log-opt 'fluentd-asnyc' (did you mean "
+                                      "'fluentd-async'?)"));
+    ck_assert_int_eq(fwd_config_build(&c, NULL, 0, &d, 1, err, sizeof(err)), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "FLUENTD_RETRY_WAIT=\"soon\""));
+    ck_assert_int_eq(build1(&c, "fluentd-address", "tls://h:1"), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "tls:// is not supported"));
+    ck_assert_int_eq(build1(&c, "max-line-size", "1k"), -EINVAL);
+    ck_assert_int_eq(build1(&c, "flush-interval", "20s"), -EINVAL);
+    ck_assert_int_eq(build1(&c, "fluentd-async-reconnect-interval", "50ms"), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_config_generic_keys_and_precedence)
+{
+    struct fwd_config c;
+    struct fwd_kv opts[] = {
+        KV("mode", "non-blocking"),       KV("cache-max-file", "3"),
+        KV("max-buffer-size", "4m"),      KV("max-size", "10m"),
+        KV("fluentd-address", "a:1"),     KV("fluentd-sub-second-precision", "0"),
+        KV("fluentd-buffer-limit", "8m"), KV("tag", "")};
+    struct fwd_kv defs[] = {KV("fluentd-address", "b:2"), KV("tag", "{{.Name}}")};
+
+    ck_assert_int_eq(fwd_config_build(&c, opts, 8, defs, 2, err, sizeof(err)), 0);
+    ck_assert_str_eq(c.addr.host, "a");
+    ck_assert(!c.subsecond);
+    ck_assert_uint_eq(c.buffer_limit, 8u << 20);
+    ck_assert_str_eq(c.tag, "{{.ID}}"); /* an empty tag means Docker's default */
+    ck_assert_ptr_nonnull(strstr(c.dest_key, "tcp://[a]:1"));
+}
+END_TEST
+
+START_TEST(test_config_env_defaults)
+{
+    char *envp[] = {(char *)"FLUENTD_ADDRESS=unix:///x.sock",
+                    (char *)"FWDLOG_TAG=", (char *)"FWDLOG_MAX_LINE_SIZE=2m", (char *)"PATH=/bin",
+                    NULL};
+    struct fwd_kv *kv;
+    size_t n;
+
+    ck_assert_int_eq(fwd_config_env_defaults(envp, &kv, &n), 0);
+    ck_assert_uint_eq(n, 2); /* empty values are unset */
+    ck_assert_str_eq(kv[0].key, "fluentd-address");
+    ck_assert_str_eq(kv[1].key, "max-line-size");
+    ck_assert_str_eq(fwd_config_env_name("partial-timeout"), "FWDLOG_PARTIAL_TIMEOUT");
+    fwd_config_free_defaults(kv, n);
+}
+END_TEST
+
+static const char start_body[] =
+    "{\"File\":\"/run/docker/logging/f\",\"Info\":{\"Config\":{\"tag\":\"t\"},"
+    "\"ContainerID\":\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\","
+    "\"ContainerName\":\"/web\",\"ContainerEntrypoint\":\"/bin/sh\",\"ContainerArgs\":[\"-c\","
+    "\"x y\"],\"ContainerImageID\":\"sha256:0a1b2c3d4e5f60718293a4b5\",\"ContainerImageName\":"
+    "\"nginx:1.27\",\"ContainerCreated\":\"2026-01-02T03:04:05Z\",\"ContainerEnv\":[\"A=1\"],"
+    "\"ContainerLabels\":{\"l\":\"v\"},\"LogPath\":\"\",\"DaemonName\":\"docker\"}}\n";
+
+START_TEST(test_info_parse_all_fields)
+{
+    struct fwd_info in;
+    char *file;
+
+    ck_assert_int_eq(
+        fwd_info_parse_start(start_body, strlen(start_body), &file, &in, err, sizeof(err)), 0);
+    ck_assert_str_eq(file, "/run/docker/logging/f");
+    ck_assert_str_eq(in.container_name, "/web");
+    ck_assert_uint_eq(in.nargs, 2);
+    ck_assert_str_eq(in.args[1], "x y");
+    ck_assert_uint_eq(in.nenv, 1);
+    ck_assert_uint_eq(in.nlabels, 1);
+    ck_assert_str_eq(fwd_info_opt(&in, "tag"), "t");
+    ck_assert_ptr_null(fwd_info_opt(&in, "nope"));
+    ck_assert_str_eq(in.daemon_name, "docker");
+    free(file);
+    fwd_info_release(&in);
+}
+END_TEST
+
+START_TEST(test_info_null_arrays_and_errors)
+{
+    static const char nulls[] = "{\"File\":\"/f\",\"Info\":{\"ContainerID\":\"c\",\"Config\":null,"
+                                "\"ContainerArgs\":null,\"ContainerEnv\":null,"
+                                "\"ContainerLabels\":null}}";
+    static const char badtype[] = "{\"File\":\"/f\",\"Info\":{\"ContainerID\":\"c\","
+                                  "\"ContainerEnv\":{\"a\":1}}}";
+    struct fwd_info in;
+    char *file;
+
+    ck_assert_int_eq(fwd_info_parse_start(nulls, strlen(nulls), &file, &in, err, sizeof(err)), 0);
+    ck_assert_uint_eq(in.nenv + in.nargs + in.nlabels + in.nconfig, 0);
+    ck_assert_str_eq(in.image_name, "");
+    free(file);
+    fwd_info_release(&in);
+    ck_assert_int_eq(fwd_info_parse_start(badtype, strlen(badtype), &file, &in, err, sizeof(err)),
+                     -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "ContainerEnv"));
+    ck_assert_int_eq(fwd_info_parse_start("{", 1, &file, &in, err, sizeof(err)), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "malformed JSON"));
+    ck_assert_int_eq(fwd_info_parse_start("[]", 2, &file, &in, err, sizeof(err)), -EINVAL);
+    ck_assert_int_eq(fwd_info_parse_stop("{\"File\":\"\"}", 11, &file, err, sizeof(err)), -EINVAL);
+    ck_assert_int_eq(fwd_info_parse_stop("{\"File\":\"/a\"}", 13, &file, err, sizeof(err)), 0);
+    ck_assert_str_eq(file, "/a");
+    free(file);
+}
+END_TEST
+
+START_TEST(test_tag_every_field)
+{
+    struct fwd_info in;
+    char *file, *tag;
+
+    ck_assert_int_eq(
+        fwd_info_parse_start(start_body, strlen(start_body), &file, &in, err, sizeof(err)), 0);
+    tag = fwd_tag_render("{{.ID}} {{.FullID}} {{.Name}} {{.ImageID}} {{.ImageFullID}} "
+                         "{{.ImageName}} {{.DaemonName}} {{.Command}} {{.Hostname}}",
+                         &in, "host1", err, sizeof(err));
+    ck_assert_ptr_nonnull(tag);
+    ck_assert_str_eq(tag, "0123456789ab "
+                          "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef "
+                          "web 0a1b2c3d4e5f sha256:0a1b2c3d4e5f60718293a4b5 nginx:1.27 docker "
+                          "/bin/sh -c x y host1");
+    free(tag);
+    tag = fwd_tag_render("docker.{{ .Name }}.{{.ContainerName}}", &in, "h", err, sizeof(err));
+    ck_assert_str_eq(tag, "docker.web./web");
+    free(tag);
+    tag = fwd_tag_render("plain", &in, "h", err, sizeof(err));
+    ck_assert_str_eq(tag, "plain");
+    free(tag);
+    ck_assert_ptr_null(fwd_tag_render("{{.Bogus}}", &in, "h", err, sizeof(err)));
+    ck_assert_ptr_nonnull(strstr(err, "unknown field \".Bogus\""));
+    ck_assert_ptr_null(fwd_tag_render("{{.Name", &in, "h", err, sizeof(err)));
+    ck_assert_ptr_nonnull(strstr(err, "unclosed"));
+    ck_assert_ptr_null(fwd_tag_render("{{json .}}", &in, "h", err, sizeof(err)));
+    ck_assert_ptr_null(
+        fwd_tag_render("{{ (.ExtraAttributes nil).X }}", &in, "h", err, sizeof(err)));
+    ck_assert_ptr_nonnull(strstr(err, "unsupported action"));
+    free(file);
+    fwd_info_release(&in);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("config");
+    TCase *core = tcase_create("core"), *errors = tcase_create("errors");
+
+    tcase_add_test(core, test_config_defaults);
+    tcase_add_test(core, test_config_addresses);
+    tcase_add_test(core, test_config_durations_like_go);
+    tcase_add_test(core, test_config_sizes_like_go_units);
+    tcase_add_test(core, test_config_generic_keys_and_precedence);
+    tcase_add_test(core, test_config_env_defaults);
+    tcase_add_test(core, test_info_parse_all_fields);
+    tcase_add_test(core, test_tag_every_field);
+    tcase_add_test(errors, test_config_errors_name_option_value_and_fix);
+    tcase_add_test(errors, test_info_null_arrays_and_errors);
+    suite_add_tcase(s, core);
+    suite_add_tcase(s, errors);
+    return fwd_test_run(s);
+}

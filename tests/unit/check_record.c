@@ -1,0 +1,227 @@
+/* Unit tests for record.c and forward.c: record keys, attributes, EventTime, PackedForward. */
+#include "fwd_buf.h"
+#include "fwd_forward.h"
+#include "fwd_record.h"
+
+#include "unit.h"
+
+#include <check.h>
+#include <msgpack.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KV(k, v)                                                                                   \
+    {                                                                                              \
+        (char *)(k), (char *)(v)                                                                   \
+    }
+#define CID "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+static char err[1024];
+
+static struct fwd_info mkinfo(struct fwd_kv *labels, size_t nl, char **env, size_t ne)
+{
+    struct fwd_info in = {0};
+
+    in.container_id = (char *)CID;
+    in.container_name = (char *)"/web";
+    in.labels = labels;
+    in.nlabels = nl;
+    in.env = env;
+    in.nenv = ne;
+    return in;
+}
+
+static struct fwd_line mkline(const char *log, int64_t t)
+{
+    struct fwd_line l = {0};
+
+    l.source = FWD_SOURCE_STDOUT;
+    l.source_str = "stdout";
+    l.source_len = 6;
+    l.time_nano = t;
+    l.data = (const uint8_t *)log;
+    l.len = strlen(log);
+    return l;
+}
+
+/* Pack one entry and return it as "k=v;k=v;" in wire order, checking the size bound. */
+static void pack_to_string(struct fwd_record_tmpl *t, const struct fwd_line *l, char *out,
+                           size_t outlen)
+{
+    struct fwd_buf b;
+    msgpack_packer pk;
+    msgpack_unpacked u;
+    size_t off = 0, max = fwd_record_size_max(t, l);
+
+    fwd_buf_init(&b, 1 << 24);
+    ck_assert_int_eq(fwd_buf_reserve(&b, max), 0);
+    msgpack_packer_init(&pk, &b, fwd_buf_msgpack_write_reserved);
+    fwd_record_pack(t, l, &pk);
+    ck_assert_uint_le(b.len, max);
+    msgpack_unpacked_init(&u);
+    ck_assert_int_eq(msgpack_unpack_next(&u, (const char *)b.data, b.len, &off),
+                     MSGPACK_UNPACK_SUCCESS);
+    ck_assert_uint_eq(off, b.len);
+    ck_assert_int_eq(u.data.type, MSGPACK_OBJECT_ARRAY);
+    ck_assert_uint_eq(u.data.via.array.size, 2);
+    msgpack_object rec = u.data.via.array.ptr[1];
+    ck_assert_int_eq(rec.type, MSGPACK_OBJECT_MAP);
+    out[0] = '\0';
+    for (uint32_t i = 0; i < rec.via.map.size; i++) {
+        msgpack_object k = rec.via.map.ptr[i].key, v = rec.via.map.ptr[i].val;
+        size_t n = strlen(out);
+        ck_assert_int_eq(k.type, MSGPACK_OBJECT_STR);
+        ck_assert_int_eq(v.type, MSGPACK_OBJECT_STR);
+        snprintf(out + n, outlen - n, "%.*s=%.*s;", (int)k.via.str.size, k.via.str.ptr,
+                 (int)v.via.str.size, v.via.str.ptr);
+    }
+    msgpack_unpacked_destroy(&u);
+    fwd_buf_release(&b);
+}
+
+START_TEST(test_record_base_keys)
+{
+    struct fwd_info in = mkinfo(NULL, 0, NULL, 0);
+    struct fwd_config c;
+    struct fwd_record_tmpl *t;
+    struct fwd_line l = mkline("hello", 1);
+    char s[4096];
+
+    ck_assert_int_eq(fwd_config_build(&c, NULL, 0, NULL, 0, err, sizeof(err)), 0);
+    t = fwd_record_tmpl_create(&in, &c, err, sizeof(err));
+    ck_assert_ptr_nonnull(t);
+    pack_to_string(t, &l, s, sizeof(s));
+    ck_assert_str_eq(s, "container_id=" CID ";container_name=/web;source=stdout;log=hello;");
+    fwd_record_tmpl_destroy(t);
+}
+END_TEST
+
+START_TEST(test_record_attributes_env_wins_and_overrides)
+{
+    struct fwd_kv labels[] = {KV("a", "la"), KV("b", "lb"), KV("c", "lc"), KV("log", "L")};
+    char *env[] = {(char *)"a=ea",
+                   (char *)"X_1=1",
+                   (char *)"X_1=2",
+                   (char *)"NOEQ",
+                   (char *)"container_name=evil",
+                   (char *)"X_2=",
+                   (char *)"Y=y=z"};
+    struct fwd_info in = mkinfo(labels, 4, env, 7);
+    struct fwd_kv opts[] = {KV("labels", "a,b,zz"), KV("labels-regex", "^l"), KV("env", "a,Y"),
+                            KV("env-regex", "^(X_|container_)")};
+    struct fwd_config c;
+    struct fwd_record_tmpl *t;
+    struct fwd_line l = mkline("line", 1);
+    char s[4096];
+
+    ck_assert_int_eq(fwd_config_build(&c, opts, 4, NULL, 0, err, sizeof(err)), 0);
+    t = fwd_record_tmpl_create(&in, &c, err, sizeof(err));
+    ck_assert_ptr_nonnull(t);
+    pack_to_string(t, &l, s, sizeof(s));
+    /* labels a,b then labels-regex ^l (log), then env a,Y, then env-regex; env a wins;
+     * the attribute named log replaces the line and container_name the name (Go map
+     * assignment after the base keys). */
+    ck_assert_str_eq(s, "container_id=" CID ";container_name=evil;source=stdout;log=L;a=ea;"
+                        "b=lb;Y=y=z;X_1=2;X_2=;");
+    ck_assert_uint_eq(fwd_record_nattrs(t), 6);
+    fwd_record_tmpl_destroy(t);
+}
+END_TEST
+
+START_TEST(test_record_bad_regex_names_option)
+{
+    struct fwd_info in = mkinfo(NULL, 0, NULL, 0);
+    struct fwd_kv opts[] = {KV("env-regex", "a(")};
+    struct fwd_config c;
+
+    ck_assert_int_eq(fwd_config_build(&c, opts, 1, NULL, 0, err, sizeof(err)), 0);
+    ck_assert_ptr_null(fwd_record_tmpl_create(&in, &c, err, sizeof(err)));
+    ck_assert_ptr_nonnull(strstr(err, "invalid log-opt env-regex=\"a(\""));
+}
+END_TEST
+
+START_TEST(test_record_partial_keys)
+{
+    struct fwd_info in = mkinfo(NULL, 0, NULL, 0);
+    struct fwd_config c;
+    struct fwd_record_tmpl *t;
+    struct fwd_line l = mkline("piece", 1);
+    char s[4096];
+
+    ck_assert_int_eq(fwd_config_build(&c, NULL, 0, NULL, 0, err, sizeof(err)), 0);
+    t = fwd_record_tmpl_create(&in, &c, err, sizeof(err));
+    l.piece = true;
+    l.id = "abc";
+    l.id_len = 3;
+    l.ordinal = 12;
+    l.last = true;
+    pack_to_string(t, &l, s, sizeof(s));
+    ck_assert_str_eq(s, "container_id=" CID ";container_name=/web;source=stdout;log=piece;"
+                        "partial_message=true;partial_id=abc;partial_ordinal=12;"
+                        "partial_last=true;");
+    fwd_record_tmpl_destroy(t);
+}
+END_TEST
+
+START_TEST(test_forward_eventtime_bytes)
+{
+    struct fwd_buf b;
+    msgpack_packer pk;
+    /* 2011-01-02 13:14:15.123456789 UTC, the spec-derived example */
+    static const uint8_t want[] = {0x92, 0xd7, 0x00, 0x4d, 0x20, 0x7a,
+                                   0x27, 0x07, 0x5b, 0xcd, 0x15};
+
+    fwd_buf_init(&b, 64);
+    msgpack_packer_init(&pk, &b, fwd_buf_msgpack_write);
+    fwd_forward_pack_entry_start(&pk, 1293974055123456789LL, true);
+    ck_assert_uint_eq(b.len, sizeof(want));
+    ck_assert_mem_eq(b.data, want, sizeof(want));
+    fwd_buf_reset(&b);
+    fwd_forward_pack_entry_start(&pk, 1293974055999999999LL, false);
+    ck_assert_uint_eq(b.len, 6); /* fixarray, uint32 0xce + 4 bytes */
+    ck_assert_int_eq(b.data[1], 0xce);
+    fwd_buf_reset(&b);
+    /* seconds past 2^31 stay unsigned; nanoseconds 999999999 */
+    fwd_forward_pack_entry_start(&pk, 3000000000999999999LL, true);
+    ck_assert_mem_eq(b.data + 3, "\xb2\xd0\x5e\x00\x3b\x9a\xc9\xff", 8);
+    fwd_buf_release(&b);
+}
+END_TEST
+
+START_TEST(test_forward_packed_header_and_options)
+{
+    uint8_t h[64], o[FWD_FORWARD_OPTIONS_MAX];
+    size_t n;
+
+    n = fwd_forward_packed_header(h, sizeof(h), "tag", 3, 300);
+    ck_assert_uint_eq(n, 1 + 4 + 3); /* fixarray3, fixstr "tag", bin16 hdr */
+    ck_assert_mem_eq(h, "\x93\xa3tag\xc5\x01\x2c", 8);
+    n = fwd_forward_packed_header(h, sizeof(h), "t", 1, 100000);
+    ck_assert_mem_eq(h + 3, "\xc6\x00\x01\x86\xa0", 5); /* bin32 */
+    ck_assert_uint_eq(fwd_forward_packed_header(h, 4, "tag", 3, 1), 0);
+    n = fwd_forward_packed_options(o, sizeof(o), 5, NULL);
+    ck_assert_mem_eq(o, "\x81\xa4size\x05", n);
+    n = fwd_forward_packed_options(o, sizeof(o), 2, "p8n9gmxTQVC8/nh2wlKKeQ==");
+    ck_assert_int_eq(o[0], 0x82);
+    ck_assert_mem_eq(o + 1,
+                     "\xa5"
+                     "chunk",
+                     6);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("record");
+    TCase *core = tcase_create("core");
+
+    tcase_add_test(core, test_record_base_keys);
+    tcase_add_test(core, test_record_attributes_env_wins_and_overrides);
+    tcase_add_test(core, test_record_bad_regex_names_option);
+    tcase_add_test(core, test_record_partial_keys);
+    tcase_add_test(core, test_forward_eventtime_bytes);
+    tcase_add_test(core, test_forward_packed_header_and_options);
+    suite_add_tcase(s, core);
+    return fwd_test_run(s);
+}
