@@ -1,0 +1,419 @@
+/*
+ * container.c - container registry and the FIFO shell around the pure
+ * pipeline: bytes -> frames (frame.c) -> entries (entry.c) -> lines
+ * (partial.c) -> records (record.c) packed into the stream's open batch.
+ *
+ * Memory: all FIFOs are read into one registry-wide scratch buffer (the loop
+ * is single-threaded), so an idle container holds no read buffer; only the
+ * tail of a frame cut by a read is kept per container (at most one frame).
+ * Fairness: at most FWD_READS_PER_WAKEUP reads per FIFO per wakeup; epoll is
+ * level-triggered, so the rest is read on the next turn. Stop and EOF drain
+ * without that limit.
+ * Invariant: every container in the list has an open fd watched by the loop.
+ */
+#define FWD_LOG_MODULE "container"
+#include "fwd_container.h"
+#include "fwd_buf.h"
+#include "fwd_config.h"
+#include "fwd_entry.h"
+#include "fwd_frame.h"
+#include "fwd_limits.h"
+#include "fwd_log.h"
+#include "fwd_partial.h"
+#include "fwd_record.h"
+#include "fwd_tag.h"
+#include "fwd_time.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct fwd_container {
+    struct fwd_registry *r;
+    struct fwd_container *prev, *next;
+    char *file;
+    char cid[65];
+    int fd;
+    struct fwd_io io;
+    struct fwd_buf pending; /* the start of a frame cut by the last read */
+    bool corrupt;           /* framing lost: read and discard */
+    struct fwd_partial *partial;
+    struct fwd_record_tmpl *tmpl;
+    struct fwd_stream *stream;
+    struct fwd_timer ptimer;
+};
+
+struct fwd_registry {
+    struct fwd_loop *loop;
+    struct fwd_outputs *outputs;
+    const struct fwd_kv *defaults;
+    size_t ndefaults;
+    char *hostname;
+    struct fwd_container *head;
+    uint8_t *scratch;
+    struct fwd_entry_decoder *dec;
+    struct fwd_registry_stats st;
+};
+
+#define SCRATCH_SIZE (FWD_FRAME_MAX + 4 + FWD_READ_CHUNK)
+
+struct fwd_registry *fwd_registry_create(struct fwd_loop *loop, struct fwd_outputs *outputs,
+                                         const struct fwd_kv *defaults, size_t ndefaults,
+                                         const char *hostname)
+{
+    struct fwd_registry *r = calloc(1, sizeof(*r));
+
+    if (r == NULL)
+        return NULL;
+    r->loop = loop;
+    r->outputs = outputs;
+    r->defaults = defaults;
+    r->ndefaults = ndefaults;
+    r->hostname = strdup(hostname);
+    r->scratch = malloc(SCRATCH_SIZE);
+    r->dec = fwd_entry_decoder_create();
+    if (r->hostname == NULL || r->scratch == NULL || r->dec == NULL) {
+        fwd_registry_destroy(r);
+        return NULL;
+    }
+    return r;
+}
+
+static void container_free(struct fwd_container *c)
+{
+    struct fwd_registry *r = c->r;
+
+    if (c->prev)
+        c->prev->next = c->next;
+    else if (r->head == c)
+        r->head = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    if (c->fd >= 0) {
+        fwd_loop_io_del(r->loop, &c->io);
+        close(c->fd);
+    }
+    fwd_loop_timer_stop(r->loop, &c->ptimer);
+    fwd_partial_destroy(c->partial);
+    fwd_record_tmpl_destroy(c->tmpl);
+    fwd_stream_release(c->stream);
+    fwd_buf_release(&c->pending);
+    free(c->file);
+    free(c);
+    r->st.containers--;
+}
+
+void fwd_registry_destroy(struct fwd_registry *r)
+{
+    if (r == NULL)
+        return;
+    while (r->head != NULL)
+        container_free(r->head);
+    fwd_entry_decoder_destroy(r->dec);
+    free(r->scratch);
+    free(r->hostname);
+    free(r);
+}
+
+/* ---- the pipeline --------------------------------------------------------------------- */
+
+static int on_line(void *ctx, const struct fwd_line *l)
+{
+    struct fwd_container *c = ctx;
+    msgpack_packer pk;
+
+    if (fwd_stream_begin(c->stream, fwd_record_size_max(c->tmpl, l), &pk) != 0) {
+        c->r->st.records_lost++;
+        fwd_log_rl(FWD_LOG_ERROR, c->cid, "out of memory: lost a %zu-byte line", l->len);
+        return 0;
+    }
+    fwd_record_pack(c->tmpl, l, &pk);
+    fwd_stream_commit(c->stream);
+    c->r->st.records++;
+    return 0;
+}
+
+static int on_frame(void *ctx, const uint8_t *p, size_t len)
+{
+    struct fwd_container *c = ctx;
+    struct fwd_entry e;
+
+    c->r->st.frames++;
+    if (fwd_entry_decode(c->r->dec, p, len, &e) != 0) {
+        /* The length prefix was fine, so the stream stays in step: skip this frame only. */
+        c->r->st.discarded_bytes += len + 4;
+        fwd_log_rl(FWD_LOG_WARN, c->cid, "skipped a %zu-byte frame that is not a LogEntry", len);
+        return 0;
+    }
+    fwd_partial_feed(c->partial, &e, fwd_loop_now(c->r->loop), on_line, c);
+    return 0;
+}
+
+static void on_partial_timer(struct fwd_timer *t);
+
+static void arm_partial_timer(struct fwd_container *c)
+{
+    uint64_t d = fwd_partial_next_deadline(c->partial);
+
+    if (d == 0)
+        fwd_loop_timer_stop(c->r->loop, &c->ptimer);
+    else if (!fwd_timer_armed(&c->ptimer) || c->ptimer.deadline != d)
+        fwd_loop_timer_at(c->r->loop, &c->ptimer, d, on_partial_timer, c);
+}
+
+static void on_partial_timer(struct fwd_timer *t)
+{
+    struct fwd_container *c = t->ctx;
+
+    fwd_partial_expire(c->partial, fwd_loop_now(c->r->loop), on_line, c);
+    arm_partial_timer(c);
+}
+
+static void process(struct fwd_container *c, size_t len)
+{
+    struct fwd_registry *r = c->r;
+    size_t used = 0;
+    int rc;
+
+    if (c->corrupt) {
+        r->st.discarded_bytes += len;
+        return;
+    }
+    rc = fwd_frame_split(r->scratch, len, FWD_FRAME_MAX, on_frame, c, &used);
+    if (rc == -EMSGSIZE) {
+        const uint8_t *p = r->scratch + used;
+
+        c->corrupt = true;
+        r->st.corrupt_streams++;
+        r->st.discarded_bytes += len - used;
+        fwd_log_c(FWD_LOG_ERROR, c->cid,
+                  "corrupt log stream: frame length %u exceeds the %u-byte limit; this "
+                  "container's remaining output is discarded (the FIFO is still drained so it "
+                  "never blocks)",
+                  (unsigned)p[0] << 24 | (unsigned)p[1] << 16 | (unsigned)p[2] << 8 | p[3],
+                  FWD_FRAME_MAX);
+        return;
+    }
+    if (used < len && fwd_buf_append(&c->pending, r->scratch + used, len - used) != 0) {
+        c->corrupt = true;
+        r->st.corrupt_streams++;
+        fwd_log_c(FWD_LOG_ERROR, c->cid, "out of memory keeping a partial frame; discarding");
+    }
+    arm_partial_timer(c);
+}
+
+/*
+ * Read what the FIFO holds. Returns 0 when it would block (or the wakeup's
+ * budget is spent), 1 at EOF (dockerd closed its end), -errno on error.
+ */
+static int read_fifo(struct fwd_container *c, bool drain)
+{
+    struct fwd_registry *r = c->r;
+
+    for (int i = 0; drain || i < FWD_READS_PER_WAKEUP; i++) {
+        size_t have = c->pending.len;
+        ssize_t n;
+
+        if (have)
+            memcpy(r->scratch, c->pending.data, have);
+        n = read(c->fd, r->scratch + have, FWD_READ_CHUNK);
+        if (n == -1) {
+            if (errno == EINTR) {
+                i--;
+                continue;
+            }
+            return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
+        }
+        if (n == 0)
+            return 1;
+        r->st.bytes_read += (uint64_t)n;
+        fwd_buf_reset(&c->pending);
+        process(c, have + (size_t)n);
+        if (c->pending.cap > 64 * 1024 && c->pending.len == 0)
+            fwd_buf_release(&c->pending);
+    }
+    return 0;
+}
+
+/* Drain, flush the partial line, seal the batch and free the container. */
+static void finish(struct fwd_container *c, const char *why)
+{
+    int rc = read_fifo(c, true);
+
+    if (rc < 0)
+        fwd_log_c(FWD_LOG_WARN, c->cid, "reading FIFO while stopping: %s", strerror(-rc));
+    if (c->pending.len > 0)
+        fwd_log_c(FWD_LOG_WARN, c->cid, "discarding %zu bytes of an incomplete last frame",
+                  c->pending.len);
+    fwd_partial_flush(c->partial, on_line, c);
+    fwd_stream_flush(c->stream);
+    fwd_log_c(FWD_LOG_DEBUG, c->cid, "stopped (%s)", why);
+    container_free(c);
+}
+
+static void on_fifo(struct fwd_io *io, uint32_t events)
+{
+    struct fwd_container *c = io->ctx;
+    int rc;
+
+    (void)events;
+    rc = read_fifo(c, false);
+    if (rc == 1) {
+        /* dockerd closed its end without StopLogging (it exited, e.g. live-restore). */
+        fwd_log_c(FWD_LOG_INFO, c->cid, "FIFO closed by dockerd; stream finished");
+        finish(c, "EOF");
+    } else if (rc < 0) {
+        fwd_log_c(FWD_LOG_ERROR, c->cid, "reading FIFO: %s; stream finished", strerror(-rc));
+        finish(c, "read error");
+    }
+}
+
+/* ---- start / stop ---------------------------------------------------------------------- */
+
+static struct fwd_container *find_file(struct fwd_registry *r, const char *file)
+{
+    for (struct fwd_container *c = r->head; c != NULL; c = c->next)
+        if (strcmp(c->file, file) == 0)
+            return c;
+    return NULL;
+}
+
+static struct fwd_container *find_cid(struct fwd_registry *r, const char *cid)
+{
+    for (struct fwd_container *c = r->head; c != NULL; c = c->next)
+        if (strcmp(c->cid, cid) == 0)
+            return c;
+    return NULL;
+}
+
+static int open_fifo(const char *file, char *err, size_t errlen)
+{
+    struct stat sb;
+    int fd = open(file, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+
+    if (fd == -1) {
+        int e = errno;
+        snprintf(err, errlen, "cannot open log FIFO %s: %s", file, strerror(e));
+        return -e;
+    }
+    if (fstat(fd, &sb) == -1 || !S_ISFIFO(sb.st_mode)) {
+        snprintf(err, errlen, "log stream %s is not a FIFO", file);
+        close(fd);
+        return -EINVAL;
+    }
+    /* A bigger pipe absorbs bursts between wakeups (best effort). */
+    (void)fcntl(fd, F_SETPIPE_SZ, FWD_PIPE_SIZE);
+    return fd;
+}
+
+int fwd_registry_start(struct fwd_registry *r, const char *file, struct fwd_info *info, char *err,
+                       size_t errlen)
+{
+    struct fwd_container *c = NULL, *old;
+    struct fwd_config cfg;
+    char *tag = NULL;
+    int rc;
+
+    rc =
+        fwd_config_build(&cfg, info->config, info->nconfig, r->defaults, r->ndefaults, err, errlen);
+    if (rc < 0)
+        goto out;
+    tag = fwd_tag_render(cfg.tag, info, r->hostname, err, errlen);
+    if (tag == NULL) {
+        rc = -EINVAL;
+        goto out;
+    }
+    c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    c->r = r;
+    c->fd = -1;
+    fwd_buf_init(&c->pending, FWD_FRAME_MAX + 4);
+    snprintf(c->cid, sizeof(c->cid), "%s", info->container_id);
+    c->tmpl = fwd_record_tmpl_create(info, &cfg, err, errlen);
+    if (c->tmpl == NULL) {
+        rc = -EINVAL;
+        goto out;
+    }
+    c->file = strdup(file);
+    c->partial = fwd_partial_create(cfg.max_line, FWD_MS_TO_NS(cfg.partial_timeout_ms));
+    if (c->file == NULL || c->partial == NULL) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    c->fd = open_fifo(file, err, errlen);
+    if (c->fd < 0) {
+        rc = c->fd;
+        goto out;
+    }
+    /* Live-restore or a retried call: the new stream replaces the old one. */
+    while ((old = find_file(r, file)) != NULL || (old = find_cid(r, c->cid)) != NULL) {
+        fwd_log_c(FWD_LOG_INFO, old->cid, "StartLogging again for this container: replacing %s",
+                  old->file);
+        finish(old, "replaced");
+    }
+    c->stream = fwd_stream_acquire(r->outputs, &cfg, tag);
+    if (c->stream == NULL) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    rc = fwd_loop_io_add(r->loop, &c->io, c->fd, EPOLLIN, on_fifo, c);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot watch log FIFO: %s", strerror(-rc));
+        goto out;
+    }
+    c->next = r->head;
+    if (r->head)
+        r->head->prev = c;
+    r->head = c;
+    r->st.containers++;
+    fwd_log_c(FWD_LOG_INFO, c->cid, "logging %s as tag \"%s\" to %s (%zu attributes)",
+              info->container_name, tag,
+              cfg.addr.scheme == FWD_ADDR_UNIX ? cfg.addr.path : cfg.addr.host,
+              fwd_record_nattrs(c->tmpl));
+    c = NULL;
+out:
+    if (rc == -ENOMEM)
+        snprintf(err, errlen, "out of memory");
+    if (c != NULL) {
+        if (c->fd >= 0)
+            close(c->fd);
+        fwd_partial_destroy(c->partial);
+        fwd_record_tmpl_destroy(c->tmpl);
+        fwd_stream_release(c->stream);
+        free(c->file);
+        free(c);
+    }
+    free(tag);
+    fwd_info_release(info);
+    return rc;
+}
+
+void fwd_registry_stop(struct fwd_registry *r, const char *file)
+{
+    struct fwd_container *c = find_file(r, file);
+
+    if (c == NULL) {
+        fwd_log(FWD_LOG_DEBUG, "StopLogging for unknown stream %s (already finished)", file);
+        return;
+    }
+    finish(c, "StopLogging");
+}
+
+void fwd_registry_stop_all(struct fwd_registry *r)
+{
+    while (r->head != NULL)
+        finish(r->head, "shutdown");
+}
+
+void fwd_registry_stats(const struct fwd_registry *r, struct fwd_registry_stats *st)
+{
+    *st = r->st;
+}

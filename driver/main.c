@@ -1,0 +1,251 @@
+/*
+ * main.c - fwdlogd: arguments and environment, signals, wiring, shutdown.
+ *
+ * Start order: log level, plugin-wide defaults (validated: a bad default is a
+ * start error naming the variable), state directory, loop, outputs, registry,
+ * plugin API socket. Shutdown (SIGTERM/SIGINT) runs in reverse: stop
+ * accepting API calls, drain every FIFO and seal every batch, keep the loop
+ * running until the aggregators took everything or FWD_SHUTDOWN_FLUSH_MS
+ * passed (dockerd sends SIGKILL 10 s after SIGTERM), then free and exit 0.
+ */
+#define FWD_LOG_MODULE "main"
+#include "fwd_config.h"
+#include "fwd_container.h"
+#include "fwd_limits.h"
+#include "fwd_log.h"
+#include "fwd_loop.h"
+#include "fwd_output.h"
+#include "fwd_plugin_api.h"
+#include "fwd_time.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define DEFAULT_SOCKET    "/run/docker/plugins/fwdlog.sock"
+#define DEFAULT_STATE_DIR "/var/lib/fwdlog"
+
+struct opts {
+    const char *socket;
+    const char *state_dir;
+    const char *log_level;
+};
+
+static volatile sig_atomic_t stopping;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: fwdlogd [--socket PATH] [--state-dir DIR] [--log-level LEVEL]\n"
+            "\n"
+            "fwdlog: a Docker logging driver plugin that ships container logs to Fluentd or\n"
+            "Fluent Bit over the Forward protocol.\n"
+            "\n"
+            "  --socket PATH      plugin API socket (env FWDLOG_SOCKET; default %s)\n"
+            "  --state-dir DIR    state directory (env FWDLOG_STATE_DIR; default %s)\n"
+            "  --log-level LEVEL  error|warn|info|debug (env FWDLOG_LOG_LEVEL; default info)\n"
+            "  --help             this text\n"
+            "  --version          the version\n"
+            "\n"
+            "Plugin-wide defaults for log-opts come from the environment: FLUENTD_ADDRESS,\n"
+            "FLUENTD_BUFFER_LIMIT, FLUENTD_RETRY_WAIT, ..., FWDLOG_TAG, FWDLOG_MAX_LINE_SIZE,\n"
+            "... (see README.md). A container's own --log-opt wins over them.\n",
+            DEFAULT_SOCKET, DEFAULT_STATE_DIR);
+}
+
+static const char *env_or(const char *name, const char *def)
+{
+    const char *v = getenv(name);
+
+    return v != NULL && v[0] != '\0' ? v : def;
+}
+
+static int parse_args(int argc, char **argv, struct opts *o)
+{
+    static const struct option longopts[] = {
+        {"socket", required_argument, NULL, 's'},    {"state-dir", required_argument, NULL, 'd'},
+        {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},         {NULL, 0, NULL, 0},
+    };
+    int c;
+
+    o->socket = env_or("FWDLOG_SOCKET", DEFAULT_SOCKET);
+    o->state_dir = env_or("FWDLOG_STATE_DIR", DEFAULT_STATE_DIR);
+    o->log_level = env_or("FWDLOG_LOG_LEVEL", "info");
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
+            case 's':
+                o->socket = optarg;
+                break;
+            case 'd':
+                o->state_dir = optarg;
+                break;
+            case 'l':
+                o->log_level = optarg;
+                break;
+            case 'h':
+                usage(stdout);
+                exit(0);
+            case 'V':
+                printf("fwdlogd %s\n", FWD_VERSION);
+                exit(0);
+            default:
+                usage(stderr);
+                return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "fwdlogd: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return -1;
+    }
+    return 0;
+}
+
+/* mkdir -p with mode 0700 for the last component. */
+static int make_dirs(const char *path)
+{
+    char buf[4096];
+    size_t n = strlen(path);
+
+    if (n == 0 || n >= sizeof(buf))
+        return -ENAMETOOLONG;
+    memcpy(buf, path, n + 1);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) == -1 && errno != EEXIST)
+            return -errno;
+        *p = '/';
+    }
+    if (mkdir(buf, 0700) == -1 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+static void on_signal(struct fwd_io *io, uint32_t events)
+{
+    struct signalfd_siginfo si;
+
+    (void)events;
+    while (read(io->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
+            stopping = 1;
+    }
+}
+
+int main(int argc, char **argv)
+{
+    struct opts o;
+    struct fwd_kv *defaults = NULL;
+    size_t ndefaults = 0;
+    struct fwd_config probe;
+    struct fwd_loop *loop = NULL;
+    struct fwd_outputs *outputs = NULL;
+    struct fwd_registry *reg = NULL;
+    struct fwd_plugin_api *api = NULL;
+    struct fwd_io sigio = {0};
+    char err[2048], hostname[256] = "";
+    sigset_t mask;
+    int sfd = -1, rc = 1, lvl;
+
+    if (parse_args(argc, argv, &o) < 0)
+        return 2;
+    if (fwd_log_parse_level(o.log_level, &lvl) < 0) {
+        fprintf(stderr, "fwdlogd: invalid log level '%s' (want error, warn, info or debug)\n",
+                o.log_level);
+        return 2;
+    }
+    fwd_log_level = lvl;
+    srandom((unsigned)(fwd_time_mono_ns() ^ (uint64_t)getpid()));
+    signal(SIGPIPE, SIG_IGN);
+    if (gethostname(hostname, sizeof(hostname) - 1) == -1)
+        snprintf(hostname, sizeof(hostname), "localhost");
+
+    if (fwd_config_env_defaults(environ, &defaults, &ndefaults) < 0) {
+        fwd_log(FWD_LOG_ERROR, "out of memory");
+        goto out;
+    }
+    if (fwd_config_build(&probe, NULL, 0, defaults, ndefaults, err, sizeof(err)) < 0) {
+        fwd_log(FWD_LOG_ERROR, "plugin-wide settings: %s", err);
+        rc = 2;
+        goto out;
+    }
+    if (make_dirs(o.state_dir) < 0)
+        fwd_log(FWD_LOG_WARN, "cannot create state directory %s: %s", o.state_dir, strerror(errno));
+
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    if (sigprocmask(SIG_BLOCK, &mask, NULL) == -1 ||
+        (sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) == -1) {
+        fwd_log(FWD_LOG_ERROR, "signalfd: %s", strerror(errno));
+        goto out;
+    }
+    loop = fwd_loop_create();
+    outputs = loop ? fwd_outputs_create(loop) : NULL;
+    reg = outputs ? fwd_registry_create(loop, outputs, defaults, ndefaults, hostname) : NULL;
+    if (reg == NULL || fwd_loop_io_add(loop, &sigio, sfd, EPOLLIN, on_signal, NULL) < 0) {
+        fwd_log(FWD_LOG_ERROR, "cannot initialise: %s", strerror(errno ? errno : ENOMEM));
+        goto out;
+    }
+    api = fwd_plugin_api_create(loop, o.socket, reg, outputs, err, sizeof(err));
+    if (api == NULL) {
+        fwd_log(FWD_LOG_ERROR, "%s", err);
+        goto out;
+    }
+    fwd_log(FWD_LOG_INFO,
+            "fwdlogd %s listening on %s (default aggregator %s, %zu plugin-wide "
+            "defaults)",
+            FWD_VERSION, o.socket,
+            probe.addr.scheme == FWD_ADDR_UNIX ? probe.addr.path : probe.addr.host, ndefaults);
+
+    while (!stopping) {
+        if (fwd_loop_run_once(loop, -1) < 0) {
+            fwd_log(FWD_LOG_ERROR, "event loop: %s", strerror(errno));
+            goto out;
+        }
+    }
+
+    fwd_log(FWD_LOG_INFO, "stopping: draining FIFOs and flushing buffered records");
+    fwd_plugin_api_destroy(api);
+    api = NULL;
+    fwd_registry_stop_all(reg);
+    fwd_outputs_flush_all(outputs);
+    {
+        uint64_t deadline = fwd_time_mono_ns() + FWD_MS_TO_NS(FWD_SHUTDOWN_FLUSH_MS);
+
+        while (!fwd_outputs_idle(outputs) && fwd_time_mono_ns() < deadline)
+            if (fwd_loop_run_once(loop, 50) < 0)
+                break;
+    }
+    if (!fwd_outputs_idle(outputs)) {
+        struct fwd_output_stats st;
+
+        fwd_outputs_stats(outputs, &st);
+        fwd_log(FWD_LOG_ERROR, "exiting with %llu bytes of records not delivered",
+                (unsigned long long)st.queued_bytes);
+    }
+    rc = 0;
+out:
+    fwd_plugin_api_destroy(api);
+    if (sigio.active)
+        fwd_loop_io_del(loop, &sigio);
+    fwd_registry_destroy(reg);
+    fwd_outputs_destroy(outputs);
+    fwd_loop_destroy(loop);
+    if (sfd >= 0)
+        close(sfd);
+    fwd_config_free_defaults(defaults, ndefaults);
+    return rc;
+}

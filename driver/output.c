@@ -1,0 +1,830 @@
+/*
+ * output.c - aggregator connections, batches and the send queue.
+ *
+ * States of a destination:
+ *   IDLE -> (data queued) RESOLVING -> CONNECTING -> CONNECTED
+ *   any failure -> BACKOFF -> RESOLVING ...
+ * Names are resolved again on every connect (an aggregator that moves is
+ * found again) with getaddrinfo_a, polled from a timer so the loop never
+ * blocks; numeric addresses skip it. Every resolved address is tried in
+ * order before a connect counts as failed. Back-off is retry_wait * 2^(n-1),
+ * capped at FWD_BACKOFF_CAP_MS, with jitter (a random wait in [w/2, w]).
+ * After max_retries failures in a row the queue is dropped (counted, logged)
+ * and the count starts again.
+ *
+ * Without acknowledgements a batch counts as delivered once the kernel took
+ * all of it. A batch cut off by a lost connection is sent again whole on the
+ * next one (the receiver discards a message it could not read to the end).
+ *
+ * Memory: a destination holds its sealed batches (bounded by buffer_limit,
+ * oldest unsent dropped first; the half-written head is never dropped) plus
+ * each stream's open batch (bounded by batch_size and sealed within
+ * flush_interval). An orphan destination (no streams) is freed once drained.
+ */
+#define FWD_LOG_MODULE "output"
+#include "fwd_output.h"
+#include "fwd_buf.h"
+#include "fwd_forward.h"
+#include "fwd_limits.h"
+#include "fwd_log.h"
+#include "fwd_time.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define RESOLVE_POLL_MS 5
+#define IOV_BATCHES     32
+
+enum state {
+    S_IDLE = 0,
+    S_RESOLVING,
+    S_CONNECTING,
+    S_CONNECTED,
+    S_BACKOFF,
+};
+
+struct batch {
+    struct batch *next;
+    struct fwd_buf entries;
+    uint32_t count;
+    uint8_t *hdr;
+    size_t hdr_len;
+    uint8_t opt[FWD_FORWARD_OPTIONS_MAX];
+    size_t opt_len;
+    size_t sent; /* bytes of hdr+entries+opt already written */
+};
+
+struct fwd_output {
+    struct fwd_outputs *m;
+    struct fwd_output *next;
+    char *key;
+    char label[300]; /* address for log lines */
+    struct fwd_config cfg;
+    struct fwd_stream *streams;
+    struct batch *qhead, *qtail;
+    size_t qbytes;    /* wire bytes of sealed batches */
+    size_t openbytes; /* entry bytes in the streams' open batches */
+    enum state state;
+    int fd;
+    struct fwd_io io;
+    struct fwd_timer timer;
+    uint32_t failures;
+    uint64_t connected_at;
+    uint64_t last_progress;
+    struct gaicb gai;
+    struct gaicb *gai_list[1];
+    struct addrinfo hints;
+    char service[8];
+    struct addrinfo *ai, *ai_cur;
+    bool ai_from_gai;
+};
+
+struct fwd_stream {
+    struct fwd_output *out;
+    struct fwd_stream *next;
+    char *tag;
+    size_t tag_len;
+    uint32_t flush_ms;
+    size_t batch_size;
+    int refs;
+    struct batch *open;
+    size_t reserved_from; /* entries.len at fwd_stream_begin */
+    struct fwd_timer flush_timer;
+};
+
+struct fwd_outputs {
+    struct fwd_loop *loop;
+    struct fwd_output *outs;
+    struct fwd_output_stats st;
+};
+
+static void start_connect(struct fwd_output *o);
+static void output_maybe_free(struct fwd_output *o);
+
+static void batch_free(struct batch *b)
+{
+    if (b == NULL)
+        return;
+    fwd_buf_release(&b->entries);
+    free(b->hdr);
+    free(b);
+}
+
+static size_t batch_wire_len(const struct batch *b)
+{
+    return b->hdr_len + b->entries.len + b->opt_len;
+}
+
+/* ---- queue ---------------------------------------------------------------------------- */
+
+static void queue_pop(struct fwd_output *o)
+{
+    struct batch *b = o->qhead;
+
+    o->qhead = b->next;
+    if (o->qhead == NULL)
+        o->qtail = NULL;
+    o->qbytes -= batch_wire_len(b);
+    batch_free(b);
+}
+
+static void drop_batch_after(struct fwd_output *o, struct batch *prev)
+{
+    struct batch *b = prev ? prev->next : o->qhead;
+
+    o->m->st.records_dropped += b->count;
+    o->m->st.batches_dropped++;
+    if (prev == NULL) {
+        queue_pop(o);
+        return;
+    }
+    prev->next = b->next;
+    if (o->qtail == b)
+        o->qtail = prev;
+    o->qbytes -= batch_wire_len(b);
+    batch_free(b);
+}
+
+/* Drop the oldest unsent batches until the destination is back under its limit. */
+static void enforce_limit(struct fwd_output *o)
+{
+    uint64_t records = 0, batches = 0;
+
+    while (o->qbytes + o->openbytes > o->cfg.buffer_limit && o->qhead != NULL) {
+        struct batch *prev = NULL;
+
+        if (o->qhead->sent > 0) {
+            if (o->qhead->next == NULL)
+                break;
+            prev = o->qhead; /* never drop a half-written message */
+        }
+        records += (prev ? prev->next : o->qhead)->count;
+        batches++;
+        drop_batch_after(o, prev);
+    }
+    if (batches > 0)
+        fwd_log_rl(FWD_LOG_WARN, NULL,
+                   "%s: buffer limit of %llu bytes reached (aggregator slow or down): dropped "
+                   "the oldest %llu records in %llu batches",
+                   o->label, (unsigned long long)o->cfg.buffer_limit, (unsigned long long)records,
+                   (unsigned long long)batches);
+}
+
+static void drop_queue(struct fwd_output *o, const char *why)
+{
+    uint64_t records = 0;
+
+    while (o->qhead != NULL) {
+        records += o->qhead->count;
+        o->m->st.records_dropped += o->qhead->count;
+        o->m->st.batches_dropped++;
+        queue_pop(o);
+    }
+    if (records > 0)
+        fwd_log(FWD_LOG_ERROR, "%s: dropped %llu queued records: %s", o->label,
+                (unsigned long long)records, why);
+}
+
+/* ---- connection ------------------------------------------------------------------------ */
+
+static void free_addrinfo(struct fwd_output *o)
+{
+    if (o->ai != NULL) {
+        if (o->ai_from_gai)
+            freeaddrinfo(o->ai);
+        else
+            free(o->ai); /* the one calloc'd unix-socket entry */
+    }
+    o->ai = o->ai_cur = NULL;
+}
+
+static void close_conn(struct fwd_output *o)
+{
+    if (o->fd >= 0) {
+        fwd_loop_io_del(o->m->loop, &o->io);
+        close(o->fd);
+        o->fd = -1;
+    }
+    if (o->qhead != NULL)
+        o->qhead->sent = 0; /* resend the cut message whole */
+}
+
+static uint64_t backoff_ms(const struct fwd_output *o)
+{
+    uint64_t w = o->cfg.retry_wait_ms;
+
+    for (uint32_t i = 1; i < o->failures && w < FWD_BACKOFF_CAP_MS; i++)
+        w *= 2;
+    if (w > FWD_BACKOFF_CAP_MS)
+        w = FWD_BACKOFF_CAP_MS;
+    /* Jitter: spread reconnects of many plugins after an aggregator restart. */
+    return w / 2 + (uint64_t)random() % (w / 2 + 1);
+}
+
+static void on_timer(struct fwd_timer *t);
+
+static void fail(struct fwd_output *o, const char *what, int err)
+{
+    uint64_t wait;
+
+    close_conn(o);
+    free_addrinfo(o);
+    o->failures++;
+    o->m->st.connect_failures++;
+    if (o->cfg.max_retries != 0 && o->failures > o->cfg.max_retries) {
+        drop_queue(o, "fluentd-max-retries reached");
+        o->failures = 0;
+    } else if (o->cfg.max_retries == 0) {
+        drop_queue(o, "fluentd-max-retries is 0");
+    }
+    wait = backoff_ms(o);
+    fwd_log_rl(FWD_LOG_WARN, NULL, "%s: %s: %s; retrying in %llu ms (%zu bytes queued)", o->label,
+               what, err ? strerror(err) : "failed", (unsigned long long)wait,
+               o->qbytes + o->openbytes);
+    o->state = S_BACKOFF;
+    fwd_loop_timer_start(o->m->loop, &o->timer, wait, on_timer, o);
+}
+
+static void on_io(struct fwd_io *io, uint32_t events);
+
+static void try_next_addr(struct fwd_output *o)
+{
+    while (o->ai_cur != NULL) {
+        struct addrinfo *a = o->ai_cur;
+        int fd, rc, one = 1;
+
+        o->ai_cur = a->ai_next;
+        fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+        if (fd == -1)
+            continue;
+        if (a->ai_family != AF_UNIX)
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        do {
+            rc = connect(fd, a->ai_addr, a->ai_addrlen);
+        } while (rc == -1 && errno == EINTR);
+        if (rc == -1 && errno != EINPROGRESS && errno != EAGAIN) {
+            int e = errno;
+            close(fd);
+            if (o->ai_cur == NULL) {
+                fail(o, "connect", e);
+                return;
+            }
+            continue;
+        }
+        o->fd = fd;
+        if (fwd_loop_io_add(o->m->loop, &o->io, fd, EPOLLOUT, on_io, o) < 0) {
+            close(fd);
+            o->fd = -1;
+            fail(o, "epoll", errno);
+            return;
+        }
+        o->state = S_CONNECTING;
+        fwd_loop_timer_start(o->m->loop, &o->timer, FWD_CONNECT_TIMEOUT_MS, on_timer, o);
+        return;
+    }
+    fail(o, "connect", ECONNREFUSED);
+}
+
+static void resolved(struct fwd_output *o, int gai_rc)
+{
+    if (gai_rc != 0) {
+        fwd_log_rl(FWD_LOG_WARN, NULL, "%s: cannot resolve %s: %s", o->label, o->cfg.addr.host,
+                   gai_strerror(gai_rc));
+        fail(o, "resolve", 0);
+        return;
+    }
+    o->ai_cur = o->ai;
+    try_next_addr(o);
+}
+
+static void start_connect(struct fwd_output *o)
+{
+    int rc;
+
+    o->state = S_RESOLVING;
+    free_addrinfo(o);
+    if (o->cfg.addr.scheme == FWD_ADDR_UNIX) {
+        struct addrinfo *a = calloc(1, sizeof(*a) + sizeof(struct sockaddr_un));
+        struct sockaddr_un *sun;
+
+        if (a == NULL) {
+            fail(o, "connect", ENOMEM);
+            return;
+        }
+        sun = (struct sockaddr_un *)(a + 1);
+        sun->sun_family = AF_UNIX;
+        memcpy(sun->sun_path, o->cfg.addr.path, strlen(o->cfg.addr.path) + 1);
+        a->ai_family = AF_UNIX;
+        a->ai_socktype = SOCK_STREAM;
+        a->ai_addr = (struct sockaddr *)sun;
+        a->ai_addrlen = sizeof(*sun);
+        o->ai = a;
+        o->ai_from_gai = false;
+        o->ai_cur = a;
+        try_next_addr(o);
+        return;
+    }
+    memset(&o->hints, 0, sizeof(o->hints));
+    o->hints.ai_family = AF_UNSPEC;
+    o->hints.ai_socktype = SOCK_STREAM;
+    o->hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+    snprintf(o->service, sizeof(o->service), "%u", o->cfg.addr.port);
+    o->ai_from_gai = true;
+    rc = getaddrinfo(o->cfg.addr.host, o->service, &o->hints, &o->ai);
+    if (rc == 0) {
+        resolved(o, 0);
+        return;
+    }
+    /* A name: resolve in glibc's resolver thread and poll for the answer. */
+    o->hints.ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG;
+    memset(&o->gai, 0, sizeof(o->gai));
+    o->gai.ar_name = o->cfg.addr.host;
+    o->gai.ar_service = o->service;
+    o->gai.ar_request = &o->hints;
+    o->gai_list[0] = &o->gai;
+    rc = getaddrinfo_a(GAI_NOWAIT, o->gai_list, 1, NULL);
+    if (rc != 0) {
+        resolved(o, rc);
+        return;
+    }
+    fwd_loop_timer_start(o->m->loop, &o->timer, 0, on_timer, o);
+}
+
+static void connected(struct fwd_output *o)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+
+    if (getsockopt(o->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+        err = errno;
+    if (err != 0) {
+        fwd_loop_io_del(o->m->loop, &o->io);
+        close(o->fd);
+        o->fd = -1;
+        if (o->ai_cur != NULL) {
+            try_next_addr(o);
+            return;
+        }
+        fail(o, "connect", err);
+        return;
+    }
+    fwd_loop_timer_stop(o->m->loop, &o->timer);
+    free_addrinfo(o);
+    if (o->failures > 0)
+        fwd_log(FWD_LOG_INFO, "%s: connected after %u failed attempts", o->label, o->failures);
+    else
+        fwd_log(FWD_LOG_DEBUG, "%s: connected", o->label);
+    o->failures = 0;
+    o->state = S_CONNECTED;
+    o->connected_at = fwd_loop_now(o->m->loop);
+    o->last_progress = o->connected_at;
+    o->m->st.connects++;
+    fwd_loop_io_mod(o->m->loop, &o->io, EPOLLIN | EPOLLRDHUP | (o->qhead ? EPOLLOUT : 0));
+}
+
+/* ---- writing --------------------------------------------------------------------------- */
+
+static void arm_write_timeout(struct fwd_output *o)
+{
+    if (o->cfg.write_timeout_ms == 0 || o->qhead == NULL) {
+        fwd_loop_timer_stop(o->m->loop, &o->timer);
+        return;
+    }
+    fwd_loop_timer_at(o->m->loop, &o->timer,
+                      o->last_progress + FWD_MS_TO_NS(o->cfg.write_timeout_ms), on_timer, o);
+}
+
+/* Account n written bytes against the queue head(s). */
+static void advance(struct fwd_output *o, size_t n)
+{
+    while (n > 0 && o->qhead != NULL) {
+        struct batch *b = o->qhead;
+        size_t left = batch_wire_len(b) - b->sent;
+
+        if (n < left) {
+            b->sent += n;
+            return;
+        }
+        n -= left;
+        o->m->st.records_sent += b->count;
+        o->m->st.batches_sent++;
+        queue_pop(o);
+    }
+}
+
+static void add_iov(struct iovec *iov, int *niov, const uint8_t *p, size_t len, size_t *skip)
+{
+    if (*skip >= len) {
+        *skip -= len;
+        return;
+    }
+    iov[*niov].iov_base = (void *)(p + *skip);
+    iov[*niov].iov_len = len - *skip;
+    (*niov)++;
+    *skip = 0;
+}
+
+static void do_write(struct fwd_output *o)
+{
+    size_t budget = FWD_WRITE_PER_WAKEUP;
+
+    while (o->qhead != NULL && budget > 0) {
+        struct iovec iov[IOV_BATCHES * 3];
+        struct msghdr msg = {.msg_iov = iov};
+        int niov = 0;
+        ssize_t n;
+
+        if (o->cfg.reconnect_interval_ms && o->qhead->sent == 0 &&
+            fwd_loop_now(o->m->loop) - o->connected_at >=
+                FWD_MS_TO_NS(o->cfg.reconnect_interval_ms)) {
+            /* fluentd-async-reconnect-interval: reconnect (and re-resolve) between messages. */
+            close_conn(o);
+            start_connect(o);
+            return;
+        }
+        for (struct batch *b = o->qhead; b != NULL && niov < IOV_BATCHES * 3; b = b->next) {
+            size_t skip = b->sent;
+
+            add_iov(iov, &niov, b->hdr, b->hdr_len, &skip);
+            add_iov(iov, &niov, b->entries.data, b->entries.len, &skip);
+            add_iov(iov, &niov, b->opt, b->opt_len, &skip);
+        }
+        msg.msg_iovlen = (size_t)niov;
+        n = sendmsg(o->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n == -1) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            fail(o, "write", errno);
+            return;
+        }
+        o->m->st.bytes_sent += (uint64_t)n;
+        o->last_progress = fwd_loop_now(o->m->loop);
+        advance(o, (size_t)n);
+        budget = (size_t)n >= budget ? 0 : budget - (size_t)n;
+    }
+    fwd_loop_io_mod(o->m->loop, &o->io, EPOLLIN | EPOLLRDHUP | (o->qhead ? EPOLLOUT : 0));
+    arm_write_timeout(o);
+    if (o->qhead == NULL)
+        output_maybe_free(o);
+}
+
+static void do_read(struct fwd_output *o)
+{
+    char buf[4096];
+
+    for (;;) {
+        ssize_t n = read(o->fd, buf, sizeof(buf));
+
+        if (n > 0)
+            continue; /* no acks requested: nothing a receiver says matters yet */
+        if (n == 0) {
+            fail(o, "connection closed by aggregator", 0);
+            return;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            fail(o, "read", errno);
+        return;
+    }
+}
+
+static void on_io(struct fwd_io *io, uint32_t events)
+{
+    struct fwd_output *o = io->ctx;
+
+    if (o->state == S_CONNECTING) {
+        connected(o);
+        return;
+    }
+    if (o->state != S_CONNECTED)
+        return;
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+        do_read(o);
+        if (o->state != S_CONNECTED)
+            return;
+    }
+    if (events & EPOLLOUT)
+        do_write(o);
+}
+
+static void on_timer(struct fwd_timer *t)
+{
+    struct fwd_output *o = t->ctx;
+
+    switch (o->state) {
+        case S_RESOLVING: {
+            int rc = gai_error(&o->gai);
+
+            if (rc == EAI_INPROGRESS) {
+                fwd_loop_timer_start(o->m->loop, &o->timer, RESOLVE_POLL_MS, on_timer, o);
+                return;
+            }
+            o->ai = o->gai.ar_result;
+            o->gai.ar_result = NULL;
+            resolved(o, rc);
+            return;
+        }
+        case S_CONNECTING:
+            fail(o, "connect", ETIMEDOUT);
+            return;
+        case S_BACKOFF:
+            if (o->qhead == NULL && o->openbytes == 0) {
+                o->state = S_IDLE;
+                output_maybe_free(o);
+                return;
+            }
+            start_connect(o);
+            return;
+        case S_CONNECTED:
+            if (o->qhead != NULL && fwd_loop_now(o->m->loop) - o->last_progress >=
+                                        FWD_MS_TO_NS(o->cfg.write_timeout_ms)) {
+                fail(o, "write timeout (fluentd-write-timeout)", ETIMEDOUT);
+                return;
+            }
+            arm_write_timeout(o);
+            return;
+        default:
+            return;
+    }
+}
+
+/* New data is queued: get it moving. */
+static void kick(struct fwd_output *o)
+{
+    if (o->state == S_IDLE)
+        start_connect(o);
+    else if (o->state == S_CONNECTED) {
+        fwd_loop_io_mod(o->m->loop, &o->io, EPOLLIN | EPOLLRDHUP | EPOLLOUT);
+        if (!fwd_timer_armed(&o->timer))
+            arm_write_timeout(o);
+    }
+}
+
+/* ---- destinations and streams ----------------------------------------------------------- */
+
+static void output_destroy(struct fwd_output *o)
+{
+    struct fwd_output **pp;
+
+    for (pp = &o->m->outs; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == o) {
+            *pp = o->next;
+            break;
+        }
+    }
+    fwd_loop_timer_stop(o->m->loop, &o->timer);
+    if (o->state == S_RESOLVING && gai_cancel(&o->gai) == EAI_NOTCANCELED) {
+        const struct gaicb *l[1] = {&o->gai};
+        while (gai_error(&o->gai) == EAI_INPROGRESS)
+            gai_suspend(l, 1, NULL);
+    }
+    if (o->state == S_RESOLVING && o->gai.ar_result != NULL)
+        freeaddrinfo(o->gai.ar_result);
+    close_conn(o);
+    free_addrinfo(o);
+    while (o->qhead != NULL)
+        queue_pop(o);
+    free(o->key);
+    free(o);
+}
+
+static void output_maybe_free(struct fwd_output *o)
+{
+    if (o->streams == NULL && o->qhead == NULL && o->openbytes == 0)
+        output_destroy(o);
+}
+
+static struct fwd_output *output_get(struct fwd_outputs *m, const struct fwd_config *cfg)
+{
+    struct fwd_output *o;
+
+    for (o = m->outs; o != NULL; o = o->next)
+        if (strcmp(o->key, cfg->dest_key) == 0)
+            return o;
+    o = calloc(1, sizeof(*o));
+    if (o == NULL)
+        return NULL;
+    o->key = strdup(cfg->dest_key);
+    if (o->key == NULL) {
+        free(o);
+        return NULL;
+    }
+    o->m = m;
+    o->cfg = *cfg;
+    o->cfg.tag = o->cfg.labels = o->cfg.labels_regex = o->cfg.env = o->cfg.env_regex = NULL;
+    o->fd = -1;
+    if (cfg->addr.scheme == FWD_ADDR_UNIX)
+        snprintf(o->label, sizeof(o->label), "unix://%s", cfg->addr.path);
+    else
+        snprintf(o->label, sizeof(o->label), strchr(cfg->addr.host, ':') ? "[%s]:%u" : "%s:%u",
+                 cfg->addr.host, cfg->addr.port);
+    o->next = m->outs;
+    m->outs = o;
+    return o;
+}
+
+struct fwd_outputs *fwd_outputs_create(struct fwd_loop *loop)
+{
+    struct fwd_outputs *m = calloc(1, sizeof(*m));
+
+    if (m != NULL)
+        m->loop = loop;
+    return m;
+}
+
+void fwd_outputs_destroy(struct fwd_outputs *m)
+{
+    if (m == NULL)
+        return;
+    while (m->outs != NULL) {
+        struct fwd_output *o = m->outs;
+
+        while (o->streams != NULL) {
+            struct fwd_stream *s = o->streams;
+            o->streams = s->next;
+            fwd_loop_timer_stop(m->loop, &s->flush_timer);
+            batch_free(s->open);
+            free(s->tag);
+            free(s);
+        }
+        o->openbytes = 0;
+        output_destroy(o);
+    }
+    free(m);
+}
+
+static void seal(struct fwd_stream *s)
+{
+    struct fwd_output *o = s->out;
+    struct batch *b = s->open;
+
+    fwd_loop_timer_stop(o->m->loop, &s->flush_timer);
+    if (b == NULL)
+        return;
+    s->open = NULL;
+    o->openbytes -= b->entries.len;
+    if (b->count == 0) {
+        batch_free(b);
+        return;
+    }
+    b->hdr = malloc(s->tag_len + FWD_FORWARD_HEADER_OVERHEAD);
+    if (b->hdr == NULL) {
+        o->m->st.records_dropped += b->count;
+        o->m->st.batches_dropped++;
+        fwd_log_rl(FWD_LOG_ERROR, NULL, "%s: out of memory: dropped %u records", o->label,
+                   b->count);
+        batch_free(b);
+        return;
+    }
+    b->hdr_len = fwd_forward_packed_header(b->hdr, s->tag_len + FWD_FORWARD_HEADER_OVERHEAD, s->tag,
+                                           s->tag_len, b->entries.len);
+    b->opt_len = fwd_forward_packed_options(b->opt, sizeof(b->opt), b->count, NULL);
+    if (o->qtail != NULL)
+        o->qtail->next = b;
+    else
+        o->qhead = b;
+    o->qtail = b;
+    o->qbytes += batch_wire_len(b);
+    enforce_limit(o);
+    kick(o);
+}
+
+static void on_flush_timer(struct fwd_timer *t)
+{
+    seal(t->ctx);
+}
+
+struct fwd_stream *fwd_stream_acquire(struct fwd_outputs *m, const struct fwd_config *cfg,
+                                      const char *tag)
+{
+    struct fwd_output *o = output_get(m, cfg);
+    struct fwd_stream *s;
+
+    if (o == NULL)
+        return NULL;
+    for (s = o->streams; s != NULL; s = s->next) {
+        if (strcmp(s->tag, tag) == 0 && s->flush_ms == cfg->flush_interval_ms &&
+            s->batch_size == cfg->batch_size) {
+            s->refs++;
+            return s;
+        }
+    }
+    s = calloc(1, sizeof(*s));
+    if (s == NULL || (s->tag = strdup(tag)) == NULL) {
+        free(s);
+        output_maybe_free(o);
+        return NULL;
+    }
+    s->out = o;
+    s->tag_len = strlen(tag);
+    s->flush_ms = cfg->flush_interval_ms;
+    s->batch_size = cfg->batch_size;
+    s->refs = 1;
+    s->next = o->streams;
+    o->streams = s;
+    return s;
+}
+
+void fwd_stream_release(struct fwd_stream *s)
+{
+    struct fwd_output *o;
+    struct fwd_stream **pp;
+
+    if (s == NULL || --s->refs > 0)
+        return;
+    o = s->out;
+    seal(s);
+    for (pp = &o->streams; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == s) {
+            *pp = s->next;
+            break;
+        }
+    }
+    free(s->tag);
+    free(s);
+    output_maybe_free(o);
+}
+
+int fwd_stream_begin(struct fwd_stream *s, size_t max, msgpack_packer *pk)
+{
+    struct batch *b = s->open;
+
+    if (b != NULL && b->count > 0 && b->entries.len + max > s->batch_size) {
+        seal(s);
+        b = NULL;
+    }
+    if (b == NULL) {
+        b = calloc(1, sizeof(*b));
+        if (b == NULL)
+            return -ENOMEM;
+        fwd_buf_init(&b->entries, SIZE_MAX / 2);
+        s->open = b;
+    }
+    if (fwd_buf_reserve(&b->entries, max) != 0)
+        return -ENOMEM;
+    s->reserved_from = b->entries.len;
+    msgpack_packer_init(pk, &b->entries, fwd_buf_msgpack_write_reserved);
+    return 0;
+}
+
+void fwd_stream_commit(struct fwd_stream *s)
+{
+    struct batch *b = s->open;
+
+    b->count++;
+    s->out->openbytes += b->entries.len - s->reserved_from;
+    if (b->entries.len >= s->batch_size) {
+        seal(s);
+        return;
+    }
+    if (!fwd_timer_armed(&s->flush_timer))
+        fwd_loop_timer_start(s->out->m->loop, &s->flush_timer, s->flush_ms, on_flush_timer, s);
+}
+
+void fwd_stream_flush(struct fwd_stream *s)
+{
+    seal(s);
+}
+
+void fwd_outputs_flush_all(struct fwd_outputs *m)
+{
+    struct fwd_output *o, *next;
+
+    for (o = m->outs; o != NULL; o = next) {
+        next = o->next;
+        for (struct fwd_stream *s = o->streams; s != NULL; s = s->next)
+            seal(s);
+    }
+}
+
+bool fwd_outputs_idle(const struct fwd_outputs *m)
+{
+    for (const struct fwd_output *o = m->outs; o != NULL; o = o->next)
+        if (o->qhead != NULL || o->openbytes != 0)
+            return false;
+    return true;
+}
+
+void fwd_outputs_stats(const struct fwd_outputs *m, struct fwd_output_stats *st)
+{
+    *st = m->st;
+    st->queued_bytes = 0;
+    st->destinations = 0;
+    for (const struct fwd_output *o = m->outs; o != NULL; o = o->next) {
+        st->queued_bytes += o->qbytes + o->openbytes;
+        st->destinations++;
+    }
+}

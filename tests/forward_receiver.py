@@ -1,0 +1,199 @@
+#!/usr/bin/python3
+"""A Fluentd Forward protocol v1 receiver for fwdlog's tests, written from the spec
+(https://github.com/fluent/fluentd/wiki/Forward-Protocol-Specification-v1), not from
+fwdlog's sender, and decoded with Debian's python3-msgpack.
+
+It accepts Message, Forward, PackedForward and CompressedPackedForward (gzip, also
+concatenated gzip members), answers {"ack": chunk} when a request carries a chunk
+option, ignores non-array requests (nil heartbeats) as the spec says, and writes each
+event as one JSON line:
+
+  {"tag": ..., "time": [sec, nsec] | sec, "time_type": "eventtime"|"int",
+   "record": {...}, "mode": "Message"|"Forward"|"PackedForward"|"CompressedPackedForward",
+   "conn": N}
+
+Everything that breaks the spec (wrong types, a size option that does not match the
+entries, undecodable bytes) becomes a {"error": "..."} line, so tests can assert there
+are none. Strings that are not valid UTF-8 are kept with surrogateescape (json escapes
+them as \\udcXX; decode with .encode("utf-8", "surrogateescape")).
+
+Usage: forward_receiver.py --out FILE [--host 127.0.0.1] [--port 0] [--unix PATH]
+Prints "LISTENING <port-or-path>" on stdout once it accepts connections.
+"""
+import argparse
+import gzip
+import json
+import os
+import socket
+import struct
+import sys
+import threading
+
+import msgpack
+
+
+class EventTime:
+    __slots__ = ("sec", "nsec")
+
+    def __init__(self, sec, nsec):
+        self.sec, self.nsec = sec, nsec
+
+
+def ext_hook(code, data):
+    # Spec: EventTime is ext type 0 with 8 bytes: uint32 BE seconds, uint32 BE nanoseconds.
+    if code == 0 and len(data) == 8:
+        sec, nsec = struct.unpack(">II", data)
+        return EventTime(sec, nsec)
+    return msgpack.ExtType(code, data)
+
+
+def unpacker():
+    return msgpack.Unpacker(raw=False, unicode_errors="surrogateescape", ext_hook=ext_hook,
+                            strict_map_key=False, max_buffer_size=64 * 1024 * 1024)
+
+
+class Sink:
+    def __init__(self, path):
+        self.f = open(path, "a", encoding="utf-8", errors="surrogateescape")
+        self.lock = threading.Lock()
+
+    def write(self, objs):
+        lines = "".join(json.dumps(o, ensure_ascii=True) + "\n" for o in objs)
+        with self.lock:
+            self.f.write(lines)
+            self.f.flush()
+
+
+def check_time(t):
+    if isinstance(t, EventTime):
+        return [t.sec, t.nsec], "eventtime"
+    if isinstance(t, int) and not isinstance(t, bool) and t >= 0:
+        return t, "int"
+    raise ValueError("time must be an integer or EventTime, got %r" % (t,))
+
+
+def check_record(r):
+    if not isinstance(r, dict):
+        raise ValueError("record must be a map, got %s" % type(r).__name__)
+    for k in r:
+        if not isinstance(k, str):
+            raise ValueError("record key must be a string, got %r" % (k,))
+    return r
+
+
+def event(tag, t, r, mode, conn):
+    tv, tt = check_time(t)
+    return {"tag": tag, "time": tv, "time_type": tt, "record": check_record(r), "mode": mode,
+            "conn": conn}
+
+
+def handle_request(req, conn_id):
+    """Return (events, ack_value or None) for one decoded request."""
+    if not isinstance(req, list):
+        return [], None  # spec: "SHOULD ignore any request value other than array"
+    if len(req) < 2 or not isinstance(req[0], str):
+        raise ValueError("request must be [tag(str), ...], got %r" % (req[:1],))
+    tag, second = req[0], req[1]
+    events = []
+    if isinstance(second, (int, EventTime)) and not isinstance(second, bool):
+        if len(req) not in (3, 4):
+            raise ValueError("Message mode needs 3 or 4 elements, got %d" % len(req))
+        option = req[3] if len(req) == 4 else None
+        events.append(event(tag, second, req[2], "Message", conn_id))
+    elif isinstance(second, list):
+        if len(req) not in (2, 3):
+            raise ValueError("Forward mode needs 2 or 3 elements")
+        option = req[2] if len(req) == 3 else None
+        for e in second:
+            if not isinstance(e, list) or len(e) != 2:
+                raise ValueError("Forward entry must be [time, record]")
+            events.append(event(tag, e[0], e[1], "Forward", conn_id))
+    elif isinstance(second, (bytes, str)):
+        if len(req) not in (2, 3):
+            raise ValueError("PackedForward needs 2 or 3 elements")
+        option = req[2] if len(req) == 3 else None
+        data = second if isinstance(second, bytes) else second.encode("utf-8", "surrogateescape")
+        mode = "PackedForward"
+        if isinstance(option, dict) and option.get("compressed") == "gzip":
+            mode = "CompressedPackedForward"
+            data = gzip.decompress(data)  # handles concatenated members
+        u = unpacker()
+        u.feed(data)
+        for e in u:
+            if not isinstance(e, list) or len(e) != 2:
+                raise ValueError("packed entry must be [time, record], got %r" % (e,))
+            events.append(event(tag, e[0], e[1], mode, conn_id))
+    else:
+        raise ValueError("cannot tell the mode from a %s second element" % type(second).__name__)
+    if option is not None and not isinstance(option, dict):
+        raise ValueError("option must be a map or nil")
+    ack = None
+    if isinstance(option, dict):
+        if "size" in option and option["size"] != len(events):
+            raise ValueError("option size %r but %d entries" % (option["size"], len(events)))
+        ack = option.get("chunk")
+    return events, ack
+
+
+def serve_conn(sock, sink, conn_id):
+    u = unpacker()
+    try:
+        while True:
+            data = sock.recv(1 << 20)
+            if not data:
+                return
+            u.feed(data)
+            out = []
+            for req in u:
+                try:
+                    evs, ack = handle_request(req, conn_id)
+                except Exception as e:  # noqa: BLE001 - report, keep serving
+                    out.append({"error": str(e), "conn": conn_id})
+                    continue
+                out.extend(evs)
+                if ack is not None:
+                    sock.sendall(msgpack.packb({"ack": ack}))
+            if out:
+                sink.write(out)
+    except (ConnectionError, OSError):
+        return
+    except Exception as e:  # noqa: BLE001
+        sink.write([{"error": "stream: %s" % e, "conn": conn_id}])
+    finally:
+        sock.close()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--unix")
+    a = ap.parse_args()
+    if a.unix:
+        if os.path.exists(a.unix):
+            os.unlink(a.unix)
+        ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        ls.bind(a.unix)
+        where = a.unix
+    else:
+        fam = socket.AF_INET6 if ":" in a.host else socket.AF_INET
+        ls = socket.socket(fam, socket.SOCK_STREAM)
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind((a.host, a.port))
+        where = ls.getsockname()[1]
+    ls.listen(256)
+    sink = Sink(a.out)
+    print("LISTENING %s" % where, flush=True)
+    n = 0
+    while True:
+        s, _ = ls.accept()
+        n += 1
+        threading.Thread(target=serve_conn, args=(s, sink, n), daemon=True).start()
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit(0)

@@ -1,0 +1,287 @@
+"""Helpers shared by fwdlog's integration and end-to-end tests (stdlib + python3-msgpack).
+
+- frame(): a Docker log frame exactly as dockerd writes it: [uint32 BE length][LogEntry],
+  LogEntry marshalled like gogo/protobuf (fields in number order, proto3 zero values
+  omitted). Written from moby's entry.proto, not from fwdlog's decoder.
+- PluginClient: HTTP/1.1 over the plugin's unix socket, shaped like dockerd's calls
+  (POST, JSON body with Content-Length, no Content-Type).
+- Receiver: runs tests/forward_receiver.py and reads the events it wrote.
+- Daemon: runs fwdlogd on a temporary socket and state directory.
+"""
+import http.client
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PYTHON = "/usr/bin/python3"
+
+
+def _varint(n):
+    n &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _field(num, wire, payload):
+    return _varint(num << 3 | wire) + payload
+
+
+def _bytes_field(num, b):
+    return _field(num, 2, _varint(len(b)) + b)
+
+
+def log_entry(source="stdout", time_nano=0, line=b"", partial=False, meta=None):
+    """meta: None or dict(last=bool, id=str, ordinal=int)."""
+    if isinstance(line, str):
+        line = line.encode()
+    out = b""
+    if source:
+        out += _bytes_field(1, source.encode())
+    if time_nano:
+        out += _field(2, 0, _varint(time_nano))
+    if line:
+        out += _bytes_field(3, line)
+    if partial:
+        out += _field(4, 0, b"\x01")
+    if meta is not None:
+        m = b""
+        if meta.get("last"):
+            m += _field(1, 0, b"\x01")
+        if meta.get("id"):
+            m += _bytes_field(2, meta["id"].encode())
+        if meta.get("ordinal"):
+            m += _field(3, 0, _varint(meta["ordinal"]))
+        out += _bytes_field(5, m)
+    return out
+
+
+def frame(**kw):
+    e = log_entry(**kw)
+    return struct.pack(">I", len(e)) + e
+
+
+def docker_lines(line, source="stdout", time_nano=None, pid="a" * 64):
+    """The frames dockerd's copier emits for one logical line (split at 16 KiB)."""
+    if isinstance(line, str):
+        line = line.encode()
+    t = time_nano or time.time_ns()
+    if len(line) <= 16384:
+        return frame(source=source, time_nano=t, line=line)
+    out, ordinal, off = b"", 1, 0
+    while len(line) - off >= 16384:
+        out += frame(source=source, time_nano=t, line=line[off:off + 16384], partial=True,
+                     meta={"id": pid, "ordinal": ordinal, "last": False})
+        off += 16384
+        ordinal += 1
+    out += frame(source=source, time_nano=t, line=line[off:], partial=True,
+                 meta={"id": pid, "ordinal": ordinal, "last": True})
+    return out
+
+
+class _UnixConn(http.client.HTTPConnection):
+    def __init__(self, path, timeout=30):
+        super().__init__("plugin.moby.localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.path)
+
+
+class PluginClient:
+    def __init__(self, sock_path):
+        self.sock_path = sock_path
+
+    def call(self, path, body=None, method="POST", raw=None, headers=None):
+        """Returns (status, parsed JSON or text)."""
+        c = _UnixConn(self.sock_path)
+        try:
+            data = raw if raw is not None else (
+                b"" if body is None else (json.dumps(body) + "\n").encode())
+            h = {"Accept": "application/vnd.docker.plugins.v1.2+json"}
+            h.update(headers or {})
+            c.request(method, path, body=data, headers=h)
+            r = c.getresponse()
+            text = r.read().decode()
+            try:
+                return r.status, json.loads(text)
+            except ValueError:
+                return r.status, text
+        finally:
+            c.close()
+
+    def start(self, fifo, info):
+        return self.call("/LogDriver.StartLogging", {"File": fifo, "Info": info})
+
+    def stop(self, fifo):
+        return self.call("/LogDriver.StopLogging", {"File": fifo})
+
+    def metrics(self):
+        st, text = self.call("/metrics", method="GET")
+        out = {}
+        for ln in text.splitlines():
+            k, v = ln.split()
+            out[k] = int(v)
+        return out
+
+
+def info(cid, name="/web", config=None, labels=None, env=None, args=None, image="busybox:latest"):
+    return {
+        "Config": config or {},
+        "ContainerID": cid,
+        "ContainerName": name,
+        "ContainerEntrypoint": "sh",
+        "ContainerArgs": args,
+        "ContainerImageID": "sha256:" + "b" * 64,
+        "ContainerImageName": image,
+        "ContainerCreated": "2026-11-24T10:00:00.123456789Z",
+        "ContainerEnv": env,
+        "ContainerLabels": labels,
+        "LogPath": "",
+        "DaemonName": "docker",
+    }
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+class Receiver:
+    def __init__(self, tmpdir, port=0, unix=None, name="recv"):
+        self.out = os.path.join(tmpdir, name + ".jsonl")
+        open(self.out, "w").close()
+        args = [PYTHON, os.path.join(HERE, "forward_receiver.py"), "--out", self.out]
+        if unix:
+            args += ["--unix", unix]
+        else:
+            args += ["--port", str(port)]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("LISTENING"):
+            raise RuntimeError("receiver did not start: %r" % line)
+        self.where = line.split()[1]
+        self.port = int(self.where) if not unix else None
+        self._seen = 0
+        self._events = []
+
+    def events(self):
+        with open(self.out, encoding="utf-8", errors="surrogateescape") as f:
+            f.seek(self._seen)
+            data = f.read()
+        # keep only complete lines
+        cut = data.rfind("\n") + 1
+        self._seen += len(data[:cut].encode("utf-8", "surrogateescape"))
+        for ln in data[:cut].splitlines():
+            self._events.append(json.loads(ln))
+        return self._events
+
+    def errors(self):
+        return [e for e in self.events() if "error" in e]
+
+    def records(self):
+        return [e for e in self.events() if "error" not in e]
+
+    def wait(self, n, timeout=20, pred=None):
+        deadline = time.time() + timeout
+        while True:
+            evs = [e for e in self.records() if pred is None or pred(e)]
+            if len(evs) >= n or time.time() > deadline:
+                return evs
+            time.sleep(0.02)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stdout.close()
+
+
+class Daemon:
+    def __init__(self, tmpdir, env=None, level="debug"):
+        self.tmpdir = tmpdir
+        self.sock = os.path.join(tmpdir, "fwdlog.sock")
+        self.log = os.path.join(tmpdir, "fwdlogd.log")
+        e = {k: v for k, v in os.environ.items()
+             if not (k.startswith("FLUENTD_") or k.startswith("FWDLOG_"))}
+        e.update(env or {})
+        cmd = [os.environ.get("FWDLOGD", os.path.join(HERE, "..", "build", "fwdlogd")),
+               "--socket", self.sock, "--state-dir", os.path.join(tmpdir, "state"),
+               "--log-level", level]
+        self.logf = open(self.log, "w")
+        self.proc = subprocess.Popen(cmd, env=e, stderr=self.logf)
+        deadline = time.time() + 10
+        while not os.path.exists(self.sock):
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError("fwdlogd did not start:\n" + self.logtext())
+            time.sleep(0.01)
+        self.api = PluginClient(self.sock)
+
+    def logtext(self):
+        with open(self.log) as f:
+            return f.read()
+
+    def stop(self, timeout=15):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.logf.close()
+        return self.proc.returncode
+
+
+class Fifo:
+    """A log FIFO held the way dockerd holds it: created 0700 and opened O_RDWR (blocking)."""
+
+    def __init__(self, tmpdir, name=None):
+        self.path = os.path.join(tmpdir, name or os.urandom(32).hex())
+        os.mkfifo(self.path, 0o700)
+        self.fd = os.open(self.path, os.O_RDWR)
+        # Our own descriptor is non-blocking so a reader that stops draining shows up as a
+        # test failure ("the container would block"), not as a hung test.
+        os.set_blocking(self.fd, False)
+
+    def write(self, data, timeout=20):
+        view = memoryview(data)
+        deadline = time.time() + timeout
+        while view:
+            try:
+                n = os.write(self.fd, view)
+                view = view[n:]
+            except BlockingIOError:
+                if time.time() > deadline:
+                    raise AssertionError("FIFO full for %ss: a container would block" % timeout)
+                select.select([], [self.fd], [], 0.05)
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+
+
+def tmpdir():
+    return tempfile.mkdtemp(prefix="fwdlog-test-")

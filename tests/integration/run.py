@@ -1,0 +1,487 @@
+#!/usr/bin/python3
+"""Integration tests: build/fwdlogd on a temporary socket, real FIFOs fed with frames
+encoded as dockerd writes them, and the project's Forward receiver on 127.0.0.1.
+No Docker needed. Run with FWDLOGD=path/to/fwdlogd (make integration does)."""
+import os
+import shutil
+import signal
+import socket
+import struct
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import fwdtest  # noqa: E402
+from fwdtest import Daemon, Fifo, Receiver, docker_lines, frame, info  # noqa: E402
+
+
+def cid(n):
+    return ("%02x" % n) * 32
+
+
+class Base(unittest.TestCase):
+    env = {}
+
+    def setUp(self):
+        self.tmp = fwdtest.tmpdir()
+        self.recv = Receiver(self.tmp)
+        env = {"FLUENTD_ADDRESS": "127.0.0.1:%d" % self.recv.port}
+        env.update(self.env)
+        self.d = Daemon(self.tmp, env=env)
+        self.fifos = []
+
+    def tearDown(self):
+        for f in self.fifos:
+            f.close()
+        rc = self.d.stop()
+        self.recv.stop()
+        log = self.d.logtext()
+        if rc != 0 or "ERROR: AddressSanitizer" in log or "runtime error" in log:
+            print(log, file=sys.stderr)
+        self.assertEqual(rc, 0, "fwdlogd exit status")
+        self.assertNotIn("runtime error", log)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def fifo(self):
+        f = Fifo(self.tmp)
+        self.fifos.append(f)
+        return f
+
+    def start(self, f, **kw):
+        st, body = self.d.api.start(f.path, info(**kw))
+        self.assertEqual((st, body), (200, {"Err": ""}))
+
+    def assert_no_receiver_errors(self):
+        self.assertEqual(self.recv.errors(), [])
+
+
+class TestPluginAPI(Base):
+    def test_activate(self):
+        self.assertEqual(self.d.api.call("/Plugin.Activate"), (200, {"Implements": ["LogDriver"]}))
+
+    def test_capabilities_use_cap_wrapper(self):
+        st, body = self.d.api.call("/LogDriver.Capabilities")
+        self.assertEqual(st, 200)
+        self.assertEqual(body["Cap"], {"ReadLogs": False})
+
+    def test_unknown_path_404_json(self):
+        st, body = self.d.api.call("/LogDriver.ReadLogs", {"x": 1})
+        self.assertEqual(st, 404)
+        self.assertIn("unknown endpoint", body["Err"])
+
+    def test_get_on_api_path_405(self):
+        st, body = self.d.api.call("/LogDriver.StartLogging", method="GET")
+        self.assertEqual(st, 405)
+        self.assertIn("POST", body["Err"])
+
+    def test_body_over_1mib_413(self):
+        st, body = self.d.api.call("/LogDriver.StartLogging", raw=b"x" * (1024 * 1024 + 1))
+        self.assertEqual(st, 413)
+        self.assertIn("1 MiB", body["Err"])
+
+    def test_malformed_json_400(self):
+        st, body = self.d.api.call("/LogDriver.StartLogging", raw=b'{"File": "/x", ')
+        self.assertEqual(st, 400)
+        self.assertIn("malformed JSON", body["Err"])
+
+    def test_wrong_type_400(self):
+        st, body = self.d.api.call("/LogDriver.StartLogging", {"File": "/x", "Info": {
+            "ContainerID": cid(1), "ContainerLabels": ["not", "a", "map"]}})
+        self.assertEqual(st, 400)
+        self.assertIn("ContainerLabels", body["Err"])
+
+    def test_stop_unknown_file_is_success(self):
+        self.assertEqual(self.d.api.stop("/run/docker/logging/nope"), (200, {"Err": ""}))
+
+    def test_null_arrays_and_maps(self):
+        f = self.fifo()
+        i = info(cid(2))
+        i.update({"ContainerArgs": None, "ContainerEnv": None, "ContainerLabels": None,
+                  "Config": None})
+        self.assertEqual(self.d.api.start(f.path, i), (200, {"Err": ""}))
+        f.write(frame(time_nano=1, line=b"x"))
+        self.assertEqual(len(self.recv.wait(1)), 1)
+
+    def test_missing_fifo_is_start_error(self):
+        st, body = self.d.api.start(os.path.join(self.tmp, "missing"), info(cid(3)))
+        self.assertEqual(st, 200)
+        self.assertIn("cannot open log FIFO", body["Err"])
+
+
+class TestOptions(Base):
+    def err(self, config, **kw):
+        f = self.fifo()
+        st, body = self.d.api.start(f.path, info(cid(9), config=config, **kw))
+        self.assertEqual(st, 200)
+        return body["Err"]
+
+    def test_unknown_option_names_it_and_suggests(self):
+        e = self.err({"fluentd-adress": "x"})
+        self.assertIn("unknown log-opt 'fluentd-adress'", e)
+        self.assertIn("did you mean 'fluentd-address'", e)
+        self.assertTrue(e.startswith("fwdlog: "))
+
+    def test_bad_duration(self):
+        e = self.err({"fluentd-retry-wait": "5"})
+        self.assertIn('invalid log-opt fluentd-retry-wait="5"', e)
+        self.assertIn("duration", e)
+
+    def test_bad_address(self):
+        self.assertIn("unsupported scheme 'udp'", self.err({"fluentd-address": "udp://x:1"}))
+        self.assertIn("invalid port", self.err({"fluentd-address": "tcp://h:65536"}))
+        self.assertIn("path element", self.err({"fluentd-address": "tcp://h:1/p"}))
+
+    def test_bad_bool_and_size(self):
+        self.assertIn("true or false", self.err({"fluentd-async": "maybe"}))
+        self.assertIn("fluentd-buffer-limit", self.err({"fluentd-buffer-limit": "lots"}))
+
+    def test_request_ack_not_yet(self):
+        self.assertIn("not implemented", self.err({"fluentd-request-ack": "true"}))
+
+    def test_bad_template(self):
+        e = self.err({"tag": "{{.Nope}}"})
+        self.assertIn('unknown field ".Nope"', e)
+        e = self.err({"tag": "{{ .Name | upper }}"})
+        self.assertIn("unsupported action", e)
+
+    def test_bad_regex(self):
+        self.assertIn("labels-regex", self.err({"labels-regex": "("}))
+
+    def test_docker_generic_keys_accepted(self):
+        e = self.err({"mode": "non-blocking", "max-buffer-size": "4m", "cache-disabled": "false",
+                      "cache-max-size": "20m", "tag": "", "labels": "", "env": "",
+                      "labels-regex": "", "env-regex": "", "fluentd-async": "true",
+                      "fluentd-write-timeout": "0", "fluentd-sub-second-precision": "false"})
+        self.assertEqual(e, "")
+
+
+class TestRecords(Base):
+    def test_records_keys_tag_and_time(self):
+        f = self.fifo()
+        self.start(f, cid=cid(0xab), name="/web")
+        t = 1700000000123456789
+        f.write(frame(source="stdout", time_nano=t, line=b"hello out"))
+        f.write(frame(source="stderr", time_nano=t + 1, line=b"hello err"))
+        f.write(frame(source="stdout", time_nano=t + 2, line=b""))
+        evs = self.recv.wait(3)
+        self.assertEqual(len(evs), 3)
+        self.assertEqual(evs[0]["tag"], cid(0xab)[:12])
+        self.assertEqual(evs[0]["mode"], "PackedForward")
+        self.assertEqual(evs[0]["time_type"], "eventtime")
+        self.assertEqual(evs[0]["time"], [1700000000, 123456789])
+        self.assertEqual(evs[0]["record"], {"container_id": cid(0xab), "container_name": "/web",
+                                            "source": "stdout", "log": "hello out"})
+        self.assertEqual(evs[1]["record"]["source"], "stderr")
+        self.assertEqual(evs[2]["record"]["log"], "")
+        self.assert_no_receiver_errors()
+
+    def test_integer_time_when_subsecond_off(self):
+        f = self.fifo()
+        self.start(f, cid=cid(1), config={"fluentd-sub-second-precision": "false"})
+        f.write(frame(time_nano=1700000000999999999, line=b"x"))
+        ev = self.recv.wait(1)[0]
+        self.assertEqual((ev["time_type"], ev["time"]), ("int", 1700000000))
+
+    def test_tag_template_every_field(self):
+        f = self.fifo()
+        tmpl = ("{{.ID}}|{{.FullID}}|{{.Name}}|{{.ImageID}}|{{.ImageFullID}}|{{.ImageName}}|"
+                "{{.DaemonName}}|{{ .Command }}|{{.Hostname}}|x")
+        self.start(f, cid=cid(5), name="/app", config={"tag": tmpl}, args=["-c", "echo hi"])
+        f.write(frame(time_nano=1, line=b"x"))
+        ev = self.recv.wait(1)[0]
+        want = "|".join([cid(5)[:12], cid(5), "app", "b" * 12, "sha256:" + "b" * 64,
+                         "busybox:latest", "docker", "sh -c echo hi", socket.gethostname(), "x"])
+        self.assertEqual(ev["tag"], want)
+
+    def test_labels_env_attributes_env_wins(self):
+        f = self.fifo()
+        self.start(f, cid=cid(6), config={"labels": "a,b,missing", "env": "a,SECRET_NOT",
+                                          "env-regex": "^APP_"},
+                   labels={"a": "label-a", "b": "label-b", "c": "label-c"},
+                   env=["a=env-a", "APP_X=1", "APP_Y=2", "NOEQUALS", "OTHER=o"])
+        f.write(frame(time_nano=1, line=b"x"))
+        rec = self.recv.wait(1)[0]["record"]
+        self.assertEqual(rec, {"container_id": cid(6), "container_name": "/web",
+                               "source": "stdout", "log": "x", "a": "env-a", "b": "label-b",
+                               "APP_X": "1", "APP_Y": "2"})
+
+    def test_invalid_utf8_passes_through(self):
+        f = self.fifo()
+        self.start(f, cid=cid(7))
+        raw = b"bad \xff\xfe utf8 \xc3"
+        f.write(frame(time_nano=1, line=raw))
+        rec = self.recv.wait(1)[0]["record"]
+        self.assertEqual(rec["log"].encode("utf-8", "surrogateescape"), raw)
+
+    def test_40k_line_is_one_record(self):
+        f = self.fifo()
+        self.start(f, cid=cid(8))
+        line = (b"0123456789abcdef" * 2560)  # 40 KiB
+        f.write(docker_lines(line, pid="c" * 64))
+        f.write(docker_lines(b"after", pid="d" * 64))
+        evs = self.recv.wait(2)
+        self.assertEqual(len(evs), 2)
+        self.assertEqual(evs[0]["record"]["log"].encode(), line)
+        self.assertNotIn("partial_message", evs[0]["record"])
+        self.assertEqual(evs[1]["record"]["log"], "after")
+
+    def test_16k_multiple_with_empty_last_chunk(self):
+        f = self.fifo()
+        self.start(f, cid=cid(9))
+        line = b"z" * 32768
+        data = docker_lines(line, pid="e" * 64)
+        f.write(data)
+        evs = self.recv.wait(1)
+        self.assertEqual(evs[0]["record"]["log"].encode(), line)
+
+    def test_interleaved_partials(self):
+        f = self.fifo()
+        self.start(f, cid=cid(10))
+        a, b = b"A" * 20000, b"B" * 20000
+        fa = docker_lines(a, "stdout", 100, "1" * 64)
+        fb = docker_lines(b, "stderr", 200, "2" * 64)
+        # split each into its two frames and interleave them
+        def frames(buf):
+            out, off = [], 0
+            while off < len(buf):
+                n = struct.unpack(">I", buf[off:off + 4])[0]
+                out.append(buf[off:off + 4 + n])
+                off += 4 + n
+            return out
+        xa, xb = frames(fa), frames(fb)
+        f.write(xa[0] + xb[0] + xa[1] + xb[1])
+        evs = self.recv.wait(2)
+        got = {e["record"]["source"]: e["record"]["log"] for e in evs}
+        self.assertEqual(got, {"stdout": a.decode(), "stderr": b.decode()})
+        times = {e["record"]["source"]: e["time"] for e in evs}
+        self.assertEqual(times["stdout"], [0, 100])
+
+    def test_over_max_line_emits_docker_partial_keys(self):
+        f = self.fifo()
+        self.start(f, cid=cid(11), config={"max-line-size": "16k"})
+        line = b"q" * 40000
+        f.write(docker_lines(line, pid="f" * 64))
+        evs = self.recv.wait(3)
+        self.assertEqual(len(evs), 3)
+        recs = [e["record"] for e in evs]
+        self.assertEqual([r["partial_ordinal"] for r in recs], ["1", "2", "3"])
+        self.assertEqual([r["partial_last"] for r in recs], ["false", "false", "true"])
+        self.assertTrue(all(r["partial_message"] == "true" and r["partial_id"] == "f" * 64
+                            for r in recs))
+        self.assertEqual(b"".join(r["log"].encode() for r in recs), line)
+
+    def test_partial_timeout(self):
+        f = self.fifo()
+        self.start(f, cid=cid(12), config={"partial-timeout": "200ms"})
+        f.write(frame(time_nano=5, line=b"p" * 16384, partial=True,
+                      meta={"id": "9" * 64, "ordinal": 1}))
+        evs = self.recv.wait(1, timeout=5)
+        self.assertEqual(len(evs), 1)
+        r = evs[0]["record"]
+        self.assertEqual((r["partial_message"], r["partial_ordinal"], r["partial_last"]),
+                         ("true", "1", "false"))
+        # the late last chunk continues the numbering and closes the line
+        f.write(frame(time_nano=5, line=b"end", partial=True,
+                      meta={"id": "9" * 64, "ordinal": 2, "last": True}))
+        evs = self.recv.wait(2, timeout=5)
+        r = evs[1]["record"]
+        self.assertEqual((r["log"], r["partial_ordinal"], r["partial_last"]), ("end", "2", "true"))
+
+    def test_split_frames_across_writes(self):
+        f = self.fifo()
+        self.start(f, cid=cid(13))
+        data = b"".join(frame(time_nano=i + 1, line=b"line %d" % i) for i in range(50))
+        for i in range(0, len(data), 7):
+            f.write(data[i:i + 7])
+            if i % 140 == 0:
+                time.sleep(0.001)
+        evs = self.recv.wait(50)
+        self.assertEqual([e["record"]["log"] for e in evs], ["line %d" % i for i in range(50)])
+
+    def test_zero_length_frame(self):
+        f = self.fifo()
+        self.start(f, cid=cid(14))
+        f.write(struct.pack(">I", 0) + frame(time_nano=1, line=b"after"))
+        evs = self.recv.wait(2, timeout=3)
+        self.assertEqual([e["record"]["log"] for e in evs], ["", "after"])
+
+
+class TestStreams(Base):
+    def test_over_cap_frame_stops_only_that_stream(self):
+        bad, good = self.fifo(), self.fifo()
+        self.start(bad, cid=cid(20))
+        self.start(good, cid=cid(21))
+        bad.write(frame(time_nano=1, line=b"before"))
+        self.assertEqual(len(self.recv.wait(1)), 1)
+        bad.write(struct.pack(">I", 2 * 1024 * 1024) + b"garbage")
+        # the corrupt FIFO is still drained: 1 MiB more must not block the writer
+        bad.write(b"\0" * (1024 * 1024))
+        good.write(frame(time_nano=2, line=b"good"))
+        evs = self.recv.wait(2)
+        self.assertEqual([e["record"]["log"] for e in evs], ["before", "good"])
+        m = self.d.api.metrics()
+        self.assertEqual(m["fwdlog_corrupt_streams_total"], 1)
+        self.assertIn("corrupt log stream", self.d.logtext())
+
+    def test_lines_before_stoplogging_all_arrive(self):
+        f = self.fifo()
+        self.start(f, cid=cid(22), config={"flush-interval": "10s"})
+        n = 20000
+        f.write(b"".join(frame(time_nano=i + 1, line=b"l%d" % i) for i in range(n)))
+        t0 = time.time()
+        # dockerd calls StopLogging while it still holds the write end open
+        self.assertEqual(self.d.api.stop(f.path), (200, {"Err": ""}))
+        self.assertLess(time.time() - t0, 2.0)
+        f.close()
+        evs = self.recv.wait(n)
+        self.assertEqual([e["record"]["log"] for e in evs], ["l%d" % i for i in range(n)])
+
+    def test_hundred_fifos(self):
+        fifos = [self.fifo() for _ in range(100)]
+        for i, f in enumerate(fifos):
+            self.start(f, cid=cid(i), name="/c%d" % i)
+        per = 500
+        for j in range(0, per, 100):
+            for i, f in enumerate(fifos):
+                f.write(b"".join(frame(time_nano=k + 1, line=b"%d:%d" % (i, k))
+                                 for k in range(j, j + 100)))
+        evs = self.recv.wait(100 * per, timeout=60)
+        self.assertEqual(len(evs), 100 * per)
+        by = {}
+        for e in evs:
+            by.setdefault(e["record"]["container_name"], []).append(e["record"]["log"])
+        for i in range(100):
+            self.assertEqual(by["/c%d" % i], ["%d:%d" % (i, k) for k in range(per)])
+        self.assert_no_receiver_errors()
+
+    def test_duplicate_start_replaces_stream(self):
+        a, b = self.fifo(), self.fifo()
+        self.start(a, cid=cid(30))
+        a.write(frame(time_nano=1, line=b"old"))
+        self.start(b, cid=cid(30))  # live-restore: new FIFO, same container
+        b.write(frame(time_nano=2, line=b"new"))
+        evs = self.recv.wait(2)
+        self.assertEqual([e["record"]["log"] for e in evs], ["old", "new"])
+        self.assertEqual(self.d.api.metrics()["fwdlog_containers"], 1)
+
+    def test_eof_without_stoplogging(self):
+        f = self.fifo()
+        self.start(f, cid=cid(31))
+        f.write(frame(time_nano=1, line=b"bye"))
+        os.close(f.fd)
+        f.fd = None
+        self.assertEqual(len(self.recv.wait(1)), 1)
+        deadline = time.time() + 5
+        while self.d.api.metrics()["fwdlog_containers"] != 0 and time.time() < deadline:
+            time.sleep(0.02)
+        self.assertEqual(self.d.api.metrics()["fwdlog_containers"], 0)
+
+
+class TestAggregatorDown(unittest.TestCase):
+    def test_down_at_start_then_up(self):
+        tmp = fwdtest.tmpdir()
+        port = fwdtest.free_port()
+        d = Daemon(tmp, env={"FLUENTD_ADDRESS": "127.0.0.1:%d" % port,
+                             "FLUENTD_RETRY_WAIT": "50ms"})
+        f = Fifo(tmp)
+        recv = None
+        try:
+            t0 = time.time()
+            st, body = d.api.start(f.path, info(cid(40)))
+            self.assertEqual((st, body), (200, {"Err": ""}))
+            self.assertLess(time.time() - t0, 1.0, "StartLogging waited for the network")
+            f.write(b"".join(frame(time_nano=i + 1, line=b"d%d" % i) for i in range(1000)))
+            time.sleep(0.5)
+            self.assertIn("retrying in", d.logtext())
+            recv = Receiver(tmp, port=port)
+            evs = recv.wait(1000, timeout=20)
+            self.assertEqual([e["record"]["log"] for e in evs], ["d%d" % i for i in range(1000)])
+        finally:
+            f.close()
+            self.assertEqual(d.stop(), 0)
+            if recv:
+                recv.stop()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def test_buffer_limit_drops_oldest(self):
+        tmp = fwdtest.tmpdir()
+        port = fwdtest.free_port()
+        d = Daemon(tmp, env={"FLUENTD_ADDRESS": "127.0.0.1:%d" % port,
+                             "FLUENTD_RETRY_WAIT": "50ms", "FLUENTD_BUFFER_LIMIT": "64k"})
+        f = Fifo(tmp)
+        recv = None
+        try:
+            d.api.start(f.path, info(cid(41), config={"batch-size": "4k"}))
+            n = 5000  # ~400 KB of records against a 64 KiB buffer
+            f.write(b"".join(frame(time_nano=i + 1, line=b"%06d" % i + b"x" * 40)
+                             for i in range(n)))
+            d.api.stop(f.path)
+            m = d.api.metrics()
+            self.assertGreater(m["fwdlog_records_dropped_total"], 0)
+            self.assertLessEqual(m["fwdlog_queued_bytes"], 64 * 1024 + 8 * 1024)
+            recv = Receiver(tmp, port=port)
+            kept = n - m["fwdlog_records_dropped_total"]
+            evs = recv.wait(kept, timeout=20)
+            logs = [e["record"]["log"][:6] for e in evs]
+            self.assertEqual(len(logs), kept)
+            self.assertEqual(logs[-1], "%06d" % (n - 1), "the newest records are kept")
+            self.assertEqual(logs, sorted(logs))
+            self.assertIn("buffer limit", d.logtext())
+        finally:
+            f.close()
+            self.assertEqual(d.stop(), 0)
+            if recv:
+                recv.stop()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+class TestShutdownAndTransports(unittest.TestCase):
+    def test_sigterm_flushes(self):
+        tmp = fwdtest.tmpdir()
+        recv = Receiver(tmp)
+        d = Daemon(tmp, env={"FLUENTD_ADDRESS": "127.0.0.1:%d" % recv.port,
+                             "FWDLOG_FLUSH_INTERVAL": "10s"})
+        f = Fifo(tmp)
+        try:
+            d.api.start(f.path, info(cid(50)))
+            f.write(b"".join(frame(time_nano=i + 1, line=b"s%d" % i) for i in range(300)))
+            time.sleep(0.2)
+            self.assertEqual(d.stop(), 0)
+            self.assertEqual(len(recv.wait(300, timeout=5)), 300)
+        finally:
+            f.close()
+            recv.stop()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def test_unix_socket_aggregator_and_plugin_wide_tag(self):
+        tmp = fwdtest.tmpdir()
+        path = os.path.join(tmp, "fluent.sock")
+        recv = Receiver(tmp, unix=path)
+        d = Daemon(tmp, env={"FLUENTD_ADDRESS": "unix://" + path,
+                             "FWDLOG_TAG": "docker.{{.Name}}"})
+        f = Fifo(tmp)
+        try:
+            d.api.start(f.path, info(cid(51), name="/svc"))
+            f.write(frame(time_nano=1, line=b"via unix"))
+            ev = recv.wait(1)[0]
+            self.assertEqual((ev["tag"], ev["record"]["log"]), ("docker.svc", "via unix"))
+        finally:
+            f.close()
+            self.assertEqual(d.stop(), 0)
+            recv.stop()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def test_bad_plugin_wide_default_fails_start(self):
+        tmp = fwdtest.tmpdir()
+        with self.assertRaises(RuntimeError) as cm:
+            Daemon(tmp, env={"FLUENTD_RETRY_WAIT": "soon"})
+        self.assertIn("FLUENTD_RETRY_WAIT", str(cm.exception))
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    result = unittest.main(exit=False, verbosity=2).result
+    failed = len(result.failures) + len(result.errors)
+    print("integration: %d passed, %d failed" % (result.testsRun - failed, failed))
+    sys.exit(1 if failed else 0)
