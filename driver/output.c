@@ -452,7 +452,10 @@ static void do_write(struct fwd_output *o)
             start_connect(o);
             return;
         }
-        for (struct batch *b = o->qhead; b != NULL && niov < IOV_BATCHES * 3; b = b->next) {
+        /* A batch adds up to three iovecs (fewer for the half-written head): room for
+         * three must be left before each one. */
+        for (struct batch *b = o->qhead; b != NULL && niov + 3 <= IOV_BATCHES * 3;
+             b = b->next) {
             size_t skip = b->sent;
 
             add_iov(iov, &niov, b->hdr, b->hdr_len, &skip);

@@ -18,6 +18,8 @@ are none. Strings that are not valid UTF-8 are kept with surrogateescape (json e
 them as \\udcXX; decode with .encode("utf-8", "surrogateescape")).
 
 Usage: forward_receiver.py --out FILE [--host 127.0.0.1] [--port 0] [--unix PATH]
+                           [--stall SECONDS]
+--stall makes it a slow aggregator: each connection is accepted but not read for that long.
 Prints "LISTENING <port-or-path>" on stdout once it accepts connections.
 """
 import argparse
@@ -28,6 +30,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 
 import msgpack
 
@@ -135,8 +138,10 @@ def handle_request(req, conn_id):
     return events, ack
 
 
-def serve_conn(sock, sink, conn_id):
+def serve_conn(sock, sink, conn_id, stall):
     u = unpacker()
+    if stall:
+        time.sleep(stall)
     try:
         while True:
             data = sock.recv(1 << 20)
@@ -169,6 +174,7 @@ def main():
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--unix")
+    ap.add_argument("--stall", type=float, default=0)
     a = ap.parse_args()
     if a.unix:
         if os.path.exists(a.unix):
@@ -189,7 +195,7 @@ def main():
     while True:
         s, _ = ls.accept()
         n += 1
-        threading.Thread(target=serve_conn, args=(s, sink, n), daemon=True).start()
+        threading.Thread(target=serve_conn, args=(s, sink, n, a.stall), daemon=True).start()
 
 
 if __name__ == "__main__":

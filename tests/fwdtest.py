@@ -24,6 +24,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PYTHON = "/usr/bin/python3"
 
 
+def _die_with_parent():
+    """Children of a test die with it (PR_SET_PDEATHSIG), so a test killed by a timeout
+    leaves no receiver or daemon behind holding its pipes open."""
+    import ctypes
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+
+
 def _varint(n):
     n &= (1 << 64) - 1
     out = bytearray()
@@ -167,7 +174,7 @@ def free_port():
 
 
 class Receiver:
-    def __init__(self, tmpdir, port=0, unix=None, name="recv"):
+    def __init__(self, tmpdir, port=0, unix=None, name="recv", stall=0):
         self.out = os.path.join(tmpdir, name + ".jsonl")
         open(self.out, "w").close()
         args = [PYTHON, os.path.join(HERE, "forward_receiver.py"), "--out", self.out]
@@ -175,39 +182,55 @@ class Receiver:
             args += ["--unix", unix]
         else:
             args += ["--port", str(port)]
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+        if stall:
+            args += ["--stall", str(stall)]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True,
+                                     preexec_fn=_die_with_parent)
         line = self.proc.stdout.readline()
         if not line.startswith("LISTENING"):
             raise RuntimeError("receiver did not start: %r" % line)
         self.where = line.split()[1]
         self.port = int(self.where) if not unix else None
         self._seen = 0
-        self._events = []
+        self._records = []
+        self._errors = []
 
-    def events(self):
-        with open(self.out, encoding="utf-8", errors="surrogateescape") as f:
+    def _poll(self):
+        """Read the lines written since the last call (only complete ones)."""
+        with open(self.out, "rb") as f:
             f.seek(self._seen)
             data = f.read()
-        # keep only complete lines
-        cut = data.rfind("\n") + 1
-        self._seen += len(data[:cut].encode("utf-8", "surrogateescape"))
+        cut = data.rfind(b"\n") + 1
+        self._seen += cut
         for ln in data[:cut].splitlines():
-            self._events.append(json.loads(ln))
-        return self._events
+            e = json.loads(ln.decode("utf-8", "surrogateescape"))
+            (self._errors if "error" in e else self._records).append(e)
+
+    def events(self):
+        self._poll()
+        return self._records + self._errors
 
     def errors(self):
-        return [e for e in self.events() if "error" in e]
+        self._poll()
+        return list(self._errors)
 
     def records(self):
-        return [e for e in self.events() if "error" not in e]
+        self._poll()
+        return list(self._records)
 
     def wait(self, n, timeout=20, pred=None):
+        """The first n records (matching pred), or fewer if timeout passes first."""
         deadline = time.time() + timeout
+        matched, checked = [], 0
         while True:
-            evs = [e for e in self.records() if pred is None or pred(e)]
-            if len(evs) >= n or time.time() > deadline:
-                return evs
-            time.sleep(0.02)
+            self._poll()
+            while checked < len(self._records) and len(matched) < n:
+                if pred is None or pred(self._records[checked]):
+                    matched.append(self._records[checked])
+                checked += 1
+            if len(matched) >= n or time.time() > deadline:
+                return matched
+            time.sleep(0.05)
 
     def stop(self):
         if self.proc.poll() is None:
@@ -228,7 +251,7 @@ class Daemon:
                "--socket", self.sock, "--state-dir", os.path.join(tmpdir, "state"),
                "--log-level", level]
         self.logf = open(self.log, "w")
-        self.proc = subprocess.Popen(cmd, env=e, stderr=self.logf)
+        self.proc = subprocess.Popen(cmd, env=e, stderr=self.logf, preexec_fn=_die_with_parent)
         deadline = time.time() + 10
         while not os.path.exists(self.sock):
             if self.proc.poll() is not None or time.time() > deadline:
