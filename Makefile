@@ -8,6 +8,11 @@
 #   make valgrind         unit tests under valgrind
 #   make fuzz             build the libFuzzer targets (clang) and run each briefly
 #   make format / format-check / lint
+#   make plugin           build the managed plugin from the Dockerfile (needs a registry)
+#   make plugin-local     the same plugin from the host build, without any registry
+#   make plugin-enable / plugin-disable / plugin-rm
+#   make e2e              end-to-end tests against a real (private) dockerd, as root
+#   make demo             build, enable and show records arriving
 #   V=1                   show full command lines
 
 CC      ?= cc
@@ -46,7 +51,8 @@ LIBOBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
 UNITS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/check_*.c))
 FUZZERS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 
-.PHONY: all deps check-deps test unit integration e2e valgrind fuzz format format-check lint clean
+.PHONY: all deps check-deps test unit integration e2e demo valgrind fuzz format format-check lint clean \
+        plugin plugin-rootfs-local plugin-local plugin-create plugin-enable plugin-disable plugin-rm
 all: $(BUILD)/fwdlogd
 
 $(GEN)/entry.pb-c.c $(GEN)/entry.pb-c.h: proto/entry.proto
@@ -75,7 +81,7 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(LIBOBJS)
 # Debian 12 packages for building, testing and the end-to-end suite.
 DEB_BUILD := build-essential pkg-config libmicrohttpd-dev libjansson-dev libmsgpack-dev \
              libprotobuf-c-dev protobuf-c-compiler libpcre2-dev
-DEB_TEST  := check python3 python3-msgpack valgrind
+DEB_TEST  := check python3 python3-msgpack valgrind docker.io busybox-static
 deps:
 	@if [ "$$(id -u)" != 0 ]; then echo "make deps: run as root (apt-get)"; exit 1; fi
 	apt-get update -qq
@@ -87,17 +93,78 @@ check-deps:
 	for p in $(PKGS) check; do pkg-config --exists $$p || missing=1; done; \
 	command -v protoc-c >/dev/null || missing=1; \
 	$(PYTHON) -c 'import msgpack' 2>/dev/null || missing=1; \
+	command -v dockerd >/dev/null || missing=1; \
+	[ -x /bin/busybox ] && /bin/busybox --list | grep -qx seq || missing=1; \
 	if [ $$missing = 1 ]; then echo "make: installing missing dependencies"; $(MAKE) deps; fi
 
 test: check-deps
 	$(Q)$(MAKE) --no-print-directory all
-	$(Q)$(MAKE) --no-print-directory unit integration
+	$(Q)$(MAKE) --no-print-directory unit integration e2e
 
 unit: $(UNITS)
 	$(Q)BUILD=$(BUILD) tests/run-unit.sh $(UNITS)
 
 integration: $(BUILD)/fwdlogd
 	$(Q)FWDLOGD=$(abspath $(BUILD)/fwdlogd) $(PYTHON) tests/integration/run.py
+
+# End-to-end: a private dockerd (unless FWDLOG_E2E_DOCKER_HOST names one to use), the
+# plugin from plugin-local, the project's receiver on 127.0.0.1. See tests/e2e/run.py.
+e2e: $(BUILD)/fwdlogd
+	$(Q)SAN=$(SAN) $(PYTHON) tests/e2e/run.py
+
+demo: check-deps all
+	$(Q)SAN=$(SAN) $(PYTHON) tests/e2e/demo.py
+
+# ---- managed plugin ---------------------------------------------------------------
+# The plugin directory docker plugin create takes: config.json + rootfs/.
+PLUGIN      ?= fwdlog
+PLUGIN_DIR  := build/plugin
+DOCKER      ?= docker
+
+# From the Dockerfile (multi-stage, debian:bookworm-slim): needs a reachable registry.
+plugin:
+	rm -rf $(PLUGIN_DIR) && mkdir -p $(PLUGIN_DIR)/rootfs
+	$(DOCKER) build -t $(PLUGIN):rootfs .
+	$(DOCKER) rm -vf fwdlog-rootfs >/dev/null 2>&1 || true
+	$(DOCKER) create --name fwdlog-rootfs $(PLUGIN):rootfs true
+	$(DOCKER) export fwdlog-rootfs | tar -x -C $(PLUGIN_DIR)/rootfs
+	$(DOCKER) rm -vf fwdlog-rootfs
+	cp config.json $(PLUGIN_DIR)/
+	$(MAKE) --no-print-directory plugin-create
+
+# The same layout from the host build: fwdlogd, exactly the shared libraries it links
+# (as ldd resolves them, symlinks dereferenced) and the dynamic loader, CA certificates,
+# /run/docker/plugins and the state directory. No registry, no image pull.
+plugin-rootfs-local: $(BUILD)/fwdlogd
+	$(Q)rm -rf $(PLUGIN_DIR) && mkdir -p $(PLUGIN_DIR)/rootfs/usr/bin \
+	    $(PLUGIN_DIR)/rootfs/run/docker/plugins $(PLUGIN_DIR)/rootfs/var/lib/fwdlog \
+	    $(PLUGIN_DIR)/rootfs/etc $(PLUGIN_DIR)/rootfs/tmp
+	$(Q)cp $(BUILD)/fwdlogd $(PLUGIN_DIR)/rootfs/usr/bin/fwdlogd
+	$(Q)for lib in $$(ldd $(BUILD)/fwdlogd | awk '$$2 == "=>" && $$3 ~ /^\// {print $$3} \
+	        $$1 ~ /^\// {print $$1}'); do \
+	    mkdir -p $(PLUGIN_DIR)/rootfs$$(dirname $$lib) && cp -L $$lib $(PLUGIN_DIR)/rootfs$$lib \
+	    || exit 1; done
+	$(Q)if [ -f /etc/ssl/certs/ca-certificates.crt ]; then mkdir -p $(PLUGIN_DIR)/rootfs/etc/ssl/certs \
+	    && cp -L /etc/ssl/certs/ca-certificates.crt $(PLUGIN_DIR)/rootfs/etc/ssl/certs/; fi
+	$(Q)for f in nsswitch.conf; do [ -f /etc/$$f ] && cp /etc/$$f $(PLUGIN_DIR)/rootfs/etc/; done; true
+	$(Q)cp config.json $(PLUGIN_DIR)/
+	@echo "  PLUGIN  $(PLUGIN_DIR) ($$(du -sh $(PLUGIN_DIR) | cut -f1))"
+
+plugin-local: plugin-rootfs-local
+	$(Q)$(MAKE) --no-print-directory plugin-create
+
+plugin-create:
+	$(Q)$(DOCKER) plugin rm -f $(PLUGIN) >/dev/null 2>&1 || true
+	$(DOCKER) plugin create $(PLUGIN) $(PLUGIN_DIR)
+
+# --timeout 0: the CLI's default of 30 s becomes the HTTP timeout of every call to the
+# plugin, until dockerd restarts (moby plugin manager); 0 matches docker plugin install.
+plugin-enable:
+	$(DOCKER) plugin enable --timeout 0 $(PLUGIN)
+plugin-disable:
+	$(DOCKER) plugin disable $(if $(FORCE),-f) $(PLUGIN)
+plugin-rm:
+	$(DOCKER) plugin rm -f $(PLUGIN)
 
 valgrind: $(UNITS)
 	$(Q)for t in $(UNITS); do CK_FORK=no valgrind -q --error-exitcode=1 --leak-check=full \

@@ -31,7 +31,7 @@
 #define FWD_DEFAULT_ADDRESS          "localhost:24224"
 #define FWD_DEFAULT_PORT             24224
 #define FWD_DEFAULT_TAG              "{{.ID}}"
-#define FWD_DEFAULT_BUFFER_LIMIT     (16u * 1024u * 1024u)
+#define FWD_DEFAULT_BUFFER_LIMIT     (64u * 1024u * 1024u)
 #define FWD_DEFAULT_RETRY_WAIT_MS    1000u
 #define FWD_DEFAULT_MAX_RETRIES      2147483647u /* moby: math.MaxInt32 */
 #define FWD_DEFAULT_WRITE_TIMEOUT_MS 30000u
