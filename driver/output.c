@@ -454,8 +454,7 @@ static void do_write(struct fwd_output *o)
         }
         /* A batch adds up to three iovecs (fewer for the half-written head): room for
          * three must be left before each one. */
-        for (struct batch *b = o->qhead; b != NULL && niov + 3 <= IOV_BATCHES * 3;
-             b = b->next) {
+        for (struct batch *b = o->qhead; b != NULL && niov + 3 <= IOV_BATCHES * 3; b = b->next) {
             size_t skip = b->sent;
 
             add_iov(iov, &niov, b->hdr, b->hdr_len, &skip);
