@@ -463,12 +463,6 @@ static int apply(struct fwd_config *c, int id, const char *v, struct origin o, c
                 c->request_ack = b;
             else
                 c->async = b;
-            if (id == O_REQUEST_ACK && b) {
-                bad_value(err, errlen, o, v,
-                          "false: acknowledged delivery is not implemented in this fwdlog "
-                          "version yet");
-                return -EINVAL;
-            }
             return 0;
         }
         case O_RECONNECT_INTERVAL:

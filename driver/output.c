@@ -44,6 +44,10 @@
 
 #define RESOLVE_POLL_MS 5
 #define IOV_BATCHES     32
+/* Batches written but not yet acknowledged, at most: bounds what a reconnect resends. */
+#define ACK_WINDOW 32
+/* Reply bytes buffered while waiting for a whole ack. */
+#define REPLY_MAX (64u * 1024u)
 
 enum state {
     S_IDLE = 0,
@@ -61,7 +65,9 @@ struct batch {
     size_t hdr_len;
     uint8_t opt[FWD_FORWARD_OPTIONS_MAX];
     size_t opt_len;
-    size_t sent; /* bytes of hdr+entries+opt already written */
+    size_t sent;                           /* bytes of hdr+entries+opt already written */
+    char chunk[FWD_FORWARD_CHUNK_LEN + 1]; /* ack mode: the chunk id sent with it */
+    uint64_t ack_deadline;                 /* ack mode: when a missing ack fails the link */
 };
 
 struct fwd_output {
@@ -71,9 +77,15 @@ struct fwd_output {
     char label[300]; /* address for log lines */
     struct fwd_config cfg;
     struct fwd_stream *streams;
-    struct batch *qhead, *qtail;
-    size_t qbytes;    /* wire bytes of sealed batches */
-    size_t openbytes; /* entry bytes in the streams' open batches */
+    /*
+     * The queue, oldest first. With acks, the batches before unsent are written and
+     * wait for their ack (inflight of them); without, unsent is always qhead.
+     */
+    struct batch *qhead, *qtail, *unsent;
+    unsigned inflight;
+    struct fwd_buf reply; /* ack mode: bytes of a reply not yet complete */
+    size_t qbytes;        /* wire bytes of sealed batches */
+    size_t openbytes;     /* entry bytes in the streams' open batches */
     enum state state;
     int fd;
     struct fwd_io io;
@@ -109,7 +121,9 @@ struct fwd_outputs {
 };
 
 static void start_connect(struct fwd_output *o);
-static void output_maybe_free(struct fwd_output *o);
+static bool output_maybe_free(struct fwd_output *o);
+static void watch(struct fwd_output *o);
+static void arm_conn_timer(struct fwd_output *o);
 
 static void batch_free(struct batch *b)
 {
@@ -131,6 +145,10 @@ static void queue_pop(struct fwd_output *o)
 {
     struct batch *b = o->qhead;
 
+    if (b == o->unsent)
+        o->unsent = b->next;
+    else
+        o->inflight--;
     o->qhead = b->next;
     if (o->qhead == NULL)
         o->qtail = NULL;
@@ -148,6 +166,8 @@ static void drop_batch_after(struct fwd_output *o, struct batch *prev)
         queue_pop(o);
         return;
     }
+    if (o->unsent == b)
+        o->unsent = b->next;
     prev->next = b->next;
     if (o->qtail == b)
         o->qtail = prev;
@@ -155,18 +175,34 @@ static void drop_batch_after(struct fwd_output *o, struct batch *prev)
     batch_free(b);
 }
 
-/* Drop the oldest unsent batches until the destination is back under its limit. */
+/* The batch before b in the queue, NULL for the head (walks at most the inflight ones). */
+static struct batch *before(const struct fwd_output *o, const struct batch *b)
+{
+    struct batch *p = o->qhead;
+
+    if (p == b)
+        return NULL;
+    while (p->next != b)
+        p = p->next;
+    return p;
+}
+
+/*
+ * Drop the oldest unsent batches until the destination is back under its limit.
+ * Never a half-written one (that would corrupt the stream) and never one waiting for
+ * its ack (it was delivered as far as anyone knows; the ack decides).
+ */
 static void enforce_limit(struct fwd_output *o)
 {
     uint64_t records = 0, batches = 0;
 
-    while (o->qbytes + o->openbytes > o->cfg.buffer_limit && o->qhead != NULL) {
-        struct batch *prev = NULL;
+    while (o->qbytes + o->openbytes > o->cfg.buffer_limit && o->unsent != NULL) {
+        struct batch *prev = before(o, o->unsent);
 
-        if (o->qhead->sent > 0) {
-            if (o->qhead->next == NULL)
+        if (o->unsent->sent > 0) {
+            if (o->unsent->next == NULL)
                 break;
-            prev = o->qhead; /* never drop a half-written message */
+            prev = o->unsent;
         }
         records += (prev ? prev->next : o->qhead)->count;
         batches++;
@@ -215,8 +251,15 @@ static void close_conn(struct fwd_output *o)
         close(o->fd);
         o->fd = -1;
     }
-    if (o->qhead != NULL)
-        o->qhead->sent = 0; /* resend the cut message whole */
+    /* Resend the cut message whole, and (with acks) everything not acknowledged. */
+    for (struct batch *b = o->qhead; b != NULL; b = b->next) {
+        b->sent = 0;
+        if (b == o->unsent)
+            break;
+    }
+    o->unsent = o->qhead;
+    o->inflight = 0;
+    fwd_buf_release(&o->reply);
 }
 
 static uint64_t backoff_ms(const struct fwd_output *o)
@@ -389,26 +432,60 @@ static void connected(struct fwd_output *o)
     o->connected_at = fwd_loop_now(o->m->loop);
     o->last_progress = o->connected_at;
     o->m->st.connects++;
-    fwd_loop_io_mod(o->m->loop, &o->io, EPOLLIN | EPOLLRDHUP | (o->qhead ? EPOLLOUT : 0));
+    watch(o);
+    arm_conn_timer(o);
 }
 
 /* ---- writing --------------------------------------------------------------------------- */
 
-static void arm_write_timeout(struct fwd_output *o)
+static bool ack_mode(const struct fwd_output *o)
 {
-    if (o->cfg.write_timeout_ms == 0 || o->qhead == NULL) {
-        fwd_loop_timer_stop(o->m->loop, &o->timer);
-        return;
-    }
-    fwd_loop_timer_at(o->m->loop, &o->timer,
-                      o->last_progress + FWD_MS_TO_NS(o->cfg.write_timeout_ms), on_timer, o);
+    return o->cfg.request_ack;
 }
 
-/* Account n written bytes against the queue head(s). */
+/* Batches may be written now (with acks, only while the window has room). */
+static bool can_write(const struct fwd_output *o)
+{
+    return o->unsent != NULL && (!ack_mode(o) || o->inflight < ACK_WINDOW);
+}
+
+static void watch(struct fwd_output *o)
+{
+    fwd_loop_io_mod(o->m->loop, &o->io, EPOLLIN | EPOLLRDHUP | (can_write(o) ? EPOLLOUT : 0));
+}
+
+/* While connected, the timer is the earlier of the write and the ack deadline. */
+static void arm_conn_timer(struct fwd_output *o)
+{
+    uint64_t d = 0;
+
+    if (o->cfg.write_timeout_ms != 0 && can_write(o))
+        d = o->last_progress + FWD_MS_TO_NS(o->cfg.write_timeout_ms);
+    if (o->inflight > 0 && (d == 0 || o->qhead->ack_deadline < d))
+        d = o->qhead->ack_deadline;
+    if (d == 0)
+        fwd_loop_timer_stop(o->m->loop, &o->timer);
+    else
+        fwd_loop_timer_at(o->m->loop, &o->timer, d, on_timer, o);
+}
+
+static uint64_t ack_timeout_ms(const struct fwd_output *o)
+{
+    return o->cfg.read_timeout_ms ? o->cfg.read_timeout_ms : FWD_DEFAULT_ACK_TIMEOUT_MS;
+}
+
+static void delivered(struct fwd_output *o)
+{
+    o->m->st.records_sent += o->qhead->count;
+    o->m->st.batches_sent++;
+    queue_pop(o);
+}
+
+/* Account n written bytes against the batches from unsent on. */
 static void advance(struct fwd_output *o, size_t n)
 {
-    while (n > 0 && o->qhead != NULL) {
-        struct batch *b = o->qhead;
+    while (n > 0 && o->unsent != NULL) {
+        struct batch *b = o->unsent;
         size_t left = batch_wire_len(b) - b->sent;
 
         if (n < left) {
@@ -416,9 +493,14 @@ static void advance(struct fwd_output *o, size_t n)
             return;
         }
         n -= left;
-        o->m->st.records_sent += b->count;
-        o->m->st.batches_sent++;
-        queue_pop(o);
+        if (!ack_mode(o)) {
+            delivered(o); /* without acks, written is as delivered as it gets */
+            continue;
+        }
+        b->sent += left;
+        b->ack_deadline = fwd_loop_now(o->m->loop) + FWD_MS_TO_NS(ack_timeout_ms(o));
+        o->unsent = b->next;
+        o->inflight++;
     }
 }
 
@@ -438,13 +520,14 @@ static void do_write(struct fwd_output *o)
 {
     size_t budget = FWD_WRITE_PER_WAKEUP;
 
-    while (o->qhead != NULL && budget > 0) {
+    while (can_write(o) && budget > 0) {
         struct iovec iov[IOV_BATCHES * 3];
         struct msghdr msg = {.msg_iov = iov};
+        unsigned window = ack_mode(o) ? ACK_WINDOW - o->inflight : IOV_BATCHES;
         int niov = 0;
         ssize_t n;
 
-        if (o->cfg.reconnect_interval_ms && o->qhead->sent == 0 &&
+        if (o->cfg.reconnect_interval_ms && o->inflight == 0 && o->unsent->sent == 0 &&
             fwd_loop_now(o->m->loop) - o->connected_at >=
                 FWD_MS_TO_NS(o->cfg.reconnect_interval_ms)) {
             /* fluentd-async-reconnect-interval: reconnect (and re-resolve) between messages. */
@@ -452,9 +535,10 @@ static void do_write(struct fwd_output *o)
             start_connect(o);
             return;
         }
-        /* A batch adds up to three iovecs (fewer for the half-written head): room for
+        /* A batch adds up to three iovecs (fewer for the half-written one): room for
          * three must be left before each one. */
-        for (struct batch *b = o->qhead; b != NULL && niov + 3 <= IOV_BATCHES * 3; b = b->next) {
+        for (struct batch *b = o->unsent; b != NULL && niov + 3 <= IOV_BATCHES * 3 && window > 0;
+             b = b->next, window--) {
             size_t skip = b->sent;
 
             add_iov(iov, &niov, b->hdr, b->hdr_len, &skip);
@@ -476,31 +560,88 @@ static void do_write(struct fwd_output *o)
         advance(o, (size_t)n);
         budget = (size_t)n >= budget ? 0 : budget - (size_t)n;
     }
-    fwd_loop_io_mod(o->m->loop, &o->io, EPOLLIN | EPOLLRDHUP | (o->qhead ? EPOLLOUT : 0));
-    arm_write_timeout(o);
+    watch(o);
+    arm_conn_timer(o);
     if (o->qhead == NULL)
         output_maybe_free(o);
 }
 
-static void do_read(struct fwd_output *o)
+/*
+ * Match the replies buffered so far against the batches waiting for their ack. The
+ * oldest must be acknowledged first: an ack that does not match it, or a reply that is
+ * not an ack, makes the connection untrustworthy (Fluentd #4057: acks offset by one on
+ * a reused socket), so it is discarded and everything unacknowledged is sent again.
+ * Returns 0, or -1 after failing the connection.
+ */
+static int take_acks(struct fwd_output *o)
 {
-    char buf[4096];
+    size_t off = 0;
 
+    while (off < o->reply.len) {
+        char id[FWD_FORWARD_ACK_MAX + 1];
+        size_t used, idlen;
+        int r = fwd_forward_parse_ack(o->reply.data + off, o->reply.len - off, &used, id, &idlen);
+
+        if (r == 0)
+            break;
+        if (r < 0) {
+            fail(o, "aggregator sent something that is not an ack", EPROTO);
+            return -1;
+        }
+        off += used;
+        if (o->inflight == 0 || idlen != FWD_FORWARD_CHUNK_LEN ||
+            memcmp(id, o->qhead->chunk, FWD_FORWARD_CHUNK_LEN) != 0) {
+            fail(o, "ack does not match the oldest unacknowledged batch", EPROTO);
+            return -1;
+        }
+        delivered(o);
+    }
+    fwd_buf_consume(&o->reply, off);
+    if (o->reply.len == REPLY_MAX) {
+        fail(o, "aggregator reply too long", EPROTO);
+        return -1;
+    }
+    return 0;
+}
+
+/* Read replies. Returns 0 while connected, -1 if the connection failed or o was freed. */
+static int do_read(struct fwd_output *o)
+{
     for (;;) {
+        char buf[4096];
         ssize_t n = read(o->fd, buf, sizeof(buf));
 
-        if (n > 0)
-            continue; /* no acks requested: nothing a receiver says matters yet */
+        if (n > 0) {
+            if (!ack_mode(o))
+                continue; /* no acks requested: nothing a receiver says matters */
+            if (fwd_buf_append(&o->reply, buf, (size_t)n) != 0) {
+                fail(o, "aggregator reply too long", EPROTO);
+                return -1;
+            }
+            if (take_acks(o) < 0)
+                return -1;
+            continue;
+        }
         if (n == 0) {
             fail(o, "connection closed by aggregator", 0);
-            return;
+            return -1;
         }
         if (errno == EINTR)
             continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
             fail(o, "read", errno);
-        return;
+            return -1;
+        }
+        break;
     }
+    if (ack_mode(o)) {
+        /* Acks open the window (more may be written) and move the ack deadline. */
+        watch(o);
+        arm_conn_timer(o);
+        if (o->qhead == NULL && output_maybe_free(o))
+            return -1;
+    }
+    return 0;
 }
 
 static void on_io(struct fwd_io *io, uint32_t events)
@@ -514,8 +655,7 @@ static void on_io(struct fwd_io *io, uint32_t events)
     if (o->state != S_CONNECTED)
         return;
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
-        do_read(o);
-        if (o->state != S_CONNECTED)
+        if (do_read(o) < 0)
             return;
     }
     if (events & EPOLLOUT)
@@ -525,6 +665,7 @@ static void on_io(struct fwd_io *io, uint32_t events)
 static void on_timer(struct fwd_timer *t)
 {
     struct fwd_output *o = t->ctx;
+    uint64_t now = fwd_loop_now(o->m->loop);
 
     switch (o->state) {
         case S_RESOLVING: {
@@ -551,12 +692,16 @@ static void on_timer(struct fwd_timer *t)
             start_connect(o);
             return;
         case S_CONNECTED:
-            if (o->qhead != NULL && fwd_loop_now(o->m->loop) - o->last_progress >=
-                                        FWD_MS_TO_NS(o->cfg.write_timeout_ms)) {
+            if (o->inflight > 0 && now >= o->qhead->ack_deadline) {
+                fail(o, "no ack within the ack timeout (fluentd-read-timeout)", ETIMEDOUT);
+                return;
+            }
+            if (o->cfg.write_timeout_ms != 0 && can_write(o) &&
+                now - o->last_progress >= FWD_MS_TO_NS(o->cfg.write_timeout_ms)) {
                 fail(o, "write timeout (fluentd-write-timeout)", ETIMEDOUT);
                 return;
             }
-            arm_write_timeout(o);
+            arm_conn_timer(o);
             return;
         default:
             return;
@@ -569,9 +714,9 @@ static void kick(struct fwd_output *o)
     if (o->state == S_IDLE)
         start_connect(o);
     else if (o->state == S_CONNECTED) {
-        fwd_loop_io_mod(o->m->loop, &o->io, EPOLLIN | EPOLLRDHUP | EPOLLOUT);
+        watch(o);
         if (!fwd_timer_armed(&o->timer))
-            arm_write_timeout(o);
+            arm_conn_timer(o);
     }
 }
 
@@ -603,10 +748,14 @@ static void output_destroy(struct fwd_output *o)
     free(o);
 }
 
-static void output_maybe_free(struct fwd_output *o)
+/* Free an orphan destination with nothing left to send. true if it was freed. */
+static bool output_maybe_free(struct fwd_output *o)
 {
-    if (o->streams == NULL && o->qhead == NULL && o->openbytes == 0)
+    if (o->streams == NULL && o->qhead == NULL && o->openbytes == 0) {
         output_destroy(o);
+        return true;
+    }
+    return false;
 }
 
 static struct fwd_output *output_get(struct fwd_outputs *m, const struct fwd_config *cfg)
@@ -626,6 +775,7 @@ static struct fwd_output *output_get(struct fwd_outputs *m, const struct fwd_con
     }
     o->m = m;
     o->cfg = *cfg;
+    fwd_buf_init(&o->reply, REPLY_MAX);
     o->cfg.tag = o->cfg.labels = o->cfg.labels_regex = o->cfg.env = o->cfg.env_regex = NULL;
     o->fd = -1;
     if (cfg->addr.scheme == FWD_ADDR_UNIX)
@@ -693,12 +843,20 @@ static void seal(struct fwd_stream *s)
     }
     b->hdr_len = fwd_forward_packed_header(b->hdr, s->tag_len + FWD_FORWARD_HEADER_OVERHEAD, s->tag,
                                            s->tag_len, b->entries.len);
-    b->opt_len = fwd_forward_packed_options(b->opt, sizeof(b->opt), b->count, NULL);
+    if (o->cfg.request_ack && fwd_forward_chunk_id(b->chunk) != 0) {
+        /* No randomness (getrandom failed): still unique within this process. */
+        static uint64_t seq;
+        snprintf(b->chunk, sizeof(b->chunk), "fwdlog%018llu", (unsigned long long)++seq);
+    }
+    b->opt_len = fwd_forward_packed_options(b->opt, sizeof(b->opt), b->count,
+                                            o->cfg.request_ack ? b->chunk : NULL);
     if (o->qtail != NULL)
         o->qtail->next = b;
     else
         o->qhead = b;
     o->qtail = b;
+    if (o->unsent == NULL)
+        o->unsent = b;
     o->qbytes += batch_wire_len(b);
     enforce_limit(o);
     kick(o);

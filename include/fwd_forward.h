@@ -33,4 +33,25 @@ size_t fwd_forward_packed_header(uint8_t *out, size_t cap, const char *tag, size
 /* Write the options map {"size": count} (plus "chunk" when chunk != NULL). Same return. */
 size_t fwd_forward_packed_options(uint8_t *out, size_t cap, uint32_t count, const char *chunk);
 
+/* Chunk ids: base64 of 16 random bytes (24 characters) plus a NUL. */
+#define FWD_FORWARD_CHUNK_LEN 24
+/* Fill id[FWD_FORWARD_CHUNK_LEN + 1] from 16 random bytes. 0, or -errno from getrandom. */
+int fwd_forward_chunk_id(char id[FWD_FORWARD_CHUNK_LEN + 1]) __attribute__((warn_unused_result));
+
+/* The longest ack value kept; a longer one cannot match any chunk id we send. */
+#define FWD_FORWARD_ACK_MAX 64
+
+/*
+ * Parse one aggregator response from p[0..len): a msgpack map whose "ack" key
+ * holds a str (Fluentd, Fluent Bit) or bin; other keys with scalar values are
+ * skipped. Returns 1 with *consumed bytes used and the ack value in id (NUL-
+ * terminated, *idlen bytes; truncated to FWD_FORWARD_ACK_MAX, which then
+ * matches nothing), 0 when more bytes are needed, or -EPROTO for anything
+ * else (not a map, no "ack", nested containers, a size beyond len's reach).
+ * Pure and allocation-free: sizes come from untrusted bytes.
+ */
+int fwd_forward_parse_ack(const uint8_t *p, size_t len, size_t *consumed,
+                          char id[FWD_FORWARD_ACK_MAX + 1], size_t *idlen)
+    __attribute__((warn_unused_result));
+
 #endif

@@ -35,10 +35,12 @@
 #define FWD_DEFAULT_RETRY_WAIT_MS    1000u
 #define FWD_DEFAULT_MAX_RETRIES      2147483647u /* moby: math.MaxInt32 */
 #define FWD_DEFAULT_WRITE_TIMEOUT_MS 30000u
-#define FWD_DEFAULT_MAX_LINE         (1024u * 1024u)
-#define FWD_DEFAULT_PARTIAL_TIMEOUT  1000u
-#define FWD_DEFAULT_FLUSH_INTERVAL   100u
-#define FWD_DEFAULT_BATCH_SIZE       (512u * 1024u)
+/* With fluentd-request-ack and no fluentd-read-timeout: how long an ack may take. */
+#define FWD_DEFAULT_ACK_TIMEOUT_MS  30000u
+#define FWD_DEFAULT_MAX_LINE        (1024u * 1024u)
+#define FWD_DEFAULT_PARTIAL_TIMEOUT 1000u
+#define FWD_DEFAULT_FLUSH_INTERVAL  100u
+#define FWD_DEFAULT_BATCH_SIZE      (512u * 1024u)
 
 /* Option ranges. */
 #define FWD_MIN_BUFFER_LIMIT (64u * 1024u)

@@ -18,8 +18,15 @@ are none. Strings that are not valid UTF-8 are kept with surrogateescape (json e
 them as \\udcXX; decode with .encode("utf-8", "surrogateescape")).
 
 Usage: forward_receiver.py --out FILE [--host 127.0.0.1] [--port 0] [--unix PATH]
-                           [--stall SECONDS]
---stall makes it a slow aggregator: each connection is accepted but not read for that long.
+                           [--stall SECONDS] [--ack-delay SECONDS] [--wrong-acks N]
+                           [--drop-acks N] [--close-after-bytes N]
+Scripted misbehaviour, for delivery tests:
+  --stall S            each connection is accepted but not read for S seconds (slow aggregator)
+  --ack-delay S        each ack is sent S seconds late
+  --wrong-acks N       the first N acks carry a wrong chunk id
+  --drop-acks N        the first N requests with a chunk get no ack at all
+  --close-after-bytes N  the first connection is closed after N bytes (mid-batch)
+Events are written to the file before their ack is sent, so an acknowledged event is on disk.
 Prints "LISTENING <port-or-path>" on stdout once it accepts connections.
 """
 import argparse
@@ -61,6 +68,8 @@ class Sink:
         self.lock = threading.Lock()
 
     def write(self, objs):
+        if not objs:
+            return
         lines = "".join(json.dumps(o, ensure_ascii=True) + "\n" for o in objs)
         with self.lock:
             self.f.write(lines)
@@ -88,6 +97,23 @@ def event(tag, t, r, mode, conn):
     tv, tt = check_time(t)
     return {"tag": tag, "time": tv, "time_type": tt, "record": check_record(r), "mode": mode,
             "conn": conn}
+
+
+class Script:
+    """Counters for the scripted misbehaviour, shared by all connections."""
+
+    def __init__(self, a):
+        self.a = a
+        self.lock = threading.Lock()
+        self.acks = 0
+        self.chunks = 0
+        self.first_conn_closed = False
+
+    def take(self, attr):
+        with self.lock:
+            v = getattr(self, attr)
+            setattr(self, attr, v + 1)
+            return v
 
 
 def handle_request(req, conn_id):
@@ -138,28 +164,46 @@ def handle_request(req, conn_id):
     return events, ack
 
 
-def serve_conn(sock, sink, conn_id, stall):
+def serve_conn(sock, sink, conn_id, sc):
+    a = sc.a
     u = unpacker()
-    if stall:
-        time.sleep(stall)
+    got = 0
+    if a.stall:
+        time.sleep(a.stall)
     try:
         while True:
             data = sock.recv(1 << 20)
             if not data:
                 return
+            if a.close_after_bytes and conn_id == 1 and got + len(data) > a.close_after_bytes:
+                u.feed(data[:a.close_after_bytes - got])
+                data = b""
+                close_now = True
+            else:
+                close_now = False
+            got += len(data)
             u.feed(data)
-            out = []
             for req in u:
                 try:
                     evs, ack = handle_request(req, conn_id)
                 except Exception as e:  # noqa: BLE001 - report, keep serving
-                    out.append({"error": str(e), "conn": conn_id})
+                    sink.write([{"error": str(e), "conn": conn_id}])
                     continue
-                out.extend(evs)
                 if ack is not None:
-                    sock.sendall(msgpack.packb({"ack": ack}))
-            if out:
-                sink.write(out)
+                    for e in evs:
+                        e["chunk"] = ack
+                sink.write(evs)  # on disk before the ack goes out
+                if ack is None:
+                    continue
+                if sc.take("chunks") < a.drop_acks:
+                    continue
+                if a.ack_delay:
+                    time.sleep(a.ack_delay)
+                if sc.take("acks") < a.wrong_acks:
+                    ack = "wrong" + str(ack)
+                sock.sendall(msgpack.packb({"ack": ack}))
+            if close_now:
+                return
     except (ConnectionError, OSError):
         return
     except Exception as e:  # noqa: BLE001
@@ -175,6 +219,10 @@ def main():
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--unix")
     ap.add_argument("--stall", type=float, default=0)
+    ap.add_argument("--ack-delay", type=float, default=0)
+    ap.add_argument("--wrong-acks", type=int, default=0)
+    ap.add_argument("--drop-acks", type=int, default=0)
+    ap.add_argument("--close-after-bytes", type=int, default=0)
     a = ap.parse_args()
     if a.unix:
         if os.path.exists(a.unix):
@@ -190,12 +238,13 @@ def main():
         where = ls.getsockname()[1]
     ls.listen(256)
     sink = Sink(a.out)
+    sc = Script(a)
     print("LISTENING %s" % where, flush=True)
     n = 0
     while True:
         s, _ = ls.accept()
         n += 1
-        threading.Thread(target=serve_conn, args=(s, sink, n, a.stall), daemon=True).start()
+        threading.Thread(target=serve_conn, args=(s, sink, n, sc), daemon=True).start()
 
 
 if __name__ == "__main__":

@@ -174,16 +174,20 @@ def free_port():
 
 
 class Receiver:
-    def __init__(self, tmpdir, port=0, unix=None, name="recv", stall=0):
+    def __init__(self, tmpdir, port=0, unix=None, name="recv", append=False, **script):
+        """script: stall, ack_delay, wrong_acks, drop_acks, close_after_bytes (see
+        forward_receiver.py). append: keep the events file (a restarted receiver)."""
         self.out = os.path.join(tmpdir, name + ".jsonl")
-        open(self.out, "w").close()
+        if not append:
+            open(self.out, "w").close()
         args = [PYTHON, os.path.join(HERE, "forward_receiver.py"), "--out", self.out]
         if unix:
             args += ["--unix", unix]
         else:
             args += ["--port", str(port)]
-        if stall:
-            args += ["--stall", str(stall)]
+        for k, v in script.items():
+            if v:
+                args += ["--" + k.replace("_", "-"), str(v)]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True,
                                      preexec_fn=_die_with_parent)
         line = self.proc.stdout.readline()

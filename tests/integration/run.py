@@ -136,8 +136,9 @@ class TestOptions(Base):
         self.assertIn("true or false", self.err({"fluentd-async": "maybe"}))
         self.assertIn("fluentd-buffer-limit", self.err({"fluentd-buffer-limit": "lots"}))
 
-    def test_request_ack_not_yet(self):
-        self.assertIn("not implemented", self.err({"fluentd-request-ack": "true"}))
+    def test_request_ack_accepted(self):
+        self.assertEqual(self.err({"fluentd-request-ack": "true",
+                                   "fluentd-read-timeout": "5s"}), "")
 
     def test_bad_template(self):
         e = self.err({"tag": "{{.Nope}}"})
@@ -471,6 +472,135 @@ class TestSlowAggregator(unittest.TestCase):
             recv.stop()
             shutil.rmtree(tmp, ignore_errors=True)
         self.assertEqual(rc, 0, log[-2000:])
+
+
+class TestAcks(unittest.TestCase):
+    """fluentd-request-ack=true: at-least-once delivery against scripted receivers."""
+
+    def setUp(self):
+        self.tmp = fwdtest.tmpdir()
+        self.procs = []
+
+    def tearDown(self):
+        rcs = [d.stop() for d in self.procs if isinstance(d, Daemon)]
+        for p in self.procs:
+            if isinstance(p, Receiver):
+                p.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.assertTrue(all(rc == 0 for rc in rcs), rcs)
+
+    def daemon(self, port, **env):
+        e = {"FLUENTD_ADDRESS": "127.0.0.1:%d" % port, "FLUENTD_REQUEST_ACK": "true",
+             "FLUENTD_RETRY_WAIT": "50ms", "FWDLOG_BATCH_SIZE": "16k"}
+        e.update(env)
+        d = Daemon(self.tmp, env=e, level="info")
+        self.procs.append(d)
+        return d
+
+    def receiver(self, **kw):
+        r = Receiver(self.tmp, **kw)
+        self.procs.append(r)
+        return r
+
+    def feed(self, d, n, name=cid(70)):
+        f = Fifo(self.tmp)
+        self.addCleanup(f.close)
+        st, body = d.api.start(f.path, info(name))
+        self.assertEqual(body, {"Err": ""})
+        for j in range(0, n, 5000):
+            f.write(b"".join(frame(time_nano=i + 1, line=b"a%06d" % i)
+                             for i in range(j, min(n, j + 5000))))
+        return f
+
+    def logs(self, r):
+        return [e["record"]["log"] for e in r.records()]
+
+    def wait_all(self, r, n, timeout=30):
+        want = {"a%06d" % i for i in range(n)}
+        deadline = time.time() + timeout
+        while time.time() < deadline and not want <= set(self.logs(r)):
+            time.sleep(0.05)
+        got = set(self.logs(r))
+        self.assertEqual(want - got, set(), "lines never delivered")
+        return self.logs(r)
+
+    def test_acked_batches_carry_chunk_ids(self):
+        r = self.receiver()
+        d = self.daemon(r.port)
+        self.feed(d, 1000)
+        logs = self.wait_all(r, 1000)
+        self.assertEqual(len(logs), 1000)  # no resends when every ack is right
+        chunks = {e["chunk"] for e in r.records()}
+        self.assertTrue(all(len(c) == 24 and c.endswith("==") for c in chunks), chunks)
+        time.sleep(0.2)
+        self.assertEqual(d.api.metrics()["fwdlog_records_sent_total"], 1000)
+
+    def test_wrong_ack_discards_connection_and_resends(self):
+        r = self.receiver(wrong_acks=1)
+        d = self.daemon(r.port)
+        self.feed(d, 3000)
+        logs = self.wait_all(r, 3000)
+        self.assertGreater(len(logs), 3000, "the batch with the wrong ack must be resent")
+        self.assertIn("ack does not match", d.logtext())
+
+    def test_lost_ack_times_out_and_resends(self):
+        # One batch in flight and its ack lost: only the ack timeout can notice. (With more
+        # in flight, the next ack would not match the oldest batch, the mismatch path.)
+        r = self.receiver(drop_acks=1)
+        d = self.daemon(r.port, FLUENTD_READ_TIMEOUT="300ms")
+        self.feed(d, 50)
+        self.wait_all(r, 50)
+        evs = r.wait(100, timeout=10)
+        self.assertEqual(len(evs), 100, "the batch is delivered twice: once unacked")
+        time.sleep(0.5)
+        self.assertEqual(len(r.records()), 100, "and only twice: the resend was acked")
+        self.assertIn("no ack within", d.logtext())
+
+    def test_late_acks_are_not_failures(self):
+        # The deadline runs from the write: 14 batches acked 50 ms apart stay well inside 3 s.
+        r = self.receiver(ack_delay=0.05)
+        d = self.daemon(r.port, FLUENTD_READ_TIMEOUT="3s")
+        self.feed(d, 2000)
+        logs = self.wait_all(r, 2000)
+        self.assertEqual(len(logs), 2000)
+        self.assertNotIn("no ack within", d.logtext())
+
+    def test_close_mid_batch_resends(self):
+        r = self.receiver(close_after_bytes=20000)
+        d = self.daemon(r.port)
+        self.feed(d, 5000)
+        self.wait_all(r, 5000)
+        # A close with unread data arrives as a reset, not an orderly close.
+        self.assertRegex(d.logtext(), "closed by aggregator|Connection reset by peer")
+
+    def test_receiver_killed_and_restarted_twice(self):
+        port = fwdtest.free_port()
+        r = self.receiver(port=port)
+        d = self.daemon(port, FWDLOG_BATCH_SIZE="64k")
+        n = 100000
+        f = Fifo(self.tmp)
+        self.addCleanup(f.close)
+        d.api.start(f.path, info(cid(71)))
+        for j in range(0, n, 5000):
+            f.write(b"".join(frame(time_nano=i + 1, line=b"a%06d" % i)
+                             for i in range(j, j + 5000)))
+            if j in (30000, 65000):
+                connects = d.api.metrics()["fwdlog_connects_total"]
+                r.proc.kill()  # SIGKILL: acks of what it had not written yet are lost
+                r.proc.wait()
+                time.sleep(0.3)
+                r = self.receiver(port=port, append=True)
+                # each kill must cut a live connection: wait for fwdlog to reconnect
+                deadline = time.time() + 15
+                while (d.api.metrics()["fwdlog_connects_total"] <= connects and
+                       time.time() < deadline):
+                    time.sleep(0.02)
+        logs = self.wait_all(r, n, timeout=60)
+        self.assertGreaterEqual(len(logs), n)
+        self.assertEqual(r.errors(), [])
+        m = d.api.metrics()
+        self.assertEqual(m["fwdlog_records_dropped_total"], 0)
+        self.assertGreaterEqual(m["fwdlog_connects_total"], 3, d.logtext())
 
 
 class TestShutdownAndTransports(unittest.TestCase):

@@ -6,6 +6,7 @@
 #include "unit.h"
 
 #include <check.h>
+#include <errno.h>
 #include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -211,6 +212,56 @@ START_TEST(test_forward_packed_header_and_options)
 }
 END_TEST
 
+START_TEST(test_forward_chunk_id_is_base64_of_16_bytes)
+{
+    char a[FWD_FORWARD_CHUNK_LEN + 1], b[FWD_FORWARD_CHUNK_LEN + 1];
+
+    ck_assert_int_eq(fwd_forward_chunk_id(a), 0);
+    ck_assert_int_eq(fwd_forward_chunk_id(b), 0);
+    ck_assert_uint_eq(strlen(a), 24);
+    ck_assert_str_eq(a + 22, "==");
+    ck_assert_uint_eq(strspn(a, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"),
+                      22);
+    ck_assert_str_ne(a, b);
+}
+END_TEST
+
+START_TEST(test_forward_parse_ack)
+{
+    /* {"ack": "p8n9gmxTQVC8/nh2wlKKeQ=="} as Fluentd and Fluent Bit send it */
+    static const uint8_t ok[] = "\x81\xa3"
+                                "ack"
+                                "\xb8"
+                                "p8n9gmxTQVC8/nh2wlKKeQ==";
+    /* extra keys with scalar values, bin value, map16 */
+    static const uint8_t extra[] = "\xde\x00\x03\xa1x\xc0\xa1y\xcd\x01\x02\xa3"
+                                   "ack"
+                                   "\xc4\x02id";
+    static const uint8_t noack[] = "\x81\xa4"
+                                   "nack"
+                                   "\xa1x";
+    static const uint8_t nested[] = "\x82\xa1x\x90\xa3"
+                                    "ack\xa1i";
+    static const uint8_t lying[] = "\xdf\xff\xff\xff\xff";
+    char id[FWD_FORWARD_ACK_MAX + 1];
+    size_t used, idlen;
+
+    ck_assert_int_eq(fwd_forward_parse_ack(ok, sizeof(ok) - 1, &used, id, &idlen), 1);
+    ck_assert_uint_eq(used, sizeof(ok) - 1);
+    ck_assert_str_eq(id, "p8n9gmxTQVC8/nh2wlKKeQ==");
+    ck_assert_uint_eq(idlen, 24);
+    for (size_t cut = 0; cut < sizeof(ok) - 1; cut++)
+        ck_assert_int_eq(fwd_forward_parse_ack(ok, cut, &used, id, &idlen), 0);
+    ck_assert_int_eq(fwd_forward_parse_ack(extra, sizeof(extra) - 1, &used, id, &idlen), 1);
+    ck_assert_str_eq(id, "id");
+    ck_assert_uint_eq(used, sizeof(extra) - 1);
+    ck_assert_int_eq(fwd_forward_parse_ack(noack, sizeof(noack) - 1, &used, id, &idlen), -EPROTO);
+    ck_assert_int_eq(fwd_forward_parse_ack(nested, sizeof(nested) - 1, &used, id, &idlen), -EPROTO);
+    ck_assert_int_eq(fwd_forward_parse_ack(lying, sizeof(lying) - 1, &used, id, &idlen), -EPROTO);
+    ck_assert_int_eq(fwd_forward_parse_ack((const uint8_t *)"\xc0", 1, &used, id, &idlen), -EPROTO);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("record");
@@ -222,6 +273,8 @@ int main(void)
     tcase_add_test(core, test_record_partial_keys);
     tcase_add_test(core, test_forward_eventtime_bytes);
     tcase_add_test(core, test_forward_packed_header_and_options);
+    tcase_add_test(core, test_forward_chunk_id_is_base64_of_16_bytes);
+    tcase_add_test(core, test_forward_parse_ack);
     suite_add_tcase(s, core);
     return fwd_test_run(s);
 }
