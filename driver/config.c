@@ -30,6 +30,7 @@ enum opt_id {
     O_REQUEST_ACK,
     O_WRITE_TIMEOUT,
     O_READ_TIMEOUT,
+    O_COMPRESS,
     O_TAG,
     O_LABELS,
     O_LABELS_REGEX,
@@ -60,6 +61,7 @@ static const struct opt opts_table[O_COUNT] = {
     [O_REQUEST_ACK] = {"fluentd-request-ack", "FLUENTD_REQUEST_ACK"},
     [O_WRITE_TIMEOUT] = {"fluentd-write-timeout", "FLUENTD_WRITE_TIMEOUT"},
     [O_READ_TIMEOUT] = {"fluentd-read-timeout", "FLUENTD_READ_TIMEOUT"},
+    [O_COMPRESS] = {"fluentd-compress", "FLUENTD_COMPRESS"},
     [O_TAG] = {"tag", "FWDLOG_TAG"},
     [O_LABELS] = {"labels", "FWDLOG_LABELS"},
     [O_LABELS_REGEX] = {"labels-regex", "FWDLOG_LABELS_REGEX"},
@@ -506,6 +508,15 @@ static int apply(struct fwd_config *c, int id, const char *v, struct origin o, c
             else
                 c->read_timeout_ms = ms;
             return 0;
+        case O_COMPRESS:
+            /* "text" is what Fluentd's out_forward calls no compression. */
+            if (strcmp(v, "gzip") == 0 || strcmp(v, "none") == 0 || strcmp(v, "text") == 0 ||
+                v[0] == '\0') {
+                c->gzip = strcmp(v, "gzip") == 0;
+                return 0;
+            }
+            bad_value(err, errlen, o, v, "gzip or none");
+            return -EINVAL;
         case O_TAG:
             c->tag = v[0] ? v : FWD_DEFAULT_TAG; /* Docker: an empty tag means the default */
             return 0;
@@ -612,9 +623,9 @@ int fwd_config_build(struct fwd_config *cfg, const struct fwd_kv *opts, size_t n
         snprintf(cfg->dest_key, sizeof(cfg->dest_key), "tcp://[%s]:%u", a->host, a->port);
     /* Everything that changes how the connection behaves is part of its identity. */
     snprintf(cfg->dest_key + strlen(cfg->dest_key), sizeof(cfg->dest_key) - strlen(cfg->dest_key),
-             " bl=%" PRIu64 " rw=%u mr=%u wt=%u rt=%u ri=%u ack=%d", cfg->buffer_limit,
+             " bl=%" PRIu64 " rw=%u mr=%u wt=%u rt=%u ri=%u ack=%d gz=%d", cfg->buffer_limit,
              cfg->retry_wait_ms, cfg->max_retries, cfg->write_timeout_ms, cfg->read_timeout_ms,
-             cfg->reconnect_interval_ms, cfg->request_ack);
+             cfg->reconnect_interval_ms, cfg->request_ack, cfg->gzip);
     return 0;
 }
 

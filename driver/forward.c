@@ -9,10 +9,12 @@
  * EventTime seconds are unsigned, as Fluentd and Fluent Bit decode them.
  */
 #include "fwd_forward.h"
+#include "fwd_buf.h"
 
 #include <errno.h>
 #include <string.h>
 #include <sys/random.h>
+#include <zlib.h>
 
 struct fixed {
     uint8_t *p;
@@ -67,13 +69,14 @@ size_t fwd_forward_packed_header(uint8_t *out, size_t cap, const char *tag, size
     return f.overflow ? 0 : f.len;
 }
 
-size_t fwd_forward_packed_options(uint8_t *out, size_t cap, uint32_t count, const char *chunk)
+size_t fwd_forward_packed_options(uint8_t *out, size_t cap, uint32_t count, const char *chunk,
+                                  bool gzip)
 {
     struct fixed f = {out, cap, 0, 0};
     msgpack_packer pk;
 
     msgpack_packer_init(&pk, &f, fixed_write);
-    msgpack_pack_map(&pk, chunk != NULL ? 2 : 1);
+    msgpack_pack_map(&pk, 1 + (chunk != NULL) + gzip);
     if (chunk != NULL) {
         /* Fluent Bit: "'chunk' is always in the first key of the map". */
         msgpack_pack_str_with_body(&pk, "chunk", 5);
@@ -81,7 +84,39 @@ size_t fwd_forward_packed_options(uint8_t *out, size_t cap, uint32_t count, cons
     }
     msgpack_pack_str_with_body(&pk, "size", 4);
     msgpack_pack_uint32(&pk, count);
+    if (gzip) {
+        /* The spec's CompressedPackedForward marker; Fluentd and Fluent Bit both read it. */
+        msgpack_pack_str_with_body(&pk, "compressed", 10);
+        msgpack_pack_str_with_body(&pk, "gzip", 4);
+    }
     return f.overflow ? 0 : f.len;
+}
+
+int fwd_forward_gzip(const uint8_t *in, size_t len, int level, struct fwd_buf *out)
+{
+    z_stream z;
+    uLong bound;
+    int rc;
+
+    memset(&z, 0, sizeof(z));
+    /* windowBits 15 + 16: a gzip header and trailer instead of zlib's. */
+    if (deflateInit2(&z, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        return -ENOMEM;
+    bound = deflateBound(&z, (uLong)len);
+    fwd_buf_reset(out);
+    if (fwd_buf_reserve(out, bound) != 0) {
+        deflateEnd(&z);
+        return -ENOMEM;
+    }
+    z.next_in = (Bytef *)in;
+    z.avail_in = (uInt)len;
+    z.next_out = out->data;
+    z.avail_out = (uInt)bound;
+    rc = deflate(&z, Z_FINISH);
+    if (rc == Z_STREAM_END)
+        out->len = z.total_out;
+    deflateEnd(&z);
+    return rc == Z_STREAM_END ? 0 : -EIO;
 }
 
 int fwd_forward_chunk_id(char id[FWD_FORWARD_CHUNK_LEN + 1])

@@ -41,6 +41,7 @@
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #define RESOLVE_POLL_MS 5
 #define IOV_BATCHES     32
@@ -818,6 +819,29 @@ void fwd_outputs_destroy(struct fwd_outputs *m)
     free(m);
 }
 
+/*
+ * fluentd-compress=gzip: replace the batch's entries by one gzip member (sealed batches
+ * are then held compressed, and the buffer limit counts what is really in memory). On
+ * failure the batch is lost: counted and logged. 0 or -1.
+ */
+static int compress_batch(struct fwd_output *o, struct batch *b)
+{
+    struct fwd_buf gz;
+
+    fwd_buf_init(&gz, SIZE_MAX / 2);
+    if (fwd_forward_gzip(b->entries.data, b->entries.len, Z_DEFAULT_COMPRESSION, &gz) != 0) {
+        fwd_buf_release(&gz);
+        o->m->st.records_dropped += b->count;
+        o->m->st.batches_dropped++;
+        fwd_log_rl(FWD_LOG_ERROR, NULL, "%s: gzip failed (out of memory): dropped %u records",
+                   o->label, b->count);
+        return -1;
+    }
+    fwd_buf_release(&b->entries);
+    b->entries = gz;
+    return 0;
+}
+
 static void seal(struct fwd_stream *s)
 {
     struct fwd_output *o = s->out;
@@ -829,6 +853,10 @@ static void seal(struct fwd_stream *s)
     s->open = NULL;
     o->openbytes -= b->entries.len;
     if (b->count == 0) {
+        batch_free(b);
+        return;
+    }
+    if (o->cfg.gzip && compress_batch(o, b) != 0) {
         batch_free(b);
         return;
     }
@@ -849,7 +877,7 @@ static void seal(struct fwd_stream *s)
         snprintf(b->chunk, sizeof(b->chunk), "fwdlog%018llu", (unsigned long long)++seq);
     }
     b->opt_len = fwd_forward_packed_options(b->opt, sizeof(b->opt), b->count,
-                                            o->cfg.request_ack ? b->chunk : NULL);
+                                            o->cfg.request_ack ? b->chunk : NULL, o->cfg.gzip);
     if (o->qtail != NULL)
         o->qtail->next = b;
     else

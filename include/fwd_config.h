@@ -37,6 +37,7 @@ struct fwd_config {
     bool async;     /* accepted for compatibility: fwdlog never blocks a container */
     bool subsecond; /* EventTime with nanoseconds (default true) */
     bool request_ack;
+    bool gzip;             /* fluentd-compress=gzip: CompressedPackedForward */
     uint64_t buffer_limit; /* bytes buffered per destination */
     uint32_t retry_wait_ms;
     uint32_t max_retries;

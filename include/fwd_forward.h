@@ -19,7 +19,7 @@
 /* Most bytes of a PackedForward header besides the tag itself. */
 #define FWD_FORWARD_HEADER_OVERHEAD 16
 /* Most bytes of an options map (size + a 24-char chunk id). */
-#define FWD_FORWARD_OPTIONS_MAX 64
+#define FWD_FORWARD_OPTIONS_MAX 96
 
 /* Pack the array header of an entry and its time; the caller packs the record next. */
 void fwd_forward_pack_entry_start(msgpack_packer *pk, int64_t time_nano, bool subsecond);
@@ -30,8 +30,21 @@ void fwd_forward_pack_entry_start(msgpack_packer *pk, int64_t time_nano, bool su
  */
 size_t fwd_forward_packed_header(uint8_t *out, size_t cap, const char *tag, size_t tag_len,
                                  size_t entries_len);
-/* Write the options map {"size": count} (plus "chunk" when chunk != NULL). Same return. */
-size_t fwd_forward_packed_options(uint8_t *out, size_t cap, uint32_t count, const char *chunk);
+/*
+ * Write the options map {"size": count}, plus "chunk" when chunk != NULL and
+ * "compressed": "gzip" when gzip is set. Same return.
+ */
+size_t fwd_forward_packed_options(uint8_t *out, size_t cap, uint32_t count, const char *chunk,
+                                  bool gzip);
+
+/*
+ * Compress in[0..len) into one gzip member (RFC 1952) in *out, which is
+ * emptied first and grown as needed: the entries of a CompressedPackedForward
+ * message. 0, -ENOMEM, or -EIO if zlib fails.
+ */
+struct fwd_buf;
+int fwd_forward_gzip(const uint8_t *in, size_t len, int level, struct fwd_buf *out)
+    __attribute__((warn_unused_result));
 
 /* Chunk ids: base64 of 16 random bytes (24 characters) plus a NUL. */
 #define FWD_FORWARD_CHUNK_LEN 24

@@ -474,6 +474,22 @@ class TestSlowAggregator(unittest.TestCase):
         self.assertEqual(rc, 0, log[-2000:])
 
 
+class TestGzip(Base):
+    env = {"FLUENTD_COMPRESS": "gzip"}
+
+    def test_compressed_packed_forward(self):
+        f = self.fifo()
+        self.start(f, cid=cid(80), config={"batch-size": "8k"})
+        n = 3000
+        f.write(b"".join(frame(time_nano=i + 1, line=b"gz line %d" % i) for i in range(n)))
+        evs = self.recv.wait(n)
+        self.assertEqual([e["record"]["log"] for e in evs], ["gz line %d" % i for i in range(n)])
+        self.assertEqual({e["mode"] for e in evs}, {"CompressedPackedForward"})
+        m = self.d.api.metrics()
+        self.assertLess(m["fwdlog_bytes_sent_total"], n * 40, "gzip must shrink the batches")
+        self.assert_no_receiver_errors()
+
+
 class TestAcks(unittest.TestCase):
     """fluentd-request-ack=true: at-least-once delivery against scripted receivers."""
 
@@ -564,6 +580,13 @@ class TestAcks(unittest.TestCase):
         logs = self.wait_all(r, 2000)
         self.assertEqual(len(logs), 2000)
         self.assertNotIn("no ack within", d.logtext())
+
+    def test_gzip_with_acks(self):
+        r = self.receiver(close_after_bytes=3000)
+        d = self.daemon(r.port, FLUENTD_COMPRESS="gzip")
+        self.feed(d, 20000)
+        self.wait_all(r, 20000)
+        self.assertEqual({e["mode"] for e in r.records()}, {"CompressedPackedForward"})
 
     def test_close_mid_batch_resends(self):
         r = self.receiver(close_after_bytes=20000)

@@ -131,6 +131,12 @@ START_TEST(test_config_errors_name_option_value_and_fix)
     ck_assert_int_eq(build1(&c, "max-line-size", "1k"), -EINVAL);
     ck_assert_int_eq(build1(&c, "flush-interval", "20s"), -EINVAL);
     ck_assert_int_eq(build1(&c, "fluentd-async-reconnect-interval", "50ms"), -EINVAL);
+    ck_assert_int_eq(build1(&c, "fluentd-compress", "zstd"), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "want gzip or none"));
+    ck_assert_int_eq(build1(&c, "fluentd-compress", "gzip"), 0);
+    ck_assert(c.gzip);
+    ck_assert_int_eq(build1(&c, "fluentd-compress", "text"), 0);
+    ck_assert(!c.gzip);
 }
 END_TEST
 

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #define KV(k, v)                                                                                   \
     {                                                                                              \
@@ -201,10 +202,11 @@ START_TEST(test_forward_packed_header_and_options)
     n = fwd_forward_packed_header(h, sizeof(h), "t", 1, 100000);
     ck_assert_mem_eq(h + 3, "\xc6\x00\x01\x86\xa0", 5); /* bin32 */
     ck_assert_uint_eq(fwd_forward_packed_header(h, 4, "tag", 3, 1), 0);
-    n = fwd_forward_packed_options(o, sizeof(o), 5, NULL);
+    n = fwd_forward_packed_options(o, sizeof(o), 5, NULL, false);
     ck_assert_mem_eq(o, "\x81\xa4size\x05", n);
-    n = fwd_forward_packed_options(o, sizeof(o), 2, "p8n9gmxTQVC8/nh2wlKKeQ==");
-    ck_assert_int_eq(o[0], 0x82);
+    n = fwd_forward_packed_options(o, sizeof(o), 2, "p8n9gmxTQVC8/nh2wlKKeQ==", true);
+    ck_assert_uint_le(n, FWD_FORWARD_OPTIONS_MAX);
+    ck_assert_int_eq(o[0], 0x83);
     ck_assert_mem_eq(o + 1,
                      "\xa5"
                      "chunk",
@@ -262,6 +264,38 @@ START_TEST(test_forward_parse_ack)
 }
 END_TEST
 
+START_TEST(test_forward_gzip_roundtrip)
+{
+    struct fwd_buf in, gz;
+    uint8_t back[20000];
+    z_stream z;
+
+    fwd_buf_init(&in, 1 << 20);
+    fwd_buf_init(&gz, 1 << 20);
+    for (int i = 0; i < 1000; i++)
+        ck_assert_int_eq(fwd_buf_append(&in, "log line 0123456789\n", 20), 0);
+    ck_assert_int_eq(fwd_forward_gzip(in.data, in.len, Z_DEFAULT_COMPRESSION, &gz), 0);
+    ck_assert_uint_lt(gz.len, in.len / 10);
+    ck_assert_int_eq(gz.data[0], 0x1f); /* gzip magic */
+    ck_assert_int_eq(gz.data[1], 0x8b);
+    memset(&z, 0, sizeof(z));
+    ck_assert_int_eq(inflateInit2(&z, 15 + 16), Z_OK);
+    z.next_in = gz.data;
+    z.avail_in = (uInt)gz.len;
+    z.next_out = back;
+    z.avail_out = sizeof(back);
+    ck_assert_int_eq(inflate(&z, Z_FINISH), Z_STREAM_END);
+    ck_assert_uint_eq(z.total_out, in.len);
+    ck_assert_mem_eq(back, in.data, in.len);
+    inflateEnd(&z);
+    /* an empty batch is still a valid member */
+    ck_assert_int_eq(fwd_forward_gzip(NULL, 0, 1, &gz), 0);
+    ck_assert_uint_gt(gz.len, 0);
+    fwd_buf_release(&in);
+    fwd_buf_release(&gz);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("record");
@@ -275,6 +309,7 @@ int main(void)
     tcase_add_test(core, test_forward_packed_header_and_options);
     tcase_add_test(core, test_forward_chunk_id_is_base64_of_16_bytes);
     tcase_add_test(core, test_forward_parse_ack);
+    tcase_add_test(core, test_forward_gzip_roundtrip);
     suite_add_tcase(s, core);
     return fwd_test_run(s);
 }
