@@ -31,6 +31,12 @@ enum opt_id {
     O_WRITE_TIMEOUT,
     O_READ_TIMEOUT,
     O_COMPRESS,
+    O_SHARED_KEY,
+    O_SHARED_KEY_FILE,
+    O_SELF_HOSTNAME,
+    O_USERNAME,
+    O_PASSWORD,
+    O_PASSWORD_FILE,
     O_TAG,
     O_LABELS,
     O_LABELS_REGEX,
@@ -62,6 +68,12 @@ static const struct opt opts_table[O_COUNT] = {
     [O_WRITE_TIMEOUT] = {"fluentd-write-timeout", "FLUENTD_WRITE_TIMEOUT"},
     [O_READ_TIMEOUT] = {"fluentd-read-timeout", "FLUENTD_READ_TIMEOUT"},
     [O_COMPRESS] = {"fluentd-compress", "FLUENTD_COMPRESS"},
+    [O_SHARED_KEY] = {"fluentd-shared-key", "FLUENTD_SHARED_KEY"},
+    [O_SHARED_KEY_FILE] = {"fluentd-shared-key-file", "FLUENTD_SHARED_KEY_FILE"},
+    [O_SELF_HOSTNAME] = {"fluentd-self-hostname", "FLUENTD_SELF_HOSTNAME"},
+    [O_USERNAME] = {"fluentd-username", "FLUENTD_USERNAME"},
+    [O_PASSWORD] = {"fluentd-password", "FLUENTD_PASSWORD"},
+    [O_PASSWORD_FILE] = {"fluentd-password-file", "FLUENTD_PASSWORD_FILE"},
     [O_TAG] = {"tag", "FWDLOG_TAG"},
     [O_LABELS] = {"labels", "FWDLOG_LABELS"},
     [O_LABELS_REGEX] = {"labels-regex", "FWDLOG_LABELS_REGEX"},
@@ -430,6 +442,38 @@ static int size_in(const char *v, uint64_t min, uint64_t max, uint64_t *out)
     return 0;
 }
 
+/*
+ * A secret from a file (so it need not appear in `docker inspect`): at most 255 bytes,
+ * one trailing newline removed. Errors name the option and the path, never the content.
+ */
+static int read_secret(char out[256], const char *path, struct origin o, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "re");
+    size_t n;
+    int extra;
+
+    if (f == NULL) {
+        char why[160];
+        snprintf(why, sizeof(why), "a readable file (%s)", strerror(errno));
+        bad_value(err, errlen, o, path, why);
+        return -EINVAL;
+    }
+    n = fread(out, 1, 255, f);
+    extra = fgetc(f);
+    fclose(f);
+    out[n] = '\0';
+    if (n > 0 && out[n - 1] == '\n')
+        out[--n] = '\0';
+    if (n > 0 && out[n - 1] == '\r')
+        out[--n] = '\0';
+    if (extra != EOF || n == 0) {
+        memset(out, 0, 256);
+        bad_value(err, errlen, o, path, "a file holding a secret of 1 to 255 bytes");
+        return -EINVAL;
+    }
+    return 0;
+}
+
 static int apply(struct fwd_config *c, int id, const char *v, struct origin o, char *err,
                  size_t errlen)
 {
@@ -517,6 +561,27 @@ static int apply(struct fwd_config *c, int id, const char *v, struct origin o, c
             }
             bad_value(err, errlen, o, v, "gzip or none");
             return -EINVAL;
+        case O_SHARED_KEY:
+        case O_SELF_HOSTNAME:
+        case O_USERNAME:
+        case O_PASSWORD: {
+            char *dst = id == O_SHARED_KEY      ? c->shared_key
+                        : id == O_SELF_HOSTNAME ? c->self_hostname
+                        : id == O_USERNAME      ? c->username
+                                                : c->password;
+            if (strlen(v) >= sizeof(c->shared_key)) {
+                /* never echo a secret back */
+                bad_value(err, errlen, o, id == O_SELF_HOSTNAME || id == O_USERNAME ? v : "...",
+                          "at most 255 bytes");
+                return -EINVAL;
+            }
+            strcpy(dst, v);
+            return 0;
+        }
+        case O_SHARED_KEY_FILE:
+        case O_PASSWORD_FILE:
+            return read_secret(id == O_SHARED_KEY_FILE ? c->shared_key : c->password, v, o, err,
+                               errlen);
         case O_TAG:
             c->tag = v[0] ? v : FWD_DEFAULT_TAG; /* Docker: an empty tag means the default */
             return 0;
@@ -616,6 +681,13 @@ int fwd_config_build(struct fwd_config *cfg, const struct fwd_kv *opts, size_t n
         if (apply(cfg, id, opts[i].value, o, err, errlen) < 0)
             return -EINVAL;
     }
+    if ((cfg->username[0] || cfg->password[0]) && !cfg->shared_key[0]) {
+        snprintf(err, errlen,
+                 "log-opt fluentd-username / fluentd-password need "
+                 "fluentd-shared-key (or fluentd-shared-key-file): the Forward "
+                 "handshake authenticates users only with a shared key");
+        return -EINVAL;
+    }
     a = &cfg->addr;
     if (a->scheme == FWD_ADDR_UNIX)
         snprintf(cfg->dest_key, sizeof(cfg->dest_key), "unix://%s", a->path);
@@ -626,6 +698,20 @@ int fwd_config_build(struct fwd_config *cfg, const struct fwd_kv *opts, size_t n
              " bl=%" PRIu64 " rw=%u mr=%u wt=%u rt=%u ri=%u ack=%d gz=%d", cfg->buffer_limit,
              cfg->retry_wait_ms, cfg->max_retries, cfg->write_timeout_ms, cfg->read_timeout_ms,
              cfg->reconnect_interval_ms, cfg->request_ack, cfg->gzip);
+    if (cfg->shared_key[0]) {
+        /* Different credentials are different connections; the key never goes in clear. */
+        uint64_t h = 1469598103934665603ull; /* FNV-1a */
+        const char *parts[] = {cfg->shared_key, cfg->self_hostname, cfg->username, cfg->password};
+
+        for (int i = 0; i < 4; i++)
+            for (const char *p = parts[i];; p++) {
+                h = (h ^ (uint8_t)*p) * 1099511628211ull;
+                if (*p == '\0')
+                    break;
+            }
+        snprintf(cfg->dest_key + strlen(cfg->dest_key),
+                 sizeof(cfg->dest_key) - strlen(cfg->dest_key), " auth=%016" PRIx64, h);
+    }
     return 0;
 }
 

@@ -54,6 +54,7 @@ enum state {
     S_IDLE = 0,
     S_RESOLVING,
     S_CONNECTING,
+    S_HANDSHAKE, /* shared key: waiting for HELO, then PONG; nothing else is written */
     S_CONNECTED,
     S_BACKOFF,
 };
@@ -84,7 +85,10 @@ struct fwd_output {
      */
     struct batch *qhead, *qtail, *unsent;
     unsigned inflight;
-    struct fwd_buf reply; /* ack mode: bytes of a reply not yet complete */
+    struct fwd_buf reply; /* handshake and acks: bytes of a reply not yet complete */
+    struct fwd_helo helo; /* handshake: what the server sent */
+    char salt[33];        /* handshake: our PING salt */
+    bool pinged;          /* handshake: PING sent, waiting for PONG */
     size_t qbytes;        /* wire bytes of sealed batches */
     size_t openbytes;     /* entry bytes in the streams' open batches */
     enum state state;
@@ -122,6 +126,8 @@ struct fwd_outputs {
 };
 
 static void start_connect(struct fwd_output *o);
+static void ready(struct fwd_output *o);
+static void handshake_step(struct fwd_output *o);
 static bool output_maybe_free(struct fwd_output *o);
 static void watch(struct fwd_output *o);
 static void arm_conn_timer(struct fwd_output *o);
@@ -422,8 +428,22 @@ static void connected(struct fwd_output *o)
         fail(o, "connect", err);
         return;
     }
-    fwd_loop_timer_stop(o->m->loop, &o->timer);
     free_addrinfo(o);
+    if (o->cfg.shared_key[0]) {
+        /* The server speaks first (HELO); no data goes out before a verified PONG. */
+        o->state = S_HANDSHAKE;
+        o->pinged = false;
+        fwd_loop_io_mod(o->m->loop, &o->io, EPOLLIN | EPOLLRDHUP);
+        fwd_loop_timer_start(o->m->loop, &o->timer, FWD_CONNECT_TIMEOUT_MS, on_timer, o);
+        return;
+    }
+    ready(o);
+}
+
+/* The connection may carry records now. */
+static void ready(struct fwd_output *o)
+{
+    fwd_loop_timer_stop(o->m->loop, &o->timer);
     if (o->failures > 0)
         fwd_log(FWD_LOG_INFO, "%s: connected after %u failed attempts", o->label, o->failures);
     else
@@ -613,18 +633,34 @@ static int do_read(struct fwd_output *o)
         ssize_t n = read(o->fd, buf, sizeof(buf));
 
         if (n > 0) {
-            if (!ack_mode(o))
+            if (o->state != S_HANDSHAKE && !ack_mode(o))
                 continue; /* no acks requested: nothing a receiver says matters */
             if (fwd_buf_append(&o->reply, buf, (size_t)n) != 0) {
                 fail(o, "aggregator reply too long", EPROTO);
                 return -1;
+            }
+            if (o->state == S_HANDSHAKE) {
+                handshake_step(o);
+                if (o->state == S_HANDSHAKE)
+                    continue;
+                if (o->state != S_CONNECTED)
+                    return -1;
+                if (!ack_mode(o)) {
+                    fwd_buf_reset(&o->reply);
+                    continue;
+                }
+                /* with acks, what followed the PONG (nothing, normally) is read as acks */
             }
             if (take_acks(o) < 0)
                 return -1;
             continue;
         }
         if (n == 0) {
-            fail(o, "connection closed by aggregator", 0);
+            fail(o,
+                 o->state == S_HANDSHAKE ? "connection closed during the handshake (wrong "
+                                           "shared key?)"
+                                         : "connection closed by aggregator",
+                 0);
             return -1;
         }
         if (errno == EINTR)
@@ -635,8 +671,9 @@ static int do_read(struct fwd_output *o)
         }
         break;
     }
-    if (ack_mode(o)) {
-        /* Acks open the window (more may be written) and move the ack deadline. */
+    if (ack_mode(o) && o->state == S_CONNECTED) {
+        /* Acks open the window (more may be written) and move the ack deadline. (Not
+         * during the handshake: its timer and its read-only interest stand until PONG.) */
         watch(o);
         arm_conn_timer(o);
         if (o->qhead == NULL && output_maybe_free(o))
@@ -645,12 +682,100 @@ static int do_read(struct fwd_output *o)
     return 0;
 }
 
+/* The hostname we present in the handshake: fluentd-self-hostname, else the host's. */
+static void self_hostname(const struct fwd_output *o, char host[256])
+{
+    snprintf(host, 256, "%s", o->cfg.self_hostname);
+    if (host[0] == '\0' && gethostname(host, 255) == -1)
+        snprintf(host, 256, "fwdlog");
+}
+
+/* Send the PING for the HELO just parsed. 0, or -1 after failing the connection. */
+static int send_ping(struct fwd_output *o)
+{
+    char host[256] = "";
+    uint8_t ping[1024];
+    size_t n;
+    ssize_t w;
+
+    self_hostname(o, host);
+    if (fwd_forward_salt(o->salt) != 0) {
+        fail(o, "handshake: no randomness for the PING salt", EIO);
+        return -1;
+    }
+    n = fwd_forward_ping(ping, sizeof(ping), &o->helo, host, o->salt, o->cfg.shared_key,
+                         o->cfg.username, o->cfg.password);
+    if (n == 0) {
+        fail(o, "handshake: cannot build the PING", EIO);
+        return -1;
+    }
+    /* Fluent Bit reads a PING in one go: send it whole, and nothing behind it. */
+    w = send(o->fd, ping, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w != (ssize_t)n) {
+        fail(o, "handshake: PING not written whole", w == -1 ? errno : EAGAIN);
+        return -1;
+    }
+    o->pinged = true;
+    return 0;
+}
+
+/*
+ * Handshake replies (spec v1: HELO, then PONG to our PING). Fluentd answers a wrong key
+ * with PONG false; Fluent Bit just closes, which lands in do_read's "closed".
+ */
+static void handshake_step(struct fwd_output *o)
+{
+    char host[256] = "", why[400];
+    struct fwd_pong pong;
+    size_t used;
+    int r;
+
+    if (!o->pinged) {
+        r = fwd_forward_parse_helo(o->reply.data, o->reply.len, &used, &o->helo);
+        if (r < 0) {
+            fail(o, "handshake: expected HELO (does the aggregator use a shared key?)", EPROTO);
+            return;
+        }
+        if (r == 0)
+            goto more;
+        fwd_buf_consume(&o->reply, used);
+        if (send_ping(o) < 0)
+            return;
+    }
+    r = fwd_forward_parse_pong(o->reply.data, o->reply.len, &used, &pong);
+    if (r < 0) {
+        fail(o, "handshake: expected PONG", EPROTO);
+        return;
+    }
+    if (r == 0)
+        goto more;
+    fwd_buf_consume(&o->reply, used);
+    self_hostname(o, host);
+    if (fwd_forward_check_pong(&pong, &o->helo, host, o->salt, o->cfg.shared_key, why,
+                               sizeof(why)) != 0) {
+        fwd_log_rl(FWD_LOG_ERROR, NULL, "%s: authentication failed: %s", o->label, why);
+        fail(o, "authentication failed", EACCES);
+        return;
+    }
+    fwd_log(FWD_LOG_DEBUG, "%s: authenticated to %s", o->label, pong.host);
+    ready(o);
+    return;
+more:
+    if (o->reply.len >= FWD_HANDSHAKE_MSG_MAX)
+        fail(o, "handshake: reply too long", EPROTO);
+}
+
 static void on_io(struct fwd_io *io, uint32_t events)
 {
     struct fwd_output *o = io->ctx;
 
     if (o->state == S_CONNECTING) {
         connected(o);
+        return;
+    }
+    if (o->state == S_HANDSHAKE) {
+        (void)events;
+        do_read(o);
         return;
     }
     if (o->state != S_CONNECTED)
@@ -683,6 +808,10 @@ static void on_timer(struct fwd_timer *t)
         }
         case S_CONNECTING:
             fail(o, "connect", ETIMEDOUT);
+            return;
+        case S_HANDSHAKE:
+            fail(o, o->pinged ? "handshake: no PONG in time" : "handshake: no HELO in time",
+                 ETIMEDOUT);
             return;
         case S_BACKOFF:
             if (o->qhead == NULL && o->openbytes == 0) {

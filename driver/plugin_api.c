@@ -302,11 +302,12 @@ struct fwd_plugin_api *fwd_plugin_api_create(struct fwd_loop *loop, const char *
     lfd = listen_unix(socket_path, err, errlen);
     if (lfd < 0)
         goto fail;
+    /* The external logger goes first, so every MHD message goes through our log. */
     api->mhd = MHD_start_daemon(
-        MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, api, MHD_OPTION_LISTEN_SOCKET,
-        (MHD_socket)lfd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, api,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned int)512, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_END);
+        MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, api,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)lfd,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, api, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned int)120, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)512, MHD_OPTION_END);
     if (api->mhd == NULL) {
         snprintf(err, errlen, "cannot start the HTTP server on %s", socket_path);
         goto fail;

@@ -37,7 +37,12 @@ struct fwd_config {
     bool async;     /* accepted for compatibility: fwdlog never blocks a container */
     bool subsecond; /* EventTime with nanoseconds (default true) */
     bool request_ack;
-    bool gzip;             /* fluentd-compress=gzip: CompressedPackedForward */
+    bool gzip; /* fluentd-compress=gzip: CompressedPackedForward */
+    /* Shared-key handshake (empty shared_key: none). Secrets: never log them. */
+    char shared_key[256];
+    char self_hostname[256]; /* empty: the host's name */
+    char username[256];
+    char password[256];
     uint64_t buffer_limit; /* bytes buffered per destination */
     uint32_t retry_wait_ms;
     uint32_t max_retries;

@@ -67,4 +67,55 @@ int fwd_forward_parse_ack(const uint8_t *p, size_t len, size_t *consumed,
                           char id[FWD_FORWARD_ACK_MAX + 1], size_t *idlen)
     __attribute__((warn_unused_result));
 
+/* ---- shared-key handshake (spec v1: HELO, PING, PONG) ------------------------------ */
+
+#define FWD_HANDSHAKE_FIELD_MAX 255  /* nonce, auth salt, hostnames, reasons kept */
+#define FWD_HANDSHAKE_MSG_MAX   4096 /* a HELO or PONG longer than this is refused */
+
+struct fwd_helo {
+    uint8_t nonce[FWD_HANDSHAKE_FIELD_MAX];
+    size_t nonce_len;
+    uint8_t auth[FWD_HANDSHAKE_FIELD_MAX]; /* user-auth salt; empty: no user auth */
+    size_t auth_len;
+    bool keepalive;
+};
+
+struct fwd_pong {
+    bool ok;
+    char reason[FWD_HANDSHAKE_FIELD_MAX + 1];
+    char host[FWD_HANDSHAKE_FIELD_MAX + 1];
+    char digest[129];
+};
+
+/*
+ * Parse ["HELO", {"nonce": str|bin, "auth": str|bin, "keepalive": bool}] (Fluentd
+ * sends bin, Fluent Bit str and no keepalive, which means true). 1 with *used,
+ * 0 for more bytes, -EPROTO otherwise.
+ */
+int fwd_forward_parse_helo(const uint8_t *p, size_t len, size_t *used, struct fwd_helo *h)
+    __attribute__((warn_unused_result));
+/* Parse ["PONG", bool, reason, server_hostname, digest]. Same returns. */
+int fwd_forward_parse_pong(const uint8_t *p, size_t len, size_t *used, struct fwd_pong *pong)
+    __attribute__((warn_unused_result));
+
+/*
+ * Write the PING for h into out (cap bytes): every element a str, digests in
+ * lowercase hex (Fluent Bit refuses bin): ["PING", hostname, salt,
+ * sha512_hex(salt+hostname+nonce+key), username, sha512_hex(auth+username+password)]
+ * (the last two "" when h has no auth salt). Returns bytes written, 0 if cap is short.
+ */
+size_t fwd_forward_ping(uint8_t *out, size_t cap, const struct fwd_helo *h, const char *hostname,
+                        const char *salt, const char *shared_key, const char *username,
+                        const char *password);
+/*
+ * Check a PONG against what we sent: auth_result true, a server hostname that
+ * is not our own (Fluentd out_forward's check), and the server's digest
+ * sha512_hex(salt+server_hostname+nonce+key). 0, or -EACCES with why.
+ */
+int fwd_forward_check_pong(const struct fwd_pong *pong, const struct fwd_helo *h,
+                           const char *self_hostname, const char *salt, const char *shared_key,
+                           char *why, size_t whylen) __attribute__((warn_unused_result));
+/* 32 lowercase hex characters from 16 random bytes (the PING salt), NUL-terminated. */
+int fwd_forward_salt(char out[33]) __attribute__((warn_unused_result));
+
 #endif

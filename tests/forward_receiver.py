@@ -27,10 +27,17 @@ Scripted misbehaviour, for delivery tests:
   --drop-acks N        the first N requests with a chunk get no ack at all
   --close-after-bytes N  the first connection is closed after N bytes (mid-batch)
 Events are written to the file before their ack is sent, so an acknowledged event is on disk.
+Shared-key authentication (spec v1 handshake: HELO, PING, PONG):
+  --shared-key K       require the handshake; each outcome is written as an {"auth": ...} line
+  --nonce-type bin|str send HELO nonce/auth as bin (Fluentd, default) or str (Fluent Bit)
+  --user NAME:PASSWORD also require user authentication (HELO carries an auth salt)
+  --server-hostname H  our hostname in the PONG (default "receiver")
+  --bad-pong-digest    answer with a wrong digest (a client must refuse it)
 Prints "LISTENING <port-or-path>" on stdout once it accepts connections.
 """
 import argparse
 import gzip
+import hashlib
 import json
 import os
 import socket
@@ -164,12 +171,68 @@ def handle_request(req, conn_id):
     return events, ack
 
 
+def sha512_hex(*parts):
+    return hashlib.sha512(b"".join(parts)).hexdigest()
+
+
+def handshake(sock, u, a, sink, conn_id):
+    """Server side of the spec v1 handshake. Returns True when the client may send data."""
+    nonce, auth = os.urandom(16), (os.urandom(16) if a.user else b"")
+    helo = {"nonce": nonce, "auth": auth}
+    if a.nonce_type == "bin":
+        # Fluentd: bin nonce and auth, with keepalive
+        helo["keepalive"] = True
+        sock.sendall(msgpack.packb(["HELO", helo], use_bin_type=True))
+    else:
+        # Fluent Bit: the raw bytes packed as str (use_bin_type=False), no keepalive
+        sock.sendall(msgpack.packb(["HELO", helo], use_bin_type=False))
+    ping = None
+    while ping is None:
+        data = sock.recv(4096)
+        if not data:
+            sink.write([{"auth": "client closed before PING", "conn": conn_id}])
+            return False
+        u.feed(data)
+        for obj in u:
+            ping = obj
+            break
+
+    def refuse(reason):
+        sink.write([{"auth": "refused: " + reason, "conn": conn_id}])
+        sock.sendall(msgpack.packb(["PONG", False, reason, "", ""]))
+        return False
+
+    # Like Fluent Bit: exactly 6 elements, every one a str.
+    if not (isinstance(ping, list) and len(ping) == 6 and ping[0] == "PING" and
+            all(isinstance(x, str) for x in ping)):
+        return refuse("invalid ping message")
+    _, host, salt, digest, user, pwdigest = ping
+    enc = lambda s: s.encode("utf-8", "surrogateescape")  # noqa: E731
+    if digest != sha512_hex(enc(salt), enc(host), nonce, a.shared_key.encode()):
+        return refuse("shared_key mismatch")
+    if a.user:
+        name, pw = a.user.split(":", 1)
+        if user != name or pwdigest != sha512_hex(auth, name.encode(), pw.encode()):
+            return refuse("username/password mismatch")
+    mine = sha512_hex(enc(salt), a.server_hostname.encode(), nonce, a.shared_key.encode())
+    if a.bad_pong_digest:
+        mine = "0" * 128
+    sock.sendall(msgpack.packb(["PONG", True, "", a.server_hostname, mine]))
+    sink.write([{"auth": "ok", "client": host, "conn": conn_id}])
+    return True
+
+
 def serve_conn(sock, sink, conn_id, sc):
     a = sc.a
     u = unpacker()
     got = 0
     if a.stall:
         time.sleep(a.stall)
+    if a.shared_key and not handshake(sock, u, a, sink, conn_id):
+        # give the client time to read the PONG before the close
+        time.sleep(0.1)
+        sock.close()
+        return
     try:
         while True:
             data = sock.recv(1 << 20)
@@ -223,6 +286,11 @@ def main():
     ap.add_argument("--wrong-acks", type=int, default=0)
     ap.add_argument("--drop-acks", type=int, default=0)
     ap.add_argument("--close-after-bytes", type=int, default=0)
+    ap.add_argument("--shared-key")
+    ap.add_argument("--nonce-type", choices=("bin", "str"), default="bin")
+    ap.add_argument("--user")
+    ap.add_argument("--server-hostname", default="receiver")
+    ap.add_argument("--bad-pong-digest", action="store_true")
     a = ap.parse_args()
     if a.unix:
         if os.path.exists(a.unix):

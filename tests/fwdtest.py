@@ -186,7 +186,9 @@ class Receiver:
         else:
             args += ["--port", str(port)]
         for k, v in script.items():
-            if v:
+            if v is True:
+                args += ["--" + k.replace("_", "-")]
+            elif v:
                 args += ["--" + k.replace("_", "-"), str(v)]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True,
                                      preexec_fn=_die_with_parent)
@@ -198,6 +200,7 @@ class Receiver:
         self._seen = 0
         self._records = []
         self._errors = []
+        self._auths = []
 
     def _poll(self):
         """Read the lines written since the last call (only complete ones)."""
@@ -208,7 +211,10 @@ class Receiver:
         self._seen += cut
         for ln in data[:cut].splitlines():
             e = json.loads(ln.decode("utf-8", "surrogateescape"))
-            (self._errors if "error" in e else self._records).append(e)
+            if "auth" in e:
+                self._auths.append(e)
+            else:
+                (self._errors if "error" in e else self._records).append(e)
 
     def events(self):
         self._poll()
@@ -217,6 +223,11 @@ class Receiver:
     def errors(self):
         self._poll()
         return list(self._errors)
+
+    def auths(self):
+        """The handshake outcomes the receiver wrote ({"auth": ...} lines)."""
+        self._poll()
+        return list(self._auths)
 
     def records(self):
         self._poll()

@@ -1,6 +1,6 @@
 /*
- * libFuzzer target: untrusted aggregator replies through the ack parser, fed
- * as output.c feeds it (a stream of responses, possibly several per read).
+ * libFuzzer target: untrusted aggregator replies through the parsers output.c
+ * feeds them to: HELO, PONG, and a stream of acks (several per read).
  */
 #include "fwd_forward.h"
 
@@ -13,6 +13,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char id[FWD_FORWARD_ACK_MAX + 1];
     size_t off = 0, used, idlen;
+    struct fwd_helo helo;
+    struct fwd_pong pong;
+
+    if (fwd_forward_parse_helo(data, size, &used, &helo) == 1 &&
+        (used > size || helo.nonce_len > sizeof(helo.nonce)))
+        abort();
+    if (fwd_forward_parse_pong(data, size, &used, &pong) == 1 &&
+        (used > size || strlen(pong.digest) > 128))
+        abort();
 
     while (off < size) {
         int r = fwd_forward_parse_ack(data + off, size - off, &used, id, &idlen);

@@ -490,8 +490,8 @@ class TestGzip(Base):
         self.assert_no_receiver_errors()
 
 
-class TestAcks(unittest.TestCase):
-    """fluentd-request-ack=true: at-least-once delivery against scripted receivers."""
+class ProcTest(unittest.TestCase):
+    """Tests that start their own receivers and daemons (tracked, stopped in tearDown)."""
 
     def setUp(self):
         self.tmp = fwdtest.tmpdir()
@@ -504,6 +504,10 @@ class TestAcks(unittest.TestCase):
                 p.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
         self.assertTrue(all(rc == 0 for rc in rcs), rcs)
+
+
+class TestAcks(ProcTest):
+    """fluentd-request-ack=true: at-least-once delivery against scripted receivers."""
 
     def daemon(self, port, **env):
         e = {"FLUENTD_ADDRESS": "127.0.0.1:%d" % port, "FLUENTD_REQUEST_ACK": "true",
@@ -624,6 +628,92 @@ class TestAcks(unittest.TestCase):
         m = d.api.metrics()
         self.assertEqual(m["fwdlog_records_dropped_total"], 0)
         self.assertGreaterEqual(m["fwdlog_connects_total"], 3, d.logtext())
+
+
+class TestAuth(ProcTest):
+    """Shared-key handshake against the receiver's spec v1 server side."""
+
+    def run_case(self, recv_kw, env, n=200):
+        r = Receiver(self.tmp, **recv_kw)
+        self.procs.append(r)
+        e = {"FLUENTD_ADDRESS": "127.0.0.1:%d" % r.port, "FLUENTD_RETRY_WAIT": "100ms"}
+        e.update(env)
+        d = Daemon(self.tmp, env=e, level="debug")
+        self.procs.append(d)
+        f = Fifo(self.tmp)
+        self.addCleanup(f.close)
+        st, body = d.api.start(f.path, info(cid(90)))
+        self.assertEqual(body, {"Err": ""})
+        f.write(b"".join(frame(time_nano=i + 1, line=b"s%d" % i) for i in range(n)))
+        return r, d
+
+    def test_fluentd_style_bin_nonce(self):
+        r, d = self.run_case({"shared_key": "s3cret"}, {"FLUENTD_SHARED_KEY": "s3cret",
+                                                       "FLUENTD_SELF_HOSTNAME": "client1"})
+        self.assertEqual(len(r.wait(200)), 200)
+        self.assertEqual([(a["auth"], a["client"]) for a in r.auths()], [("ok", "client1")])
+        self.assertNotIn("s3cret", d.logtext())
+
+    def test_fluent_bit_style_str_nonce_with_acks(self):
+        r, d = self.run_case({"shared_key": "k", "nonce_type": "str"},
+                             {"FLUENTD_SHARED_KEY": "k", "FLUENTD_REQUEST_ACK": "true"})
+        self.assertEqual(len(r.wait(200)), 200, d.logtext() + str(r.auths()) + str(r.errors()))
+        self.assertEqual(r.auths()[0]["auth"], "ok")
+
+    def test_user_and_password_from_file(self):
+        pw = os.path.join(self.tmp, "pw")
+        with open(pw, "w") as fh:
+            fh.write("hunter2\n")
+        r, d = self.run_case({"shared_key": "k", "user": "alice:hunter2"},
+                             {"FLUENTD_SHARED_KEY": "k", "FLUENTD_USERNAME": "alice",
+                              "FLUENTD_PASSWORD_FILE": pw})
+        self.assertEqual(len(r.wait(200)), 200)
+        self.assertNotIn("hunter2", d.logtext())
+
+    def assert_refused(self, r, d, log_part, recv_part=None):
+        time.sleep(1.0)
+        self.assertEqual(r.records(), [], "no record may pass a failed handshake")
+        self.assertIn(log_part, d.logtext())
+        if recv_part:
+            self.assertTrue(any(recv_part in a["auth"] for a in r.auths()), r.auths())
+        self.assertGreater(d.api.metrics()["fwdlog_queued_bytes"], 0, "records stay buffered")
+
+    def test_wrong_shared_key(self):
+        r, d = self.run_case({"shared_key": "right"}, {"FLUENTD_SHARED_KEY": "wrong"})
+        self.assert_refused(r, d, "shared_key mismatch", "shared_key mismatch")
+        self.assertNotIn("wrong", d.logtext().replace("wrong shared key", ""))
+
+    def test_wrong_password(self):
+        r, d = self.run_case({"shared_key": "k", "user": "alice:right"},
+                             {"FLUENTD_SHARED_KEY": "k", "FLUENTD_USERNAME": "alice",
+                              "FLUENTD_PASSWORD": "nope"})
+        self.assert_refused(r, d, "username/password mismatch", "username/password")
+
+    def test_bad_pong_digest_is_refused(self):
+        r, d = self.run_case({"shared_key": "k", "bad_pong_digest": True},
+                             {"FLUENTD_SHARED_KEY": "k"})
+        self.assert_refused(r, d, "PONG digest is wrong")
+
+    def test_pong_with_our_own_hostname_is_refused(self):
+        r, d = self.run_case({"shared_key": "k", "server_hostname": "same"},
+                             {"FLUENTD_SHARED_KEY": "k", "FLUENTD_SELF_HOSTNAME": "same"})
+        self.assert_refused(r, d, "hostname is our own")
+
+    def test_key_without_handshake_server_times_out(self):
+        r, d = self.run_case({}, {"FLUENTD_SHARED_KEY": "k"})
+        time.sleep(0.5)
+        self.assertEqual(r.records(), [])
+
+    def test_username_without_key_is_an_option_error(self):
+        d = Daemon(self.tmp, env={"FLUENTD_ADDRESS": "127.0.0.1:9"})
+        self.procs.append(d)
+        f = Fifo(self.tmp)
+        self.addCleanup(f.close)
+        st, body = d.api.start(f.path, info(cid(91), config={"fluentd-username": "u"}))
+        self.assertIn("need fluentd-shared-key", body["Err"])
+        st, body = d.api.start(f.path, info(cid(91), config={
+            "fluentd-shared-key-file": "/nonexistent/key"}))
+        self.assertIn('fluentd-shared-key-file="/nonexistent/key"', body["Err"])
 
 
 class TestShutdownAndTransports(unittest.TestCase):

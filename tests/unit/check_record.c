@@ -296,6 +296,119 @@ START_TEST(test_forward_gzip_roundtrip)
 }
 END_TEST
 
+#define CLIENT_DIGEST                                                                              \
+    "f1d44130686be50938f43b4434d5e7b432b00bfc041472ccc01f26bd970e22b1bfe8427e3a0854d94855843d1be3" \
+    "e0d9662a3d66fcfdad018692a579dc1d9aab"
+#define SERVER_DIGEST                                                                              \
+    "425b6ff87d7d93d13c669b57e690463181336c11cf658c15d2ef7eb19017ddab09c5056d93d171a0729000ee6a59" \
+    "b87d2cef44bead8db6c729eecfb68303535b"
+#define PASSWORD_DIGEST                                                                            \
+    "e5cd89b7c548e5f363851d39004e22337077e52505a6f2d77c68d3f77dedd8fbe5c5f44448d6d955ec7fe5a81626" \
+    "4beb63eef4c9f5e3a0ff5aec75c69ad49b05"
+
+START_TEST(test_handshake_helo_bin_and_str)
+{
+    /* Fluentd: ["HELO", {"nonce": bin, "auth": bin(empty), "keepalive": true}] */
+    static const uint8_t fluentd[] = "\x92\xa4HELO\x83\xa5nonce\xc4\x05n\x00nce\xa4"
+                                     "auth"
+                                     "\xc4\x00\xa9keepalive\xc3";
+    /* Fluent Bit: ["HELO", {"nonce": str, "auth": str}], no keepalive */
+    static const uint8_t fluentbit[] = "\x92\xa4HELO\x82\xa5nonce\xa5n\x00nce\xa4"
+                                       "auth\xa4"
+                                       "AUTH";
+    struct fwd_helo h;
+    size_t used;
+
+    ck_assert_int_eq(fwd_forward_parse_helo(fluentd, sizeof(fluentd) - 1, &used, &h), 1);
+    ck_assert_uint_eq(used, sizeof(fluentd) - 1);
+    ck_assert_uint_eq(h.nonce_len, 5);
+    ck_assert_mem_eq(h.nonce, "n\0nce", 5);
+    ck_assert_uint_eq(h.auth_len, 0);
+    ck_assert(h.keepalive);
+    for (size_t cut = 0; cut < sizeof(fluentd) - 1; cut++)
+        ck_assert_int_eq(fwd_forward_parse_helo(fluentd, cut, &used, &h), 0);
+    ck_assert_int_eq(fwd_forward_parse_helo(fluentbit, sizeof(fluentbit) - 1, &used, &h), 1);
+    ck_assert_uint_eq(h.auth_len, 4);
+    ck_assert_int_eq(fwd_forward_parse_helo((const uint8_t *)"\x92\xa4PONG\x80", 7, &used, &h),
+                     -EPROTO);
+    ck_assert_int_eq(fwd_forward_parse_helo((const uint8_t *)"\x92\xa4HELO\x80", 7, &used, &h),
+                     -EPROTO); /* no nonce */
+}
+END_TEST
+
+START_TEST(test_handshake_ping_digests)
+{
+    struct fwd_helo h = {.nonce = "n\0nce", .nonce_len = 5};
+    uint8_t out[1024];
+    size_t n = fwd_forward_ping(out, sizeof(out), &h, "client", "salt", "key", "alice", "pw");
+    msgpack_unpacked u;
+    size_t off = 0;
+
+    ck_assert_uint_gt(n, 0);
+    msgpack_unpacked_init(&u);
+    ck_assert_int_eq(msgpack_unpack_next(&u, (const char *)out, n, &off), MSGPACK_UNPACK_SUCCESS);
+    ck_assert_uint_eq(u.data.via.array.size, 6);
+    for (int i = 0; i < 6; i++) /* Fluent Bit refuses any element that is not a str */
+        ck_assert_int_eq(u.data.via.array.ptr[i].type, MSGPACK_OBJECT_STR);
+    ck_assert_mem_eq(u.data.via.array.ptr[3].via.str.ptr, CLIENT_DIGEST, 128);
+    ck_assert_uint_eq(u.data.via.array.ptr[4].via.str.size, 0); /* no auth salt: no user */
+    msgpack_unpacked_destroy(&u);
+
+    memcpy(h.auth, "AUTH", 4);
+    h.auth_len = 4;
+    n = fwd_forward_ping(out, sizeof(out), &h, "client", "salt", "key", "alice", "pw");
+    off = 0;
+    msgpack_unpacked_init(&u);
+    ck_assert_int_eq(msgpack_unpack_next(&u, (const char *)out, n, &off), MSGPACK_UNPACK_SUCCESS);
+    ck_assert_mem_eq(u.data.via.array.ptr[4].via.str.ptr, "alice", 5);
+    ck_assert_mem_eq(u.data.via.array.ptr[5].via.str.ptr, PASSWORD_DIGEST, 128);
+    msgpack_unpacked_destroy(&u);
+}
+END_TEST
+
+START_TEST(test_handshake_pong_checks)
+{
+    struct fwd_helo h = {.nonce = "n\0nce", .nonce_len = 5};
+    struct fwd_pong p = {.ok = true, .host = "server", .digest = SERVER_DIGEST};
+    uint8_t wire[400];
+    size_t used, n;
+    char why[256];
+
+    ck_assert_int_eq(fwd_forward_check_pong(&p, &h, "client", "salt", "key", why, sizeof(why)), 0);
+    ck_assert_int_eq(fwd_forward_check_pong(&p, &h, "client", "salt", "other", why, sizeof(why)),
+                     -EACCES);
+    ck_assert_ptr_nonnull(strstr(why, "digest"));
+    ck_assert_int_eq(fwd_forward_check_pong(&p, &h, "server", "salt", "key", why, sizeof(why)),
+                     -EACCES);
+    ck_assert_ptr_nonnull(strstr(why, "our own"));
+    p.ok = false;
+    snprintf(p.reason, sizeof(p.reason), "shared_key mismatch");
+    ck_assert_int_eq(fwd_forward_check_pong(&p, &h, "client", "salt", "key", why, sizeof(why)),
+                     -EACCES);
+    ck_assert_ptr_nonnull(strstr(why, "shared_key mismatch"));
+
+    /* the wire form, with an oversized reason kept as a prefix */
+    n = 0;
+    wire[n++] = 0x95;
+    memcpy(wire + n, "\xa4PONG\xc3\xd9\x2c", 8);
+    n += 8;
+    memset(wire + n, 'r', 300 - 256); /* a 44-byte reason */
+    n += 44;
+    memcpy(wire + n, "\xa6server\xd9\x80", 9);
+    n += 9;
+    memcpy(wire + n, SERVER_DIGEST, 128);
+    n += 128;
+    ck_assert_int_eq(fwd_forward_parse_pong(wire, n, &used, &p), 1);
+    ck_assert_uint_eq(used, n);
+    ck_assert(p.ok);
+    ck_assert_str_eq(p.host, "server");
+    ck_assert_str_eq(p.digest, SERVER_DIGEST);
+    ck_assert_int_eq(fwd_forward_parse_pong(wire, n - 1, &used, &p), 0);
+    wire[0] = 0x94;
+    ck_assert_int_eq(fwd_forward_parse_pong(wire, n, &used, &p), -EPROTO);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("record");
@@ -310,6 +423,9 @@ int main(void)
     tcase_add_test(core, test_forward_chunk_id_is_base64_of_16_bytes);
     tcase_add_test(core, test_forward_parse_ack);
     tcase_add_test(core, test_forward_gzip_roundtrip);
+    tcase_add_test(core, test_handshake_helo_bin_and_str);
+    tcase_add_test(core, test_handshake_ping_digests);
+    tcase_add_test(core, test_handshake_pong_checks);
     suite_add_tcase(s, core);
     return fwd_test_run(s);
 }
