@@ -26,6 +26,7 @@ enum opt_id {
     O_BUFFER_LIMIT,
     O_RETRY_WAIT,
     O_MAX_RETRIES,
+    O_MAX_RETRY_WAIT,
     O_SUBSECOND,
     O_REQUEST_ACK,
     O_WRITE_TIMEOUT,
@@ -63,6 +64,7 @@ static const struct opt opts_table[O_COUNT] = {
     [O_BUFFER_LIMIT] = {"fluentd-buffer-limit", "FLUENTD_BUFFER_LIMIT"},
     [O_RETRY_WAIT] = {"fluentd-retry-wait", "FLUENTD_RETRY_WAIT"},
     [O_MAX_RETRIES] = {"fluentd-max-retries", "FLUENTD_MAX_RETRIES"},
+    [O_MAX_RETRY_WAIT] = {"max-retry-wait", "FWDLOG_MAX_RETRY_WAIT"},
     [O_SUBSECOND] = {"fluentd-sub-second-precision", "FLUENTD_SUB_SECOND_PRECISION"},
     [O_REQUEST_ACK] = {"fluentd-request-ack", "FLUENTD_REQUEST_ACK"},
     [O_WRITE_TIMEOUT] = {"fluentd-write-timeout", "FLUENTD_WRITE_TIMEOUT"},
@@ -534,6 +536,13 @@ static int apply(struct fwd_config *c, int id, const char *v, struct origin o, c
             }
             c->retry_wait_ms = ms;
             return 0;
+        case O_MAX_RETRY_WAIT:
+            if (duration_in(v, 100, FWD_MAX_RETRY_WAIT, &ms, false) < 0) {
+                bad_value(err, errlen, o, v, "a duration from 100ms to 10m, such as 5s");
+                return -EINVAL;
+            }
+            c->max_retry_wait_ms = ms;
+            return 0;
         case O_MAX_RETRIES:
             if (parse_uint(v, 2147483647u, &u) < 0) {
                 bad_value(err, errlen, o, v, "a whole number from 0 to 2147483647");
@@ -641,6 +650,7 @@ static void set_defaults(struct fwd_config *c)
     c->subsecond = true;
     c->buffer_limit = FWD_DEFAULT_BUFFER_LIMIT;
     c->retry_wait_ms = FWD_DEFAULT_RETRY_WAIT_MS;
+    c->max_retry_wait_ms = FWD_BACKOFF_CAP_MS;
     c->max_retries = FWD_DEFAULT_MAX_RETRIES;
     c->write_timeout_ms = FWD_DEFAULT_WRITE_TIMEOUT_MS;
     c->partial_timeout_ms = FWD_DEFAULT_PARTIAL_TIMEOUT;
@@ -695,8 +705,8 @@ int fwd_config_build(struct fwd_config *cfg, const struct fwd_kv *opts, size_t n
         snprintf(cfg->dest_key, sizeof(cfg->dest_key), "tcp://[%s]:%u", a->host, a->port);
     /* Everything that changes how the connection behaves is part of its identity. */
     snprintf(cfg->dest_key + strlen(cfg->dest_key), sizeof(cfg->dest_key) - strlen(cfg->dest_key),
-             " bl=%" PRIu64 " rw=%u mr=%u wt=%u rt=%u ri=%u ack=%d gz=%d", cfg->buffer_limit,
-             cfg->retry_wait_ms, cfg->max_retries, cfg->write_timeout_ms, cfg->read_timeout_ms,
+             " bl=%" PRIu64 " rw=%u/%u mr=%u wt=%u rt=%u ri=%u ack=%d gz=%d", cfg->buffer_limit,
+             cfg->retry_wait_ms, cfg->max_retry_wait_ms, cfg->max_retries, cfg->write_timeout_ms, cfg->read_timeout_ms,
              cfg->reconnect_interval_ms, cfg->request_ack, cfg->gzip);
     if (cfg->shared_key[0]) {
         /* Different credentials are different connections; the key never goes in clear. */

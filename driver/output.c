@@ -271,12 +271,12 @@ static void close_conn(struct fwd_output *o)
 
 static uint64_t backoff_ms(const struct fwd_output *o)
 {
-    uint64_t w = o->cfg.retry_wait_ms;
+    uint64_t w = o->cfg.retry_wait_ms, cap = o->cfg.max_retry_wait_ms;
 
-    for (uint32_t i = 1; i < o->failures && w < FWD_BACKOFF_CAP_MS; i++)
+    for (uint32_t i = 1; i < o->failures && w < cap; i++)
         w *= 2;
-    if (w > FWD_BACKOFF_CAP_MS)
-        w = FWD_BACKOFF_CAP_MS;
+    if (w > cap)
+        w = cap;
     /* Jitter: spread reconnects of many plugins after an aggregator restart. */
     return w / 2 + (uint64_t)random() % (w / 2 + 1);
 }

@@ -45,6 +45,7 @@ struct fwd_config {
     char password[256];
     uint64_t buffer_limit; /* bytes buffered per destination */
     uint32_t retry_wait_ms;
+    uint32_t max_retry_wait_ms; /* back-off cap */
     uint32_t max_retries;
     uint32_t write_timeout_ms; /* 0: none */
     uint32_t read_timeout_ms;

@@ -53,7 +53,7 @@
 #define FWD_MAX_FLUSH_MS   10000u
 #define FWD_MAX_RETRY_WAIT (10u * 60u * 1000u)
 
-/* Reconnect back-off never waits longer than this (fluent-logger-golang MaxRetryWait). */
+/* Default reconnect back-off cap (fluent-logger-golang MaxRetryWait); max-retry-wait sets it. */
 #define FWD_BACKOFF_CAP_MS 60000u
 /* Connect attempts that take longer than this are abandoned. */
 #define FWD_CONNECT_TIMEOUT_MS 10000u

@@ -219,6 +219,27 @@ class TestFailures(E2E):
         self.assertEqual([e["record"]["log"] for e in evs], [str(i) for i in range(1, 20001)])
 
 
+class TestOutage(E2E):
+    def test_thirty_second_outage_never_blocks_the_container(self):
+        # A burst far larger than the 64 KiB pipe, then a line every 100 ms for ~30 s, all
+        # while nothing listens on the aggregator's port. If fwdlog stopped draining the FIFO
+        # the container would block on its first burst and finish late.
+        port = fwdtest.free_port()
+        script = ("seq 1 20000; i=0; while [ $i -lt 300 ]; do echo tick $i; i=$((i+1)); "
+                  "sleep 0.1; done")
+        t0 = time.time()
+        self.run_container("--name", "outage", IMAGE, "sh", "-c", script, detach=True,
+                           port=port, opts=["fluentd-retry-wait=100ms", "max-retry-wait=2s"])
+        D.docker("wait", "outage", timeout=120)
+        ran = time.time() - t0
+        # 300 sleeps of 0.1 s: ~30 s plus busybox overhead; a blocked container never ends
+        self.assertLess(ran, 45, "the container ran %.1fs with its aggregator down" % ran)
+        r = self.receiver(port=port)
+        want = [str(i) for i in range(1, 20001)] + ["tick %d" % i for i in range(300)]
+        evs = r.wait(len(want), timeout=60)
+        self.assertEqual([e["record"]["log"] for e in evs], want)
+
+
 class TestCompatibility(E2E):
     def test_same_record_as_builtin_fluentd_driver(self):
         r = self.receiver()
