@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 enum opt_id {
     O_ADDRESS = 0,
@@ -38,6 +39,11 @@ enum opt_id {
     O_USERNAME,
     O_PASSWORD,
     O_PASSWORD_FILE,
+    O_TLS_CA_FILE,
+    O_TLS_CERT_FILE,
+    O_TLS_KEY_FILE,
+    O_TLS_SERVER_NAME,
+    O_TLS_INSECURE,
     O_TAG,
     O_LABELS,
     O_LABELS_REGEX,
@@ -76,6 +82,11 @@ static const struct opt opts_table[O_COUNT] = {
     [O_USERNAME] = {"fluentd-username", "FLUENTD_USERNAME"},
     [O_PASSWORD] = {"fluentd-password", "FLUENTD_PASSWORD"},
     [O_PASSWORD_FILE] = {"fluentd-password-file", "FLUENTD_PASSWORD_FILE"},
+    [O_TLS_CA_FILE] = {"fluentd-tls-ca-file", "FLUENTD_TLS_CA_FILE"},
+    [O_TLS_CERT_FILE] = {"fluentd-tls-cert-file", "FLUENTD_TLS_CERT_FILE"},
+    [O_TLS_KEY_FILE] = {"fluentd-tls-key-file", "FLUENTD_TLS_KEY_FILE"},
+    [O_TLS_SERVER_NAME] = {"fluentd-tls-server-name", "FLUENTD_TLS_SERVER_NAME"},
+    [O_TLS_INSECURE] = {"fluentd-tls-insecure-skip-verify", "FLUENTD_TLS_INSECURE_SKIP_VERIFY"},
     [O_TAG] = {"tag", "FWDLOG_TAG"},
     [O_LABELS] = {"labels", "FWDLOG_LABELS"},
     [O_LABELS_REGEX] = {"labels-regex", "FWDLOG_LABELS_REGEX"},
@@ -489,16 +500,11 @@ static int apply(struct fwd_config *c, int id, const char *v, struct origin o, c
                 bad_value(err, errlen, o, v, aerr);
                 return -EINVAL;
             }
-            if (c->addr.scheme == FWD_ADDR_TLS) {
-                bad_value(err, errlen, o, v,
-                          "tcp://host:port or unix:///path; tls:// is not supported by this "
-                          "fwdlog version yet");
-                return -EINVAL;
-            }
             return 0;
         case O_ASYNC:
         case O_ASYNC_CONNECT:
         case O_SUBSECOND:
+        case O_TLS_INSECURE:
         case O_REQUEST_ACK: {
             bool b;
             if (fwd_config_parse_bool(v, &b) < 0) {
@@ -509,6 +515,8 @@ static int apply(struct fwd_config *c, int id, const char *v, struct origin o, c
                 c->subsecond = b;
             else if (id == O_REQUEST_ACK)
                 c->request_ack = b;
+            else if (id == O_TLS_INSECURE)
+                c->tls_insecure = b;
             else
                 c->async = b;
             return 0;
@@ -587,6 +595,29 @@ static int apply(struct fwd_config *c, int id, const char *v, struct origin o, c
             strcpy(dst, v);
             return 0;
         }
+        case O_TLS_CA_FILE:
+        case O_TLS_CERT_FILE:
+        case O_TLS_KEY_FILE: {
+            char *dst = id == O_TLS_CA_FILE     ? c->tls_ca_file
+                        : id == O_TLS_CERT_FILE ? c->tls_cert_file
+                                                : c->tls_key_file;
+            if (strlen(v) >= sizeof(c->tls_ca_file) || access(v, R_OK) != 0) {
+                char why[160];
+                snprintf(why, sizeof(why), "a readable PEM file (%s)",
+                         strlen(v) >= sizeof(c->tls_ca_file) ? "path too long" : strerror(errno));
+                bad_value(err, errlen, o, v, why);
+                return -EINVAL;
+            }
+            strcpy(dst, v);
+            return 0;
+        }
+        case O_TLS_SERVER_NAME:
+            if (strlen(v) >= sizeof(c->tls_server_name)) {
+                bad_value(err, errlen, o, v, "a host name of at most 255 bytes");
+                return -EINVAL;
+            }
+            strcpy(c->tls_server_name, v);
+            return 0;
         case O_SHARED_KEY_FILE:
         case O_PASSWORD_FILE:
             return read_secret(id == O_SHARED_KEY_FILE ? c->shared_key : c->password, v, o, err,
@@ -698,16 +729,28 @@ int fwd_config_build(struct fwd_config *cfg, const struct fwd_kv *opts, size_t n
                  "handshake authenticates users only with a shared key");
         return -EINVAL;
     }
+    if (!cfg->tls_cert_file[0] != !cfg->tls_key_file[0]) {
+        snprintf(err, errlen,
+                 "log-opt fluentd-tls-cert-file and fluentd-tls-key-file go "
+                 "together: a client certificate needs its key");
+        return -EINVAL;
+    }
     a = &cfg->addr;
     if (a->scheme == FWD_ADDR_UNIX)
         snprintf(cfg->dest_key, sizeof(cfg->dest_key), "unix://%s", a->path);
     else
-        snprintf(cfg->dest_key, sizeof(cfg->dest_key), "tcp://[%s]:%u", a->host, a->port);
+        snprintf(cfg->dest_key, sizeof(cfg->dest_key), "%s://[%s]:%u",
+                 a->scheme == FWD_ADDR_TLS ? "tls" : "tcp", a->host, a->port);
+    if (a->scheme == FWD_ADDR_TLS)
+        snprintf(cfg->dest_key + strlen(cfg->dest_key),
+                 sizeof(cfg->dest_key) - strlen(cfg->dest_key), " ca=%s crt=%s key=%s sn=%s k=%d",
+                 cfg->tls_ca_file, cfg->tls_cert_file, cfg->tls_key_file, cfg->tls_server_name,
+                 cfg->tls_insecure);
     /* Everything that changes how the connection behaves is part of its identity. */
     snprintf(cfg->dest_key + strlen(cfg->dest_key), sizeof(cfg->dest_key) - strlen(cfg->dest_key),
              " bl=%" PRIu64 " rw=%u/%u mr=%u wt=%u rt=%u ri=%u ack=%d gz=%d", cfg->buffer_limit,
-             cfg->retry_wait_ms, cfg->max_retry_wait_ms, cfg->max_retries, cfg->write_timeout_ms, cfg->read_timeout_ms,
-             cfg->reconnect_interval_ms, cfg->request_ack, cfg->gzip);
+             cfg->retry_wait_ms, cfg->max_retry_wait_ms, cfg->max_retries, cfg->write_timeout_ms,
+             cfg->read_timeout_ms, cfg->reconnect_interval_ms, cfg->request_ack, cfg->gzip);
     if (cfg->shared_key[0]) {
         /* Different credentials are different connections; the key never goes in clear. */
         uint64_t h = 1469598103934665603ull; /* FNV-1a */

@@ -359,9 +359,9 @@ int fwd_registry_start(struct fwd_registry *r, const char *file, struct fwd_info
                   old->file);
         finish(old, "replaced");
     }
-    c->stream = fwd_stream_acquire(r->outputs, &cfg, tag);
+    c->stream = fwd_stream_acquire(r->outputs, &cfg, tag, err, errlen);
     if (c->stream == NULL) {
-        rc = -ENOMEM;
+        rc = -EINVAL;
         goto out;
     }
     rc = fwd_loop_io_add(r->loop, &c->io, c->fd, EPOLLIN, on_fifo, c);

@@ -40,6 +40,11 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/un.h>
+#include <arpa/inet.h>
+#include <limits.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -54,6 +59,7 @@ enum state {
     S_IDLE = 0,
     S_RESOLVING,
     S_CONNECTING,
+    S_TLS,       /* tls://: the TLS handshake is under way */
     S_HANDSHAKE, /* shared key: waiting for HELO, then PONG; nothing else is written */
     S_CONNECTED,
     S_BACKOFF,
@@ -89,6 +95,8 @@ struct fwd_output {
     struct fwd_helo helo; /* handshake: what the server sent */
     char salt[33];        /* handshake: our PING salt */
     bool pinged;          /* handshake: PING sent, waiting for PONG */
+    SSL_CTX *tls_ctx;     /* tls://: CA store, client certificate, verification mode */
+    SSL *tls;             /* tls://: this connection's session, NULL otherwise */
     size_t qbytes;        /* wire bytes of sealed batches */
     size_t openbytes;     /* entry bytes in the streams' open batches */
     enum state state;
@@ -127,7 +135,11 @@ struct fwd_outputs {
 
 static void start_connect(struct fwd_output *o);
 static void ready(struct fwd_output *o);
+static void transport_ready(struct fwd_output *o);
+static void tls_start(struct fwd_output *o);
+static void tls_step(struct fwd_output *o);
 static void handshake_step(struct fwd_output *o);
+static const char *tls_error(void);
 static bool output_maybe_free(struct fwd_output *o);
 static void watch(struct fwd_output *o);
 static void arm_conn_timer(struct fwd_output *o);
@@ -253,6 +265,10 @@ static void free_addrinfo(struct fwd_output *o)
 
 static void close_conn(struct fwd_output *o)
 {
+    if (o->tls != NULL) {
+        SSL_free(o->tls);
+        o->tls = NULL;
+    }
     if (o->fd >= 0) {
         fwd_loop_io_del(o->m->loop, &o->io);
         close(o->fd);
@@ -429,6 +445,16 @@ static void connected(struct fwd_output *o)
         return;
     }
     free_addrinfo(o);
+    if (o->tls_ctx != NULL) {
+        tls_start(o);
+        return;
+    }
+    transport_ready(o);
+}
+
+/* TCP (and TLS) are up: the shared-key handshake, if any, then records. */
+static void transport_ready(struct fwd_output *o)
+{
     if (o->cfg.shared_key[0]) {
         /* The server speaks first (HELO); no data goes out before a verified PONG. */
         o->state = S_HANDSHAKE;
@@ -455,6 +481,131 @@ static void ready(struct fwd_output *o)
     o->m->st.connects++;
     watch(o);
     arm_conn_timer(o);
+}
+
+/* ---- transport: plain sockets or TLS ------------------------------------------------ */
+
+/* read(2) or SSL_read: >0 bytes, 0 at the peer's close, -1 with errno (EAGAIN: later). */
+static ssize_t conn_read(struct fwd_output *o, void *buf, size_t n)
+{
+    int r, e;
+
+    if (o->tls == NULL)
+        return read(o->fd, buf, n);
+    ERR_clear_error();
+    r = SSL_read(o->tls, buf, n > INT_MAX ? INT_MAX : (int)n);
+    if (r > 0)
+        return r;
+    e = SSL_get_error(o->tls, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        errno = EAGAIN;
+        return -1;
+    }
+    if (e == SSL_ERROR_ZERO_RETURN ||
+        (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 && (errno == 0 || errno == ECONNRESET)))
+        return 0; /* close_notify, or the peer just went away */
+    errno = e == SSL_ERROR_SYSCALL && errno != 0 ? errno : EPROTO;
+    return -1;
+}
+
+/* sendmsg(2) or one SSL_write per piece: bytes written, or -1 with errno (EAGAIN: later). */
+static ssize_t conn_writev(struct fwd_output *o, const struct msghdr *msg)
+{
+    ssize_t total = 0;
+
+    if (o->tls == NULL)
+        return sendmsg(o->fd, msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    for (size_t i = 0; i < msg->msg_iovlen; i++) {
+        size_t len = msg->msg_iov[i].iov_len;
+        int r, e;
+
+        ERR_clear_error();
+        r = SSL_write(o->tls, msg->msg_iov[i].iov_base, len > INT_MAX ? INT_MAX : (int)len);
+        if (r > 0) {
+            total += r;
+            if ((size_t)r < len)
+                break;
+            continue;
+        }
+        e = SSL_get_error(o->tls, r);
+        if (total > 0)
+            break;
+        errno = e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? EAGAIN
+                : e == SSL_ERROR_SYSCALL && errno != 0                ? errno
+                                                                      : EPIPE;
+        return -1;
+    }
+    return total;
+}
+
+/* Is s an IPv4 or IPv6 literal (then it is verified as an IP, and sent without SNI)? */
+static bool ip_literal(const char *s)
+{
+    unsigned char b[16];
+
+    return inet_pton(AF_INET, s, b) == 1 || inet_pton(AF_INET6, s, b) == 1;
+}
+
+static void tls_start(struct fwd_output *o)
+{
+    const char *name = o->cfg.tls_server_name[0] ? o->cfg.tls_server_name : o->cfg.addr.host;
+
+    o->tls = SSL_new(o->tls_ctx);
+    if (o->tls == NULL || SSL_set_fd(o->tls, o->fd) != 1) {
+        fail(o, "TLS: cannot create a session", ENOMEM);
+        return;
+    }
+    if (!ip_literal(name))
+        SSL_set_tlsext_host_name(o->tls, name);
+    if (!o->cfg.tls_insecure) {
+        /* the certificate must name the aggregator, not just chain to a trusted CA */
+        int ok = ip_literal(name) ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(o->tls), name)
+                                  : SSL_set1_host(o->tls, name);
+        if (ok != 1) {
+            fail(o, "TLS: cannot set the name to verify", EINVAL);
+            return;
+        }
+    }
+    o->state = S_TLS;
+    fwd_loop_timer_start(o->m->loop, &o->timer, FWD_CONNECT_TIMEOUT_MS, on_timer, o);
+    tls_step(o);
+}
+
+/* Drive SSL_connect; its WANT_READ / WANT_WRITE pick what the loop waits for. */
+static void tls_step(struct fwd_output *o)
+{
+    int r, e;
+
+    ERR_clear_error();
+    r = SSL_connect(o->tls);
+    if (r == 1) {
+        fwd_log(FWD_LOG_DEBUG, "%s: TLS %s established", o->label, SSL_get_version(o->tls));
+        transport_ready(o);
+        return;
+    }
+    e = SSL_get_error(o->tls, r);
+    if (e == SSL_ERROR_WANT_READ) {
+        fwd_loop_io_mod(o->m->loop, &o->io, EPOLLIN | EPOLLRDHUP);
+        return;
+    }
+    if (e == SSL_ERROR_WANT_WRITE) {
+        fwd_loop_io_mod(o->m->loop, &o->io, EPOLLOUT);
+        return;
+    }
+    {
+        long v = SSL_get_verify_result(o->tls);
+        char why[400];
+
+        if (v != X509_V_OK)
+            snprintf(why, sizeof(why),
+                     "TLS: certificate verification failed: %s (check "
+                     "fluentd-tls-ca-file and fluentd-tls-server-name)",
+                     X509_verify_cert_error_string(v));
+        else
+            snprintf(why, sizeof(why), "TLS handshake failed: %s", tls_error());
+        fwd_log_rl(FWD_LOG_ERROR, NULL, "%s: %s", o->label, why);
+        fail(o, "TLS handshake failed", EPROTO);
+    }
 }
 
 /* ---- writing --------------------------------------------------------------------------- */
@@ -567,7 +718,7 @@ static void do_write(struct fwd_output *o)
             add_iov(iov, &niov, b->opt, b->opt_len, &skip);
         }
         msg.msg_iovlen = (size_t)niov;
-        n = sendmsg(o->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        n = conn_writev(o, &msg);
         if (n == -1) {
             if (errno == EINTR)
                 continue;
@@ -630,7 +781,7 @@ static int do_read(struct fwd_output *o)
 {
     for (;;) {
         char buf[4096];
-        ssize_t n = read(o->fd, buf, sizeof(buf));
+        ssize_t n = conn_read(o, buf, sizeof(buf));
 
         if (n > 0) {
             if (o->state != S_HANDSHAKE && !ack_mode(o))
@@ -710,7 +861,12 @@ static int send_ping(struct fwd_output *o)
         return -1;
     }
     /* Fluent Bit reads a PING in one go: send it whole, and nothing behind it. */
-    w = send(o->fd, ping, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    {
+        struct iovec iov = {.iov_base = ping, .iov_len = n};
+        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+
+        w = conn_writev(o, &msg);
+    }
     if (w != (ssize_t)n) {
         fail(o, "handshake: PING not written whole", w == -1 ? errno : EAGAIN);
         return -1;
@@ -773,6 +929,10 @@ static void on_io(struct fwd_io *io, uint32_t events)
         connected(o);
         return;
     }
+    if (o->state == S_TLS) {
+        tls_step(o);
+        return;
+    }
     if (o->state == S_HANDSHAKE) {
         (void)events;
         do_read(o);
@@ -808,6 +968,9 @@ static void on_timer(struct fwd_timer *t)
         }
         case S_CONNECTING:
             fail(o, "connect", ETIMEDOUT);
+            return;
+        case S_TLS:
+            fail(o, "TLS handshake: no answer in time", ETIMEDOUT);
             return;
         case S_HANDSHAKE:
             fail(o, o->pinged ? "handshake: no PONG in time" : "handshake: no HELO in time",
@@ -874,6 +1037,7 @@ static void output_destroy(struct fwd_output *o)
     free_addrinfo(o);
     while (o->qhead != NULL)
         queue_pop(o);
+    SSL_CTX_free(o->tls_ctx);
     free(o->key);
     free(o);
 }
@@ -888,21 +1052,77 @@ static bool output_maybe_free(struct fwd_output *o)
     return false;
 }
 
-static struct fwd_output *output_get(struct fwd_outputs *m, const struct fwd_config *cfg)
+/* The last OpenSSL error as text (for messages that name the option at fault). */
+static const char *tls_error(void)
+{
+    static char buf[256];
+    unsigned long e = ERR_get_error();
+
+    ERR_clear_error();
+    if (e == 0)
+        return "unknown error";
+    ERR_error_string_n(e, buf, sizeof(buf));
+    return buf;
+}
+
+/* The TLS context for a tls:// destination. NULL with the reason (naming the option) in err. */
+static SSL_CTX *tls_context(const struct fwd_config *c, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+
+    if (ctx == NULL) {
+        snprintf(err, errlen, "TLS: %s", tls_error());
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    /* Batches are written from wherever a short write stopped: partial writes, moving buffer. */
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    if (c->tls_ca_file[0] ? SSL_CTX_load_verify_locations(ctx, c->tls_ca_file, NULL) != 1
+                          : SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        snprintf(err, errlen, "log-opt fluentd-tls-ca-file=\"%s\": cannot load CA certificates: %s",
+                 c->tls_ca_file[0] ? c->tls_ca_file : "(system store)", tls_error());
+        goto fail;
+    }
+    if (c->tls_cert_file[0]) {
+        if (SSL_CTX_use_certificate_chain_file(ctx, c->tls_cert_file) != 1) {
+            snprintf(err, errlen, "log-opt fluentd-tls-cert-file=\"%s\": %s", c->tls_cert_file,
+                     tls_error());
+            goto fail;
+        }
+        if (SSL_CTX_use_PrivateKey_file(ctx, c->tls_key_file, SSL_FILETYPE_PEM) != 1 ||
+            SSL_CTX_check_private_key(ctx) != 1) {
+            snprintf(err, errlen,
+                     "log-opt fluentd-tls-key-file=\"%s\": not the key of the certificate: %s",
+                     c->tls_key_file, tls_error());
+            goto fail;
+        }
+    }
+    SSL_CTX_set_verify(ctx, c->tls_insecure ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
+    return ctx;
+fail:
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+static struct fwd_output *output_get(struct fwd_outputs *m, const struct fwd_config *cfg, char *err,
+                                     size_t errlen)
 {
     struct fwd_output *o;
+    SSL_CTX *ctx = NULL;
 
     for (o = m->outs; o != NULL; o = o->next)
         if (strcmp(o->key, cfg->dest_key) == 0)
             return o;
-    o = calloc(1, sizeof(*o));
-    if (o == NULL)
+    if (cfg->addr.scheme == FWD_ADDR_TLS && (ctx = tls_context(cfg, err, errlen)) == NULL)
         return NULL;
-    o->key = strdup(cfg->dest_key);
-    if (o->key == NULL) {
+    o = calloc(1, sizeof(*o));
+    if (o == NULL || (o->key = strdup(cfg->dest_key)) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        SSL_CTX_free(ctx);
         free(o);
         return NULL;
     }
+    o->tls_ctx = ctx;
     o->m = m;
     o->cfg = *cfg;
     fwd_buf_init(&o->reply, REPLY_MAX);
@@ -1025,9 +1245,9 @@ static void on_flush_timer(struct fwd_timer *t)
 }
 
 struct fwd_stream *fwd_stream_acquire(struct fwd_outputs *m, const struct fwd_config *cfg,
-                                      const char *tag)
+                                      const char *tag, char *err, size_t errlen)
 {
-    struct fwd_output *o = output_get(m, cfg);
+    struct fwd_output *o = output_get(m, cfg, err, errlen);
     struct fwd_stream *s;
 
     if (o == NULL)
@@ -1041,6 +1261,7 @@ struct fwd_stream *fwd_stream_acquire(struct fwd_outputs *m, const struct fwd_co
     }
     s = calloc(1, sizeof(*s));
     if (s == NULL || (s->tag = strdup(tag)) == NULL) {
+        snprintf(err, errlen, "out of memory");
         free(s);
         output_maybe_free(o);
         return NULL;

@@ -43,7 +43,13 @@ struct fwd_config {
     char self_hostname[256]; /* empty: the host's name */
     char username[256];
     char password[256];
-    uint64_t buffer_limit; /* bytes buffered per destination */
+    /* tls:// (paths; empty: the system's CA store, no client certificate) */
+    char tls_ca_file[256];
+    char tls_cert_file[256];
+    char tls_key_file[256];
+    char tls_server_name[256]; /* empty: the address's host */
+    bool tls_insecure;         /* skip certificate verification (explicit opt-in) */
+    uint64_t buffer_limit;     /* bytes buffered per destination */
     uint32_t retry_wait_ms;
     uint32_t max_retry_wait_ms; /* back-off cap */
     uint32_t max_retries;
@@ -61,7 +67,7 @@ struct fwd_config {
     const char *env;
     const char *env_regex;
     /* Identifies the aggregator connection: containers whose key is equal share one. */
-    char dest_key[512];
+    char dest_key[2048];
 };
 
 /*

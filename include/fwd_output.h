@@ -43,11 +43,12 @@ void fwd_outputs_destroy(struct fwd_outputs *m);
 
 /*
  * A reference to the stream for tag on cfg's destination, creating either as
- * needed. NULL on ENOMEM. The stream's flush policy is cfg's (streams with
- * different policies are different streams).
+ * needed. NULL with the reason in err: out of memory, or a TLS setting that
+ * does not load (the message names the option). The stream's flush policy is
+ * cfg's (streams with different policies are different streams).
  */
 struct fwd_stream *fwd_stream_acquire(struct fwd_outputs *m, const struct fwd_config *cfg,
-                                      const char *tag);
+                                      const char *tag, char *err, size_t errlen);
 /* Drop a reference: the last one seals the open batch. The destination stays until drained. */
 void fwd_stream_release(struct fwd_stream *s);
 

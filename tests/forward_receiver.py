@@ -33,6 +33,10 @@ Shared-key authentication (spec v1 handshake: HELO, PING, PONG):
   --user NAME:PASSWORD also require user authentication (HELO carries an auth salt)
   --server-hostname H  our hostname in the PONG (default "receiver")
   --bad-pong-digest    answer with a wrong digest (a client must refuse it)
+TLS (Python's ssl module):
+  --tls-cert F --tls-key F   serve TLS with this certificate
+  --tls-client-ca F          require a client certificate signed by this CA
+  A failed TLS handshake is written as an {"auth": "tls failed: ..."} line.
 Prints "LISTENING <port-or-path>" on stdout once it accepts connections.
 """
 import argparse
@@ -41,6 +45,7 @@ import hashlib
 import json
 import os
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -226,6 +231,13 @@ def serve_conn(sock, sink, conn_id, sc):
     a = sc.a
     u = unpacker()
     got = 0
+    if sc.tls is not None:
+        try:
+            sock = sc.tls.wrap_socket(sock, server_side=True)
+        except (ssl.SSLError, OSError) as e:
+            sink.write([{"auth": "tls failed: %s" % e, "conn": conn_id}])
+            sock.close()
+            return
     if a.stall:
         time.sleep(a.stall)
     if a.shared_key and not handshake(sock, u, a, sink, conn_id):
@@ -291,6 +303,9 @@ def main():
     ap.add_argument("--user")
     ap.add_argument("--server-hostname", default="receiver")
     ap.add_argument("--bad-pong-digest", action="store_true")
+    ap.add_argument("--tls-cert")
+    ap.add_argument("--tls-key")
+    ap.add_argument("--tls-client-ca")
     a = ap.parse_args()
     if a.unix:
         if os.path.exists(a.unix):
@@ -307,6 +322,13 @@ def main():
     ls.listen(256)
     sink = Sink(a.out)
     sc = Script(a)
+    sc.tls = None
+    if a.tls_cert:
+        sc.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        sc.tls.load_cert_chain(a.tls_cert, a.tls_key)
+        if a.tls_client_ca:
+            sc.tls.verify_mode = ssl.CERT_REQUIRED
+            sc.tls.load_verify_locations(a.tls_client_ca)
     print("LISTENING %s" % where, flush=True)
     n = 0
     while True:

@@ -321,5 +321,24 @@ class Fifo:
             os.unlink(self.path)
 
 
+def make_certs(d):
+    """A test PKI made now with the openssl CLI (EC keys, valid one day): ca.pem signs
+    server.pem (localhost, 127.0.0.1) and client.pem; other-ca.pem signs nothing of ours."""
+    def run(*args):
+        subprocess.run(["openssl"] + list(args), cwd=d, check=True, capture_output=True)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    for ca in ("ca", "other-ca"):
+        run("req", "-x509", *ec, "-keyout", ca + ".key", "-out", ca + ".pem", "-days", "1",
+            "-subj", "/CN=fwdlog test " + ca)
+    for name, san in (("server", "DNS:localhost,IP:127.0.0.1"), ("client", "DNS:fwdlog-client")):
+        run("req", *ec, "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + name)
+        with open(os.path.join(d, name + ".ext"), "w") as f:
+            f.write("subjectAltName=%s\n" % san)
+        run("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", name + ".pem", "-days", "1", "-extfile", name + ".ext")
+    return {k: os.path.join(d, k) for k in ("ca.pem", "other-ca.pem", "server.pem",
+                                               "server.key", "client.pem", "client.key")}
+
+
 def tmpdir():
     return tempfile.mkdtemp(prefix="fwdlog-test-")

@@ -126,8 +126,12 @@ START_TEST(test_config_errors_name_option_value_and_fix)
                                       "'fluentd-async'?)"));
     ck_assert_int_eq(fwd_config_build(&c, NULL, 0, &d, 1, err, sizeof(err)), -EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "FLUENTD_RETRY_WAIT=\"soon\""));
-    ck_assert_int_eq(build1(&c, "fluentd-address", "tls://h:1"), -EINVAL);
-    ck_assert_ptr_nonnull(strstr(err, "tls:// is not supported"));
+    ck_assert_int_eq(build1(&c, "fluentd-address", "tls://h:1"), 0);
+    ck_assert_int_eq(c.addr.scheme, FWD_ADDR_TLS);
+    ck_assert_int_eq(build1(&c, "fluentd-tls-ca-file", "/nonexistent/ca.pem"), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "fluentd-tls-ca-file=\"/nonexistent/ca.pem\""));
+    ck_assert_int_eq(build1(&c, "fluentd-tls-cert-file", "/etc/hostname"), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "go together"));
     ck_assert_int_eq(build1(&c, "max-line-size", "1k"), -EINVAL);
     ck_assert_int_eq(build1(&c, "flush-interval", "20s"), -EINVAL);
     ck_assert_int_eq(build1(&c, "fluentd-async-reconnect-interval", "50ms"), -EINVAL);
