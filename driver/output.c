@@ -306,7 +306,7 @@ static void fail(struct fwd_output *o, const char *what, int err)
     close_conn(o);
     free_addrinfo(o);
     o->failures++;
-    o->m->st.connect_failures++;
+    o->m->st.connection_failures++;
     if (o->cfg.max_retries != 0 && o->failures > o->cfg.max_retries) {
         drop_queue(o, "fluentd-max-retries reached");
         o->failures = 0;
@@ -492,7 +492,9 @@ static ssize_t conn_read(struct fwd_output *o, void *buf, size_t n)
 
     if (o->tls == NULL)
         return read(o->fd, buf, n);
+    /* SSL_ERROR_SYSCALL reports through errno: a stale EAGAIN must not survive into it. */
     ERR_clear_error();
+    errno = 0;
     r = SSL_read(o->tls, buf, n > INT_MAX ? INT_MAX : (int)n);
     if (r > 0)
         return r;
@@ -520,6 +522,7 @@ static ssize_t conn_writev(struct fwd_output *o, const struct msghdr *msg)
         int r, e;
 
         ERR_clear_error();
+        errno = 0;
         r = SSL_write(o->tls, msg->msg_iov[i].iov_base, len > INT_MAX ? INT_MAX : (int)len);
         if (r > 0) {
             total += r;

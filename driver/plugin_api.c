@@ -133,7 +133,7 @@ static enum MHD_Result metrics(struct fwd_plugin_api *api, struct MHD_Connection
              "fwdlog_records_dropped_total %llu\n"
              "fwdlog_batches_dropped_total %llu\n"
              "fwdlog_connects_total %llu\n"
-             "fwdlog_connect_failures_total %llu\n"
+             "fwdlog_connection_failures_total %llu\n"
              "fwdlog_queued_bytes %llu\n"
              "fwdlog_destinations %llu\n",
              (unsigned long long)rs.containers, (unsigned long long)rs.frames,
@@ -142,7 +142,7 @@ static enum MHD_Result metrics(struct fwd_plugin_api *api, struct MHD_Connection
              (unsigned long long)rs.records_lost, (unsigned long long)os.records_sent,
              (unsigned long long)os.batches_sent, (unsigned long long)os.bytes_sent,
              (unsigned long long)os.records_dropped, (unsigned long long)os.batches_dropped,
-             (unsigned long long)os.connects, (unsigned long long)os.connect_failures,
+             (unsigned long long)os.connects, (unsigned long long)os.connection_failures,
              (unsigned long long)os.queued_bytes, (unsigned long long)os.destinations);
     return reply(conn, 200, buf, "text/plain; version=0.0.4");
 }

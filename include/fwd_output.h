@@ -32,9 +32,9 @@ struct fwd_output_stats {
     uint64_t records_dropped;
     uint64_t batches_dropped;
     uint64_t connects;
-    uint64_t connect_failures;
-    uint64_t queued_bytes; /* sealed and open, now */
-    uint64_t destinations; /* now */
+    uint64_t connection_failures; /* connects, handshakes and live connections that failed */
+    uint64_t queued_bytes;        /* sealed and open, now */
+    uint64_t destinations;        /* now */
 };
 
 struct fwd_outputs *fwd_outputs_create(struct fwd_loop *loop);
