@@ -295,6 +295,12 @@ int fwd_config_parse_addr(const char *s, struct fwd_addr *out, char *err, size_t
     memset(out, 0, sizeof(*out));
     out->scheme = FWD_ADDR_TCP;
     out->port = FWD_DEFAULT_PORT;
+    if (strchr(s, ',') != NULL) {
+        snprintf(err, errlen,
+                 "one address (several aggregators, failover and round-robin, are "
+                 "not supported by this fwdlog version yet)");
+        return -EINVAL;
+    }
     if (sep != NULL) {
         size_t n = (size_t)(sep - s);
 

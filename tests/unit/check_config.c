@@ -69,6 +69,8 @@ START_TEST(test_config_addresses)
     ck_assert_int_eq(fwd_config_parse_addr("unix://", &a, err, sizeof(err)), -EINVAL);
     ck_assert_int_eq(fwd_config_parse_addr("tcp://h:1/path", &a, err, sizeof(err)), -EINVAL);
     ck_assert_int_eq(fwd_config_parse_addr("::1:24224", &a, err, sizeof(err)), -EINVAL);
+    ck_assert_int_eq(fwd_config_parse_addr("a:1,b:2", &a, err, sizeof(err)), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "several aggregators"));
 }
 END_TEST
 
