@@ -461,11 +461,47 @@ static int size_in(const char *v, uint64_t min, uint64_t max, uint64_t *out)
     return 0;
 }
 
+/* The fixed-size string field of c that option id sets. */
+static char *str_field(struct fwd_config *c, int id)
+{
+    switch (id) {
+        case O_SHARED_KEY:
+            return c->shared_key;
+        case O_SELF_HOSTNAME:
+            return c->self_hostname;
+        case O_USERNAME:
+            return c->username;
+        case O_PASSWORD:
+            return c->password;
+        case O_TLS_CA_FILE:
+            return c->tls_ca_file;
+        case O_TLS_CERT_FILE:
+            return c->tls_cert_file;
+        case O_TLS_KEY_FILE:
+            return c->tls_key_file;
+        default:
+            return c->tls_server_name;
+    }
+}
+
+/* Copy v into a FWD_CONFIG_STR_MAX field; too long is an error showing `shown` (not a secret). */
+static int set_str(char *dst, const char *v, const char *shown, const char *want, struct origin o,
+                   char *err, size_t errlen)
+{
+    if (strlen(v) >= FWD_CONFIG_STR_MAX) {
+        bad_value(err, errlen, o, shown, want);
+        return -EINVAL;
+    }
+    strcpy(dst, v);
+    return 0;
+}
+
 /*
  * A secret from a file (so it need not appear in `docker inspect`): at most 255 bytes,
  * one trailing newline removed. Errors name the option and the path, never the content.
  */
-static int read_secret(char out[256], const char *path, struct origin o, char *err, size_t errlen)
+static int read_secret(char out[FWD_CONFIG_STR_MAX], const char *path, struct origin o, char *err,
+                       size_t errlen)
 {
     FILE *f = fopen(path, "re");
     size_t n;
@@ -477,7 +513,7 @@ static int read_secret(char out[256], const char *path, struct origin o, char *e
         bad_value(err, errlen, o, path, why);
         return -EINVAL;
     }
-    n = fread(out, 1, 255, f);
+    n = fread(out, 1, FWD_CONFIG_STR_MAX - 1, f);
     extra = fgetc(f);
     fclose(f);
     out[n] = '\0';
@@ -486,7 +522,7 @@ static int read_secret(char out[256], const char *path, struct origin o, char *e
     if (n > 0 && out[n - 1] == '\r')
         out[--n] = '\0';
     if (extra != EOF || n == 0) {
-        memset(out, 0, 256);
+        memset(out, 0, FWD_CONFIG_STR_MAX);
         bad_value(err, errlen, o, path, "a file holding a secret of 1 to 255 bytes");
         return -EINVAL;
     }
@@ -587,43 +623,25 @@ static int apply(struct fwd_config *c, int id, const char *v, struct origin o, c
         case O_SHARED_KEY:
         case O_SELF_HOSTNAME:
         case O_USERNAME:
-        case O_PASSWORD: {
-            char *dst = id == O_SHARED_KEY      ? c->shared_key
-                        : id == O_SELF_HOSTNAME ? c->self_hostname
-                        : id == O_USERNAME      ? c->username
-                                                : c->password;
-            if (strlen(v) >= sizeof(c->shared_key)) {
-                /* never echo a secret back */
-                bad_value(err, errlen, o, id == O_SELF_HOSTNAME || id == O_USERNAME ? v : "...",
-                          "at most 255 bytes");
-                return -EINVAL;
-            }
-            strcpy(dst, v);
-            return 0;
-        }
+        case O_PASSWORD:
+            /* never echo a secret back */
+            return set_str(str_field(c, id), v,
+                           id == O_SELF_HOSTNAME || id == O_USERNAME ? v : "...",
+                           "at most 255 bytes", o, err, errlen);
+        case O_TLS_SERVER_NAME:
+            return set_str(str_field(c, id), v, v, "a host name of at most 255 bytes", o, err,
+                           errlen);
         case O_TLS_CA_FILE:
         case O_TLS_CERT_FILE:
-        case O_TLS_KEY_FILE: {
-            char *dst = id == O_TLS_CA_FILE     ? c->tls_ca_file
-                        : id == O_TLS_CERT_FILE ? c->tls_cert_file
-                                                : c->tls_key_file;
-            if (strlen(v) >= sizeof(c->tls_ca_file) || access(v, R_OK) != 0) {
+        case O_TLS_KEY_FILE:
+            if (strlen(v) < FWD_CONFIG_STR_MAX && access(v, R_OK) != 0) {
                 char why[160];
-                snprintf(why, sizeof(why), "a readable PEM file (%s)",
-                         strlen(v) >= sizeof(c->tls_ca_file) ? "path too long" : strerror(errno));
+                snprintf(why, sizeof(why), "a readable PEM file (%s)", strerror(errno));
                 bad_value(err, errlen, o, v, why);
                 return -EINVAL;
             }
-            strcpy(dst, v);
-            return 0;
-        }
-        case O_TLS_SERVER_NAME:
-            if (strlen(v) >= sizeof(c->tls_server_name)) {
-                bad_value(err, errlen, o, v, "a host name of at most 255 bytes");
-                return -EINVAL;
-            }
-            strcpy(c->tls_server_name, v);
-            return 0;
+            return set_str(str_field(c, id), v, v, "a readable PEM file (path too long)", o, err,
+                           errlen);
         case O_SHARED_KEY_FILE:
         case O_PASSWORD_FILE:
             return read_secret(id == O_SHARED_KEY_FILE ? c->shared_key : c->password, v, o, err,

@@ -32,6 +32,9 @@ struct fwd_addr {
     char path[108]; /* unix: socket path (sun_path size) */
 };
 
+/* Size of the fixed string fields below (paths, names, secrets), terminator included. */
+#define FWD_CONFIG_STR_MAX 256
+
 struct fwd_config {
     struct fwd_addr addr;
     bool async;     /* accepted for compatibility: fwdlog never blocks a container */
@@ -39,17 +42,17 @@ struct fwd_config {
     bool request_ack;
     bool gzip; /* fluentd-compress=gzip: CompressedPackedForward */
     /* Shared-key handshake (empty shared_key: none). Secrets: never log them. */
-    char shared_key[256];
-    char self_hostname[256]; /* empty: the host's name */
-    char username[256];
-    char password[256];
+    char shared_key[FWD_CONFIG_STR_MAX];
+    char self_hostname[FWD_CONFIG_STR_MAX]; /* empty: the host's name */
+    char username[FWD_CONFIG_STR_MAX];
+    char password[FWD_CONFIG_STR_MAX];
     /* tls:// (paths; empty: the system's CA store, no client certificate) */
-    char tls_ca_file[256];
-    char tls_cert_file[256];
-    char tls_key_file[256];
-    char tls_server_name[256]; /* empty: the address's host */
-    bool tls_insecure;         /* skip certificate verification (explicit opt-in) */
-    uint64_t buffer_limit;     /* bytes buffered per destination */
+    char tls_ca_file[FWD_CONFIG_STR_MAX];
+    char tls_cert_file[FWD_CONFIG_STR_MAX];
+    char tls_key_file[FWD_CONFIG_STR_MAX];
+    char tls_server_name[FWD_CONFIG_STR_MAX]; /* empty: the address's host */
+    bool tls_insecure;                        /* skip certificate verification (explicit opt-in) */
+    uint64_t buffer_limit;                    /* bytes buffered per destination */
     uint32_t retry_wait_ms;
     uint32_t max_retry_wait_ms; /* back-off cap */
     uint32_t max_retries;
