@@ -20,33 +20,50 @@ def cid(n):
     return ("%02x" % n) * 32
 
 
-class Base(unittest.TestCase):
-    env = {}
+class ProcTest(unittest.TestCase):
+    """Tests that start their own receivers, daemons and FIFOs: each is tracked and stopped
+    before anything is asserted about it, so a failing test leaves nothing running."""
 
     def setUp(self):
         self.tmp = fwdtest.tmpdir()
-        self.recv = Receiver(self.tmp)
-        env = {"FLUENTD_ADDRESS": "127.0.0.1:%d" % self.recv.port}
-        env.update(self.env)
-        self.d = Daemon(self.tmp, env=env)
-        self.fifos = []
+        self.procs = []
 
     def tearDown(self):
-        for f in self.fifos:
-            f.close()
-        rc = self.d.stop()
-        self.recv.stop()
-        log = self.d.logtext()
-        if rc != 0 or "ERROR: AddressSanitizer" in log or "runtime error" in log:
-            print(log, file=sys.stderr)
-        self.assertEqual(rc, 0, "fwdlogd exit status")
-        self.assertNotIn("runtime error", log)
+        rcs = [(d.stop(), d.logtext()) for d in self.procs if isinstance(d, Daemon)]
+        for p in self.procs:
+            if isinstance(p, Receiver):
+                p.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
+        for rc, log in rcs:
+            self.assertEqual(rc, 0, "fwdlogd exit status; its log ends:\n" + log[-2000:])
+            self.assertNotIn("runtime error", log)  # UBSan
+
+    def receiver(self, **kw):
+        r = Receiver(self.tmp, **kw)
+        self.procs.append(r)
+        return r
+
+    def daemon(self, env=None, level="debug"):
+        d = Daemon(self.tmp, env=env, level=level)
+        self.procs.append(d)
+        return d
 
     def fifo(self):
         f = Fifo(self.tmp)
-        self.fifos.append(f)
+        self.addCleanup(f.close)
         return f
+
+
+class Base(ProcTest):
+    """One receiver and one daemon (with the class's env) per test."""
+    env = {}
+
+    def setUp(self):
+        super().setUp()
+        self.recv = self.receiver()
+        env = {"FLUENTD_ADDRESS": "127.0.0.1:%d" % self.recv.port}
+        env.update(self.env)
+        self.d = self.daemon(env)
 
     def start(self, f, **kw):
         st, body = self.d.api.start(f.path, info(**kw))
@@ -379,99 +396,67 @@ class TestStreams(Base):
         self.assertEqual(self.d.api.metrics()["fwdlog_containers"], 0)
 
 
-class TestAggregatorDown(unittest.TestCase):
+class TestAggregatorDown(ProcTest):
     def test_down_at_start_then_up(self):
-        tmp = fwdtest.tmpdir()
         port = fwdtest.free_port()
-        d = Daemon(tmp, env={"FLUENTD_ADDRESS": "127.0.0.1:%d" % port,
-                             "FLUENTD_RETRY_WAIT": "50ms"})
-        f = Fifo(tmp)
-        recv = None
-        try:
-            t0 = time.time()
-            st, body = d.api.start(f.path, info(cid(40)))
-            self.assertEqual((st, body), (200, {"Err": ""}))
-            self.assertLess(time.time() - t0, 1.0, "StartLogging waited for the network")
-            f.write(b"".join(frame(time_nano=i + 1, line=b"d%d" % i) for i in range(1000)))
-            time.sleep(0.5)
-            self.assertIn("retrying in", d.logtext())
-            recv = Receiver(tmp, port=port)
-            evs = recv.wait(1000, timeout=20)
-            self.assertEqual([e["record"]["log"] for e in evs], ["d%d" % i for i in range(1000)])
-        finally:
-            f.close()
-            rc = d.stop()
-            if recv:
-                recv.stop()
-            shutil.rmtree(tmp, ignore_errors=True)
-        self.assertEqual(rc, 0)
+        d = self.daemon({"FLUENTD_ADDRESS": "127.0.0.1:%d" % port, "FLUENTD_RETRY_WAIT": "50ms"})
+        f = self.fifo()
+        t0 = time.time()
+        st, body = d.api.start(f.path, info(cid(40)))
+        self.assertEqual((st, body), (200, {"Err": ""}))
+        self.assertLess(time.time() - t0, 1.0, "StartLogging waited for the network")
+        f.write(b"".join(frame(time_nano=i + 1, line=b"d%d" % i) for i in range(1000)))
+        time.sleep(0.5)
+        self.assertIn("retrying in", d.logtext())
+        recv = self.receiver(port=port)
+        evs = recv.wait(1000, timeout=20)
+        self.assertEqual([e["record"]["log"] for e in evs], ["d%d" % i for i in range(1000)])
 
     def test_buffer_limit_drops_oldest(self):
-        tmp = fwdtest.tmpdir()
         port = fwdtest.free_port()
-        d = Daemon(tmp, env={"FLUENTD_ADDRESS": "127.0.0.1:%d" % port,
-                             "FLUENTD_RETRY_WAIT": "50ms", "FLUENTD_BUFFER_LIMIT": "64k"})
-        f = Fifo(tmp)
-        recv = None
-        try:
-            d.api.start(f.path, info(cid(41), config={"batch-size": "4k"}))
-            n = 5000  # ~400 KB of records against a 64 KiB buffer
-            f.write(b"".join(frame(time_nano=i + 1, line=b"%06d" % i + b"x" * 40)
-                             for i in range(n)))
-            d.api.stop(f.path)
-            m = d.api.metrics()
-            self.assertGreater(m["fwdlog_records_dropped_total"], 0)
-            self.assertLessEqual(m["fwdlog_queued_bytes"], 64 * 1024 + 8 * 1024)
-            recv = Receiver(tmp, port=port)
-            kept = n - m["fwdlog_records_dropped_total"]
-            evs = recv.wait(kept, timeout=20)
-            logs = [e["record"]["log"][:6] for e in evs]
-            self.assertEqual(len(logs), kept)
-            self.assertEqual(logs[-1], "%06d" % (n - 1), "the newest records are kept")
-            self.assertEqual(logs, sorted(logs))
-            self.assertIn("buffer limit", d.logtext())
-        finally:
-            f.close()
-            rc = d.stop()
-            if recv:
-                recv.stop()
-            shutil.rmtree(tmp, ignore_errors=True)
-        self.assertEqual(rc, 0)
+        d = self.daemon({"FLUENTD_ADDRESS": "127.0.0.1:%d" % port, "FLUENTD_RETRY_WAIT": "50ms",
+                         "FLUENTD_BUFFER_LIMIT": "64k"})
+        f = self.fifo()
+        d.api.start(f.path, info(cid(41), config={"batch-size": "4k"}))
+        n = 5000  # ~400 KB of records against a 64 KiB buffer
+        f.write(b"".join(frame(time_nano=i + 1, line=b"%06d" % i + b"x" * 40) for i in range(n)))
+        d.api.stop(f.path)
+        m = d.api.metrics()
+        self.assertGreater(m["fwdlog_records_dropped_total"], 0)
+        self.assertLessEqual(m["fwdlog_queued_bytes"], 64 * 1024 + 8 * 1024)
+        recv = self.receiver(port=port)
+        kept = n - m["fwdlog_records_dropped_total"]
+        evs = recv.wait(kept, timeout=20)
+        logs = [e["record"]["log"][:6] for e in evs]
+        self.assertEqual(len(logs), kept)
+        self.assertEqual(logs[-1], "%06d" % (n - 1), "the newest records are kept")
+        self.assertEqual(logs, sorted(logs))
+        self.assertIn("buffer limit", d.logtext())
 
 
-class TestSlowAggregator(unittest.TestCase):
+class TestSlowAggregator(ProcTest):
     def test_many_queued_batches_behind_a_half_written_one(self):
         # Regression: with more than 32 batches queued behind a partly written head, the
         # iovec array of a write overflowed (found by the 50-container end-to-end test).
         # A unix socket's small buffers (unlike loopback TCP's autotuned megabytes) make
         # the stalled receiver's socket fill, so writes come back short.
-        tmp = fwdtest.tmpdir()
-        path = os.path.join(tmp, "slow.sock")
-        recv = Receiver(tmp, unix=path, stall=1.5)
-        d = Daemon(tmp, env={"FLUENTD_ADDRESS": "unix://" + path,
-                             "FLUENTD_BUFFER_LIMIT": "256m", "FWDLOG_BATCH_SIZE": "4k"},
-                   level="info")
-        f = Fifo(tmp)
-        try:
-            d.api.start(f.path, info(cid(60)))
-            n = 100000
-            pad = b"y" * 150
-            for j in range(0, n, 10000):
-                f.write(b"".join(frame(time_nano=i + 1, line=b"%06d" % i + pad)
-                                 for i in range(j, j + 10000)))
-            evs = recv.wait(n, timeout=60)
-            self.assertEqual(len(evs), n)
-            self.assertEqual([e["record"]["log"][:6] for e in evs[:3]], ["000000", "000001",
-                                                                        "000002"])
-            self.assertEqual(evs[-1]["record"]["log"][:6], "%06d" % (n - 1))
-            self.assertEqual(recv.errors(), [])
-        finally:
-            f.close()
-            rc = d.stop()
-            log = d.logtext()
-            recv.stop()
-            shutil.rmtree(tmp, ignore_errors=True)
-        self.assertEqual(rc, 0, log[-2000:])
+        path = os.path.join(self.tmp, "slow.sock")
+        recv = self.receiver(unix=path, stall=1.5)
+        d = self.daemon({"FLUENTD_ADDRESS": "unix://" + path, "FLUENTD_BUFFER_LIMIT": "256m",
+                         "FWDLOG_BATCH_SIZE": "4k"}, level="info")
+        f = self.fifo()
+        d.api.start(f.path, info(cid(60)))
+        n = 100000
+        pad = b"y" * 150
+        for j in range(0, n, 10000):
+            f.write(b"".join(frame(time_nano=i + 1, line=b"%06d" % i + pad)
+                             for i in range(j, j + 10000)))
+        evs = recv.wait(n, timeout=60)
+        self.assertEqual(len(evs), n)
+        self.assertEqual([e["record"]["log"][:6] for e in evs[:3]], ["000000", "000001",
+                                                                    "000002"])
+        self.assertEqual(evs[-1]["record"]["log"][:6], "%06d" % (n - 1))
+        self.assertEqual(recv.errors(), [])
 
 
 class TestGzip(Base):
@@ -490,41 +475,17 @@ class TestGzip(Base):
         self.assert_no_receiver_errors()
 
 
-class ProcTest(unittest.TestCase):
-    """Tests that start their own receivers and daemons (tracked, stopped in tearDown)."""
-
-    def setUp(self):
-        self.tmp = fwdtest.tmpdir()
-        self.procs = []
-
-    def tearDown(self):
-        rcs = [d.stop() for d in self.procs if isinstance(d, Daemon)]
-        for p in self.procs:
-            if isinstance(p, Receiver):
-                p.stop()
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        self.assertTrue(all(rc == 0 for rc in rcs), rcs)
-
-
 class TestAcks(ProcTest):
     """fluentd-request-ack=true: at-least-once delivery against scripted receivers."""
 
-    def daemon(self, port, **env):
+    def ack_daemon(self, port, **env):
         e = {"FLUENTD_ADDRESS": "127.0.0.1:%d" % port, "FLUENTD_REQUEST_ACK": "true",
              "FLUENTD_RETRY_WAIT": "50ms", "FWDLOG_BATCH_SIZE": "16k"}
         e.update(env)
-        d = Daemon(self.tmp, env=e, level="info")
-        self.procs.append(d)
-        return d
-
-    def receiver(self, **kw):
-        r = Receiver(self.tmp, **kw)
-        self.procs.append(r)
-        return r
+        return self.daemon(e, level="info")
 
     def feed(self, d, n, name=cid(70)):
-        f = Fifo(self.tmp)
-        self.addCleanup(f.close)
+        f = self.fifo()
         st, body = d.api.start(f.path, info(name))
         self.assertEqual(body, {"Err": ""})
         for j in range(0, n, 5000):
@@ -546,7 +507,7 @@ class TestAcks(ProcTest):
 
     def test_acked_batches_carry_chunk_ids(self):
         r = self.receiver()
-        d = self.daemon(r.port)
+        d = self.ack_daemon(r.port)
         self.feed(d, 1000)
         logs = self.wait_all(r, 1000)
         self.assertEqual(len(logs), 1000)  # no resends when every ack is right
@@ -557,7 +518,7 @@ class TestAcks(ProcTest):
 
     def test_wrong_ack_discards_connection_and_resends(self):
         r = self.receiver(wrong_acks=1)
-        d = self.daemon(r.port)
+        d = self.ack_daemon(r.port)
         self.feed(d, 3000)
         logs = self.wait_all(r, 3000)
         self.assertGreater(len(logs), 3000, "the batch with the wrong ack must be resent")
@@ -567,7 +528,7 @@ class TestAcks(ProcTest):
         # One batch in flight and its ack lost: only the ack timeout can notice. (With more
         # in flight, the next ack would not match the oldest batch, the mismatch path.)
         r = self.receiver(drop_acks=1)
-        d = self.daemon(r.port, FLUENTD_READ_TIMEOUT="300ms")
+        d = self.ack_daemon(r.port, FLUENTD_READ_TIMEOUT="300ms")
         self.feed(d, 50)
         self.wait_all(r, 50)
         evs = r.wait(100, timeout=10)
@@ -579,7 +540,7 @@ class TestAcks(ProcTest):
     def test_late_acks_are_not_failures(self):
         # The deadline runs from the write: 14 batches acked 50 ms apart stay well inside 3 s.
         r = self.receiver(ack_delay=0.05)
-        d = self.daemon(r.port, FLUENTD_READ_TIMEOUT="3s")
+        d = self.ack_daemon(r.port, FLUENTD_READ_TIMEOUT="3s")
         self.feed(d, 2000)
         logs = self.wait_all(r, 2000)
         self.assertEqual(len(logs), 2000)
@@ -587,14 +548,14 @@ class TestAcks(ProcTest):
 
     def test_gzip_with_acks(self):
         r = self.receiver(close_after_bytes=3000)
-        d = self.daemon(r.port, FLUENTD_COMPRESS="gzip")
+        d = self.ack_daemon(r.port, FLUENTD_COMPRESS="gzip")
         self.feed(d, 20000)
         self.wait_all(r, 20000)
         self.assertEqual({e["mode"] for e in r.records()}, {"CompressedPackedForward"})
 
     def test_close_mid_batch_resends(self):
         r = self.receiver(close_after_bytes=20000)
-        d = self.daemon(r.port)
+        d = self.ack_daemon(r.port)
         self.feed(d, 5000)
         self.wait_all(r, 5000)
         # A close with unread data arrives as a reset, not an orderly close.
@@ -603,10 +564,9 @@ class TestAcks(ProcTest):
     def test_receiver_killed_and_restarted_twice(self):
         port = fwdtest.free_port()
         r = self.receiver(port=port)
-        d = self.daemon(port, FWDLOG_BATCH_SIZE="64k")
+        d = self.ack_daemon(port, FWDLOG_BATCH_SIZE="64k")
         n = 100000
-        f = Fifo(self.tmp)
-        self.addCleanup(f.close)
+        f = self.fifo()
         d.api.start(f.path, info(cid(71)))
         for j in range(0, n, 5000):
             f.write(b"".join(frame(time_nano=i + 1, line=b"a%06d" % i)
@@ -634,14 +594,11 @@ class TestAuth(ProcTest):
     """Shared-key handshake against the receiver's spec v1 server side."""
 
     def run_case(self, recv_kw, env, n=200):
-        r = Receiver(self.tmp, **recv_kw)
-        self.procs.append(r)
+        r = self.receiver(**recv_kw)
         e = {"FLUENTD_ADDRESS": "127.0.0.1:%d" % r.port, "FLUENTD_RETRY_WAIT": "100ms"}
         e.update(env)
-        d = Daemon(self.tmp, env=e, level="debug")
-        self.procs.append(d)
-        f = Fifo(self.tmp)
-        self.addCleanup(f.close)
+        d = self.daemon(e)
+        f = self.fifo()
         st, body = d.api.start(f.path, info(cid(90)))
         self.assertEqual(body, {"Err": ""})
         f.write(b"".join(frame(time_nano=i + 1, line=b"s%d" % i) for i in range(n)))
@@ -705,10 +662,8 @@ class TestAuth(ProcTest):
         self.assertEqual(r.records(), [])
 
     def test_username_without_key_is_an_option_error(self):
-        d = Daemon(self.tmp, env={"FLUENTD_ADDRESS": "127.0.0.1:9"})
-        self.procs.append(d)
-        f = Fifo(self.tmp)
-        self.addCleanup(f.close)
+        d = self.daemon({"FLUENTD_ADDRESS": "127.0.0.1:9"})
+        f = self.fifo()
         st, body = d.api.start(f.path, info(cid(91), config={"fluentd-username": "u"}))
         self.assertIn("need fluentd-shared-key", body["Err"])
         st, body = d.api.start(f.path, info(cid(91), config={
@@ -726,12 +681,9 @@ class TestTLS(ProcTest):
     def run_case(self, recv_kw, opts, n=300, host="127.0.0.1"):
         kw = {"tls_cert": self.pki["server.pem"], "tls_key": self.pki["server.key"]}
         kw.update(recv_kw)
-        r = Receiver(self.tmp, **kw)
-        self.procs.append(r)
-        d = Daemon(self.tmp, env={"FLUENTD_RETRY_WAIT": "100ms"}, level="debug")
-        self.procs.append(d)
-        f = Fifo(self.tmp)
-        self.addCleanup(f.close)
+        r = self.receiver(**kw)
+        d = self.daemon({"FLUENTD_RETRY_WAIT": "100ms"})
+        f = self.fifo()
         config = {"fluentd-address": "tls://%s:%d" % (host, r.port)}
         config.update(opts)
         st, body = d.api.start(f.path, info(cid(95), config=config))
@@ -792,8 +744,7 @@ class TestTLS(ProcTest):
         r, d, body = self.run_case({"stall": 1.5}, {
             "fluentd-tls-ca-file": self.pki["ca.pem"], "batch-size": "4k",
             "fluentd-buffer-limit": "256m"}, n=0)
-        f = Fifo(self.tmp)
-        self.addCleanup(f.close)
+        f = self.fifo()
         d.api.start(f.path, info(cid(96), config={
             "fluentd-address": "tls://127.0.0.1:%d" % r.port,
             "fluentd-tls-ca-file": self.pki["ca.pem"], "batch-size": "4k",
@@ -813,49 +764,32 @@ class TestTLS(ProcTest):
         self.assertIn("fluentd-tls-key-file", body["Err"])
 
 
-class TestShutdownAndTransports(unittest.TestCase):
+class TestShutdownAndTransports(ProcTest):
     def test_sigterm_flushes(self):
-        tmp = fwdtest.tmpdir()
-        recv = Receiver(tmp)
-        d = Daemon(tmp, env={"FLUENTD_ADDRESS": "127.0.0.1:%d" % recv.port,
-                             "FWDLOG_FLUSH_INTERVAL": "10s"})
-        f = Fifo(tmp)
-        try:
-            d.api.start(f.path, info(cid(50)))
-            f.write(b"".join(frame(time_nano=i + 1, line=b"s%d" % i) for i in range(300)))
-            time.sleep(0.2)
-            self.assertEqual(d.stop(), 0)
-            self.assertEqual(len(recv.wait(300, timeout=5)), 300)
-        finally:
-            f.close()
-            recv.stop()
-            shutil.rmtree(tmp, ignore_errors=True)
+        recv = self.receiver()
+        d = self.daemon({"FLUENTD_ADDRESS": "127.0.0.1:%d" % recv.port,
+                         "FWDLOG_FLUSH_INTERVAL": "10s"})
+        f = self.fifo()
+        d.api.start(f.path, info(cid(50)))
+        f.write(b"".join(frame(time_nano=i + 1, line=b"s%d" % i) for i in range(300)))
+        time.sleep(0.2)
+        self.assertEqual(d.stop(), 0)
+        self.assertEqual(len(recv.wait(300, timeout=5)), 300)
 
     def test_unix_socket_aggregator_and_plugin_wide_tag(self):
-        tmp = fwdtest.tmpdir()
-        path = os.path.join(tmp, "fluent.sock")
-        recv = Receiver(tmp, unix=path)
-        d = Daemon(tmp, env={"FLUENTD_ADDRESS": "unix://" + path,
-                             "FWDLOG_TAG": "docker.{{.Name}}"})
-        f = Fifo(tmp)
-        try:
-            d.api.start(f.path, info(cid(51), name="/svc"))
-            f.write(frame(time_nano=1, line=b"via unix"))
-            ev = recv.wait(1)[0]
-            self.assertEqual((ev["tag"], ev["record"]["log"]), ("docker.svc", "via unix"))
-        finally:
-            f.close()
-            rc = d.stop()
-            recv.stop()
-            shutil.rmtree(tmp, ignore_errors=True)
-        self.assertEqual(rc, 0)
+        path = os.path.join(self.tmp, "fluent.sock")
+        recv = self.receiver(unix=path)
+        d = self.daemon({"FLUENTD_ADDRESS": "unix://" + path, "FWDLOG_TAG": "docker.{{.Name}}"})
+        f = self.fifo()
+        d.api.start(f.path, info(cid(51), name="/svc"))
+        f.write(frame(time_nano=1, line=b"via unix"))
+        ev = recv.wait(1)[0]
+        self.assertEqual((ev["tag"], ev["record"]["log"]), ("docker.svc", "via unix"))
 
     def test_bad_plugin_wide_default_fails_start(self):
-        tmp = fwdtest.tmpdir()
         with self.assertRaises(RuntimeError) as cm:
-            Daemon(tmp, env={"FLUENTD_RETRY_WAIT": "soon"})
+            self.daemon({"FLUENTD_RETRY_WAIT": "soon"})
         self.assertIn("FLUENTD_RETRY_WAIT", str(cm.exception))
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
