@@ -937,7 +937,6 @@ static void on_io(struct fwd_io *io, uint32_t events)
         return;
     }
     if (o->state == S_HANDSHAKE) {
-        (void)events;
         do_read(o);
         return;
     }

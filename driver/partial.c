@@ -117,15 +117,13 @@ static int emit_whole(struct slot *s, fwd_line_cb cb, void *ctx)
 }
 
 /* Pending data of a slot whose line will not be completed in time. */
-static int emit_timeout(struct fwd_partial *p, struct slot *s, uint64_t now_ns, fwd_line_cb cb,
-                        void *ctx)
+static int emit_timeout(struct slot *s, uint64_t now_ns, fwd_line_cb cb, void *ctx)
 {
     int rc = emit_piece(s, false, cb, ctx);
 
     fwd_buf_release(&s->buf);
     s->tomb = true;
     s->deadline = now_ns + FWD_MS_TO_NS(FWD_PARTIAL_TOMBSTONE_MS);
-    (void)p;
     return rc;
 }
 
@@ -165,7 +163,7 @@ static struct slot *slot_get(struct fwd_partial *p, const struct fwd_entry *e, b
         /* All slots busy: the oldest line is the least likely to complete. */
         s = oldest;
         if (!s->tomb)
-            *rc = emit_timeout(p, s, now_ns, cb, ctx);
+            *rc = emit_timeout(s, now_ns, cb, ctx);
         slot_free(s);
     }
     s->used = true;
@@ -277,7 +275,7 @@ int fwd_partial_expire(struct fwd_partial *p, uint64_t now_ns, fwd_line_cb cb, v
         if (s->tomb)
             slot_free(s);
         else
-            rc = emit_timeout(p, s, now_ns, cb, ctx);
+            rc = emit_timeout(s, now_ns, cb, ctx);
     }
     return rc;
 }
