@@ -94,6 +94,7 @@ struct fwd_output {
     struct fwd_buf reply; /* handshake and acks: bytes of a reply not yet complete */
     struct fwd_helo helo; /* handshake: what the server sent */
     char salt[33];        /* handshake: our PING salt */
+    char ping_host[256];  /* handshake: the hostname our PING named */
     bool pinged;          /* handshake: PING sent, waiting for PONG */
     SSL_CTX *tls_ctx;     /* tls://: CA store, client certificate, verification mode */
     SSL *tls;             /* tls://: this connection's session, NULL otherwise */
@@ -847,17 +848,16 @@ static void self_hostname(const struct fwd_output *o, char host[256])
 /* Send the PING for the HELO just parsed. 0, or -1 after failing the connection. */
 static int send_ping(struct fwd_output *o)
 {
-    char host[256] = "";
     uint8_t ping[1024];
     size_t n;
     ssize_t w;
 
-    self_hostname(o, host);
+    self_hostname(o, o->ping_host);
     if (fwd_forward_salt(o->salt) != 0) {
         fail(o, "handshake: no randomness for the PING salt", EIO);
         return -1;
     }
-    n = fwd_forward_ping(ping, sizeof(ping), &o->helo, host, o->salt, o->cfg.shared_key,
+    n = fwd_forward_ping(ping, sizeof(ping), &o->helo, o->ping_host, o->salt, o->cfg.shared_key,
                          o->cfg.username, o->cfg.password);
     if (n == 0) {
         fail(o, "handshake: cannot build the PING", EIO);
@@ -884,7 +884,7 @@ static int send_ping(struct fwd_output *o)
  */
 static void handshake_step(struct fwd_output *o)
 {
-    char host[256] = "", why[400];
+    char why[400];
     struct fwd_pong pong;
     size_t used;
     int r;
@@ -909,8 +909,8 @@ static void handshake_step(struct fwd_output *o)
     if (r == 0)
         goto more;
     fwd_buf_consume(&o->reply, used);
-    self_hostname(o, host);
-    if (fwd_forward_check_pong(&pong, &o->helo, host, o->salt, o->cfg.shared_key, why,
+    /* checked against exactly what the PING said */
+    if (fwd_forward_check_pong(&pong, &o->helo, o->ping_host, o->salt, o->cfg.shared_key, why,
                                sizeof(why)) != 0) {
         fwd_log_rl(FWD_LOG_ERROR, NULL, "%s: authentication failed: %s", o->label, why);
         fail(o, "authentication failed", EACCES);
