@@ -28,6 +28,14 @@ int fwd_buf_reserve(struct fwd_buf *b, size_t extra) __attribute__((warn_unused_
 int fwd_buf_append(struct fwd_buf *b, const void *p, size_t n) __attribute__((warn_unused_result));
 /* Drop the first n bytes (n <= len), keeping the rest in order. */
 void fwd_buf_consume(struct fwd_buf *b, size_t n);
+/*
+ * Count n more bytes as used: bytes the caller wrote itself (read(2), pread)
+ * into the room fwd_buf_reserve made after data + len.
+ */
+static inline void fwd_buf_added(struct fwd_buf *b, size_t n)
+{
+    b->len += n;
+}
 /* Forget the contents, keep the allocation. */
 static inline void fwd_buf_reset(struct fwd_buf *b)
 {

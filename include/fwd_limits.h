@@ -41,6 +41,7 @@
 #define FWD_DEFAULT_PARTIAL_TIMEOUT 1000u
 #define FWD_DEFAULT_FLUSH_INTERVAL  100u
 #define FWD_DEFAULT_BATCH_SIZE      (512u * 1024u)
+#define FWD_DEFAULT_SPOOL_LIMIT     (256ull * 1024u * 1024u)
 
 /* Option ranges. */
 #define FWD_MIN_BUFFER_LIMIT (64u * 1024u)
@@ -49,8 +50,14 @@
 #define FWD_MAX_MAX_LINE     (64u * 1024u * 1024u)
 #define FWD_MIN_BATCH_SIZE   (4u * 1024u)
 /* Fluent Bit in_forward closes a connection past 6,144,000 bytes per request. */
-#define FWD_MAX_BATCH_SIZE (4u * 1024u * 1024u)
-#define FWD_MAX_FLUSH_MS   10000u
+#define FWD_MAX_BATCH_SIZE  (4u * 1024u * 1024u)
+#define FWD_MAX_FLUSH_MS    10000u
+#define FWD_MIN_SPOOL_LIMIT (16u * 1024u * 1024u)
+#define FWD_MAX_SPOOL_LIMIT (1024ull * 1024u * 1024u * 1024u)
+/* Paths built under the state directory, at most (the directory itself: 200 less). */
+#define FWD_PATH_MAX 4096
+/* A spool segment file is closed (and a new one begun) past this size. */
+#define FWD_SPOOL_SEGMENT  (4u * 1024u * 1024u)
 #define FWD_MAX_RETRY_WAIT (10u * 60u * 1000u)
 
 /* Default reconnect back-off cap (fluent-logger-golang MaxRetryWait); max-retry-wait sets it. */
