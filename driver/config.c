@@ -53,6 +53,10 @@ enum opt_id {
     O_PARTIAL_TIMEOUT,
     O_FLUSH_INTERVAL,
     O_BATCH_SIZE,
+    O_BALANCE,
+    O_BUFFER_TYPE,
+    O_SPOOL_LIMIT,
+    O_OVERFLOW,
     O_COUNT,
 };
 
@@ -96,6 +100,10 @@ static const struct opt opts_table[O_COUNT] = {
     [O_PARTIAL_TIMEOUT] = {"partial-timeout", "FWDLOG_PARTIAL_TIMEOUT"},
     [O_FLUSH_INTERVAL] = {"flush-interval", "FWDLOG_FLUSH_INTERVAL"},
     [O_BATCH_SIZE] = {"batch-size", "FWDLOG_BATCH_SIZE"},
+    [O_BALANCE] = {"balance", "FWDLOG_BALANCE"},
+    [O_BUFFER_TYPE] = {"buffer-type", "FWDLOG_BUFFER_TYPE"},
+    [O_SPOOL_LIMIT] = {"spool-limit", "FWDLOG_SPOOL_LIMIT"},
+    [O_OVERFLOW] = {"overflow-policy", "FWDLOG_OVERFLOW_POLICY"},
 };
 
 /*
@@ -296,9 +304,7 @@ int fwd_config_parse_addr(const char *s, struct fwd_addr *out, char *err, size_t
     out->scheme = FWD_ADDR_TCP;
     out->port = FWD_DEFAULT_PORT;
     if (strchr(s, ',') != NULL) {
-        snprintf(err, errlen,
-                 "one address (several aggregators, failover and round-robin, are "
-                 "not supported by this fwdlog version yet)");
+        snprintf(err, errlen, "one address, without commas");
         return -EINVAL;
     }
     if (sep != NULL) {
@@ -383,6 +389,63 @@ int fwd_config_parse_addr(const char *s, struct fwd_addr *out, char *err, size_t
     return 0;
 }
 
+static bool same_addr(const struct fwd_addr *a, const struct fwd_addr *b)
+{
+    return a->scheme == b->scheme && a->port == b->port && strcmp(a->host, b->host) == 0 &&
+           strcmp(a->path, b->path) == 0;
+}
+
+/*
+ * A comma-separated list of addresses (spaces around them ignored), at most
+ * FWD_MAX_ADDRS, none twice.
+ */
+int fwd_config_parse_addr_list(const char *s, struct fwd_addr *out, unsigned *n, char *err,
+                               size_t errlen)
+{
+    const char *p = s;
+
+    *n = 0;
+    for (;;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        char one[400], aerr[200];
+
+        while (len > 0 && *p == ' ') {
+            p++;
+            len--;
+        }
+        while (len > 0 && p[len - 1] == ' ')
+            len--;
+        if (len == 0 || len >= sizeof(one)) {
+            snprintf(err, errlen,
+                     len ? "address too long"
+                         : "an empty address in the list (want "
+                           "host:port[,host:port...])");
+            return -EINVAL;
+        }
+        if (*n == FWD_MAX_ADDRS) {
+            snprintf(err, errlen, "at most %d addresses", FWD_MAX_ADDRS);
+            return -EINVAL;
+        }
+        memcpy(one, p, len);
+        one[len] = '\0';
+        if (fwd_config_parse_addr(one, &out[*n], aerr, sizeof(aerr)) < 0) {
+            snprintf(err, errlen, "'%s': %s", one, aerr);
+            return -EINVAL;
+        }
+        for (unsigned i = 0; i < *n; i++) {
+            if (same_addr(&out[i], &out[*n])) {
+                snprintf(err, errlen, "'%s' is listed twice", one);
+                return -EINVAL;
+            }
+        }
+        (*n)++;
+        if (end == NULL)
+            return 0;
+        p = end + 1;
+    }
+}
+
 /* Levenshtein distance, for "did you mean". Names are short. */
 static size_t distance(const char *a, const char *b)
 {
@@ -459,6 +522,38 @@ static int size_in(const char *v, uint64_t min, uint64_t max, uint64_t *out)
     if (fwd_config_parse_size(v, out) < 0 || *out < min || *out > max)
         return -EINVAL;
     return 0;
+}
+
+/* Options that take one of a few words; a word's index is its enum value. */
+static const struct {
+    int id;
+    const char *words[4];
+    const char *want;
+} enum_opts[] = {
+    {O_BALANCE, {"failover", "round-robin"}, "failover or round-robin"},
+    {O_BUFFER_TYPE, {"memory", "file"}, "memory or file"},
+    {O_OVERFLOW, {"drop-oldest", "drop-newest", "block"}, "drop-oldest, drop-newest or block"},
+};
+
+/* v's index among option id's words, or -1. */
+static int parse_enum(int id, const char *v)
+{
+    for (size_t i = 0; i < sizeof(enum_opts) / sizeof(enum_opts[0]); i++) {
+        if (enum_opts[i].id != id)
+            continue;
+        for (int w = 0; w < 4 && enum_opts[i].words[w] != NULL; w++)
+            if (strcmp(v, enum_opts[i].words[w]) == 0)
+                return w;
+    }
+    return -1;
+}
+
+static const char *enum_want(int id)
+{
+    for (size_t i = 0; i < sizeof(enum_opts) / sizeof(enum_opts[0]); i++)
+        if (enum_opts[i].id == id)
+            return enum_opts[i].want;
+    return "";
 }
 
 /* The fixed-size string field of c that option id sets. */
@@ -538,10 +633,36 @@ static int apply(struct fwd_config *c, int id, const char *v, struct origin o, c
 
     switch (id) {
         case O_ADDRESS:
-            if (fwd_config_parse_addr(v, &c->addr, aerr, sizeof(aerr)) < 0) {
+            if (fwd_config_parse_addr_list(v, c->addrs, &c->naddrs, aerr, sizeof(aerr)) < 0) {
                 bad_value(err, errlen, o, v, aerr);
                 return -EINVAL;
             }
+            return 0;
+        case O_BALANCE:
+        case O_BUFFER_TYPE:
+        case O_OVERFLOW: {
+            int i = parse_enum(id, v);
+
+            if (i < 0) {
+                bad_value(err, errlen, o, v, enum_want(id));
+                return -EINVAL;
+            }
+            if (id == O_BALANCE)
+                c->balance = (enum fwd_balance)i;
+            else if (id == O_BUFFER_TYPE)
+                c->buffer_type = (enum fwd_buffer_type)i;
+            else
+                c->overflow = (enum fwd_overflow)i;
+            return 0;
+        }
+        case O_SPOOL_LIMIT:
+            if (strcmp(v, "0") != 0 &&
+                size_in(v, FWD_MIN_SPOOL_LIMIT, FWD_MAX_SPOOL_LIMIT, &u) < 0) {
+                bad_value(err, errlen, o, v,
+                          "0 (no spool) or a size in bytes from 16m to 1t, such as 1g");
+                return -EINVAL;
+            }
+            c->spool_limit = strcmp(v, "0") == 0 ? 0 : u;
             return 0;
         case O_ASYNC:
         case O_ASYNC_CONNECT:
@@ -700,8 +821,9 @@ static void set_defaults(struct fwd_config *c)
     char err[8];
 
     memset(c, 0, sizeof(*c));
-    if (fwd_config_parse_addr(FWD_DEFAULT_ADDRESS, &c->addr, err, sizeof(err)) < 0)
-        c->addr.scheme = FWD_ADDR_TCP;
+    if (fwd_config_parse_addr_list(FWD_DEFAULT_ADDRESS, c->addrs, &c->naddrs, err, sizeof(err)) < 0)
+        c->naddrs = 0; /* not reached: the default parses */
+    c->spool_limit = FWD_DEFAULT_SPOOL_LIMIT;
     c->subsecond = true;
     c->buffer_limit = FWD_DEFAULT_BUFFER_LIMIT;
     c->retry_wait_ms = FWD_DEFAULT_RETRY_WAIT_MS;
@@ -719,9 +841,14 @@ static void set_defaults(struct fwd_config *c)
 int fwd_config_build(struct fwd_config *cfg, const struct fwd_kv *opts, size_t nopts,
                      const struct fwd_kv *defaults, size_t ndefaults, char *err, size_t errlen)
 {
-    const struct fwd_addr *a;
+    size_t off;
+    bool tls = false;
 
     set_defaults(cfg);
+    cfg->opts = opts;
+    cfg->nopts = nopts;
+    cfg->defaults = defaults;
+    cfg->ndefaults = ndefaults;
     for (size_t i = 0; i < ndefaults; i++) {
         int id = find_opt(defaults[i].key);
         struct origin o = {defaults[i].key, true};
@@ -759,22 +886,39 @@ int fwd_config_build(struct fwd_config *cfg, const struct fwd_kv *opts, size_t n
                  "together: a client certificate needs its key");
         return -EINVAL;
     }
-    a = &cfg->addr;
-    if (a->scheme == FWD_ADDR_UNIX)
-        snprintf(cfg->dest_key, sizeof(cfg->dest_key), "unix://%s", a->path);
-    else
-        snprintf(cfg->dest_key, sizeof(cfg->dest_key), "%s://[%s]:%u",
-                 a->scheme == FWD_ADDR_TLS ? "tls" : "tcp", a->host, a->port);
-    if (a->scheme == FWD_ADDR_TLS)
-        snprintf(cfg->dest_key + strlen(cfg->dest_key),
-                 sizeof(cfg->dest_key) - strlen(cfg->dest_key), " ca=%s crt=%s key=%s sn=%s k=%d",
-                 cfg->tls_ca_file, cfg->tls_cert_file, cfg->tls_key_file, cfg->tls_server_name,
-                 cfg->tls_insecure);
+    if (cfg->buffer_type == FWD_BUFFER_FILE && cfg->spool_limit == 0) {
+        snprintf(err, errlen,
+                 "log-opt buffer-type=file needs a spool: spool-limit must not be 0 (default "
+                 "256m)");
+        return -EINVAL;
+    }
+    cfg->dest_key[0] = '\0';
+    for (unsigned i = 0; i < cfg->naddrs; i++) {
+        const struct fwd_addr *a = &cfg->addrs[i];
+
+        off = strlen(cfg->dest_key);
+        if (a->scheme == FWD_ADDR_UNIX)
+            snprintf(cfg->dest_key + off, sizeof(cfg->dest_key) - off, "%sunix://%s", i ? "," : "",
+                     a->path);
+        else
+            snprintf(cfg->dest_key + off, sizeof(cfg->dest_key) - off, "%s%s://[%s]:%u",
+                     i ? "," : "", a->scheme == FWD_ADDR_TLS ? "tls" : "tcp", a->host, a->port);
+        tls |= a->scheme == FWD_ADDR_TLS;
+    }
+    if (tls) {
+        off = strlen(cfg->dest_key);
+        snprintf(cfg->dest_key + off, sizeof(cfg->dest_key) - off,
+                 " ca=%s crt=%s key=%s sn=%s k=%d", cfg->tls_ca_file, cfg->tls_cert_file,
+                 cfg->tls_key_file, cfg->tls_server_name, cfg->tls_insecure);
+    }
     /* Everything that changes how the connection behaves is part of its identity. */
     snprintf(cfg->dest_key + strlen(cfg->dest_key), sizeof(cfg->dest_key) - strlen(cfg->dest_key),
-             " bl=%" PRIu64 " rw=%u/%u mr=%u wt=%u rt=%u ri=%u ack=%d gz=%d", cfg->buffer_limit,
-             cfg->retry_wait_ms, cfg->max_retry_wait_ms, cfg->max_retries, cfg->write_timeout_ms,
-             cfg->read_timeout_ms, cfg->reconnect_interval_ms, cfg->request_ack, cfg->gzip);
+             " bl=%" PRIu64
+             " rw=%u/%u mr=%u wt=%u rt=%u ri=%u ack=%d gz=%d bal=%d bt=%d sl=%" PRIu64 " of=%d",
+             cfg->buffer_limit, cfg->retry_wait_ms, cfg->max_retry_wait_ms, cfg->max_retries,
+             cfg->write_timeout_ms, cfg->read_timeout_ms, cfg->reconnect_interval_ms,
+             cfg->request_ack, cfg->gzip, cfg->balance, cfg->buffer_type, cfg->spool_limit,
+             cfg->overflow);
     if (cfg->shared_key[0]) {
         /* Different credentials are different connections; the key never goes in clear. */
         uint64_t h = 1469598103934665603ull; /* FNV-1a */

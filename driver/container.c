@@ -25,6 +25,7 @@
 #include "fwd_time.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +46,8 @@ struct fwd_container {
     struct fwd_partial *partial;
     struct fwd_record_tmpl *tmpl;
     struct fwd_stream *stream;
+    struct fwd_src *src;      /* counts this container's records dropped downstream */
+    struct fwd_waiter waiter; /* overflow-policy=block: waiting for room */
     struct fwd_timer ptimer;
 };
 
@@ -101,7 +104,9 @@ static void container_free(struct fwd_container *c)
     fwd_loop_timer_stop(r->loop, &c->ptimer);
     fwd_partial_destroy(c->partial);
     fwd_record_tmpl_destroy(c->tmpl);
+    fwd_stream_unwait(c->stream, &c->waiter);
     fwd_stream_release(c->stream);
+    fwd_src_release(c->src);
     fwd_buf_release(&c->pending);
     free(c->file);
     free(c);
@@ -133,7 +138,7 @@ static int on_line(void *ctx, const struct fwd_line *l)
         return 0;
     }
     fwd_record_pack(c->tmpl, l, &pk);
-    fwd_stream_commit(c->stream);
+    fwd_stream_commit(c->stream, c->src);
     c->r->st.records++;
     return 0;
 }
@@ -219,6 +224,9 @@ static int read_fifo(struct fwd_container *c, bool drain)
         size_t have = c->pending.len;
         ssize_t n;
 
+        if (!drain && i > 0 && fwd_stream_blocked(c->stream, &c->waiter))
+            return 0; /* overflow-policy=block: on_fifo stops watching the FIFO */
+
         if (have)
             memcpy(r->scratch, c->pending.data, have);
         n = read(c->fd, r->scratch + have, FWD_READ_CHUNK);
@@ -252,6 +260,11 @@ static void finish(struct fwd_container *c, const char *why)
                   c->pending.len);
     fwd_partial_flush(c->partial, on_line, c);
     fwd_stream_flush(c->stream);
+    if (fwd_src_dropped(c->src) > 0)
+        fwd_log_c(FWD_LOG_WARN, c->cid,
+                  "%llu records of this container were dropped so far (memory and spool full; "
+                  "see overflow-policy)",
+                  (unsigned long long)fwd_src_dropped(c->src));
     fwd_log_c(FWD_LOG_DEBUG, c->cid, "stopped (%s)", why);
     container_free(c);
 }
@@ -261,8 +274,17 @@ static void on_fifo(struct fwd_io *io, uint32_t events)
     struct fwd_container *c = io->ctx;
     int rc;
 
-    (void)events;
+    /* overflow-policy=block: leave the pipe full until there is room (a hang-up is read:
+     * dockerd is gone, and what is left must be taken now) */
+    if (!(events & (EPOLLHUP | EPOLLERR)) && fwd_stream_blocked(c->stream, &c->waiter)) {
+        fwd_loop_io_mod(c->r->loop, &c->io, 0);
+        return;
+    }
     rc = read_fifo(c, false);
+    if (rc == 0 && fwd_stream_blocked(c->stream, &c->waiter)) {
+        fwd_loop_io_mod(c->r->loop, &c->io, 0);
+        return;
+    }
     if (rc == 1) {
         /* dockerd closed its end without StopLogging (it exited, e.g. live-restore). */
         fwd_log_c(FWD_LOG_INFO, c->cid, "FIFO closed by dockerd; stream finished");
@@ -271,6 +293,15 @@ static void on_fifo(struct fwd_io *io, uint32_t events)
         fwd_log_c(FWD_LOG_ERROR, c->cid, "reading FIFO: %s; stream finished", strerror(-rc));
         finish(c, "read error");
     }
+}
+
+/* There is room again: read the FIFO again. */
+static void on_room(struct fwd_waiter *w)
+{
+    struct fwd_container *c =
+        (struct fwd_container *)((char *)w - offsetof(struct fwd_container, waiter));
+
+    fwd_loop_io_mod(c->r->loop, &c->io, EPOLLIN);
 }
 
 /* ---- start / stop ---------------------------------------------------------------------- */
@@ -344,7 +375,9 @@ int fwd_registry_start(struct fwd_registry *r, const char *file, struct fwd_info
     }
     c->file = strdup(file);
     c->partial = fwd_partial_create(cfg.max_line, FWD_MS_TO_NS(cfg.partial_timeout_ms));
-    if (c->file == NULL || c->partial == NULL) {
+    c->src = fwd_src_create(c->cid);
+    c->waiter.wake = on_room;
+    if (c->file == NULL || c->partial == NULL || c->src == NULL) {
         rc = -ENOMEM;
         goto out;
     }
@@ -375,9 +408,7 @@ int fwd_registry_start(struct fwd_registry *r, const char *file, struct fwd_info
     r->head = c;
     r->st.containers++;
     fwd_log_c(FWD_LOG_INFO, c->cid, "logging %s as tag \"%s\" to %s (%zu attributes)",
-              info->container_name, tag,
-              cfg.addr.scheme == FWD_ADDR_UNIX ? cfg.addr.path : cfg.addr.host,
-              fwd_record_nattrs(c->tmpl));
+              info->container_name, tag, fwd_stream_label(c->stream), fwd_record_nattrs(c->tmpl));
     c = NULL;
 out:
     if (rc == -ENOMEM)
@@ -388,6 +419,7 @@ out:
         fwd_partial_destroy(c->partial);
         fwd_record_tmpl_destroy(c->tmpl);
         fwd_stream_release(c->stream);
+        fwd_src_release(c->src);
         free(c->file);
         free(c);
     }
@@ -416,4 +448,18 @@ void fwd_registry_stop_all(struct fwd_registry *r)
 void fwd_registry_stats(const struct fwd_registry *r, struct fwd_registry_stats *st)
 {
     *st = r->st;
+}
+
+int fwd_registry_metrics(const struct fwd_registry *r, struct fwd_buf *out)
+{
+    for (const struct fwd_container *c = r->head; c != NULL; c = c->next) {
+        char line[160];
+        int n = snprintf(line, sizeof(line),
+                         "fwdlog_container_records_dropped_total{container=\"%.12s\"} %llu\n",
+                         c->cid, (unsigned long long)fwd_src_dropped(c->src));
+
+        if (fwd_buf_append(out, line, (size_t)n) != 0)
+            return -1;
+    }
+    return 0;
 }

@@ -193,7 +193,7 @@ int main(int argc, char **argv)
         goto out;
     }
     loop = fwd_loop_create();
-    outputs = loop ? fwd_outputs_create(loop) : NULL;
+    outputs = loop ? fwd_outputs_create(loop, o.state_dir) : NULL;
     reg = outputs ? fwd_registry_create(loop, outputs, defaults, ndefaults, hostname) : NULL;
     if (reg == NULL || fwd_loop_io_add(loop, &sigio, sfd, EPOLLIN, on_signal, NULL) < 0) {
         fwd_log(FWD_LOG_ERROR, "cannot initialise: %s", strerror(errno ? errno : ENOMEM));
@@ -204,11 +204,14 @@ int main(int argc, char **argv)
         fwd_log(FWD_LOG_ERROR, "%s", err);
         goto out;
     }
+    /* Before the API answers: what an earlier run spooled goes out first. */
+    fwd_outputs_replay(outputs);
     fwd_log(FWD_LOG_INFO,
             "fwdlogd %s listening on %s (default aggregator %s, %zu plugin-wide "
             "defaults)",
             FWD_VERSION, o.socket,
-            probe.addr.scheme == FWD_ADDR_UNIX ? probe.addr.path : probe.addr.host, ndefaults);
+            probe.addrs[0].scheme == FWD_ADDR_UNIX ? probe.addrs[0].path : probe.addrs[0].host,
+            ndefaults);
 
     while (!stopping) {
         if (fwd_loop_run_once(loop, -1) < 0) {
@@ -233,8 +236,9 @@ int main(int argc, char **argv)
         struct fwd_output_stats st;
 
         fwd_outputs_stats(outputs, &st);
-        fwd_log(FWD_LOG_ERROR, "exiting with %llu bytes of records not delivered",
+        fwd_log(FWD_LOG_WARN, "exiting with %llu bytes of records not delivered",
                 (unsigned long long)st.queued_bytes);
+        fwd_outputs_persist(outputs);
     }
     rc = 0;
 out:

@@ -115,7 +115,9 @@ static enum MHD_Result metrics(struct fwd_plugin_api *api, struct MHD_Connection
 {
     struct fwd_registry_stats rs;
     struct fwd_output_stats os;
-    char buf[2048];
+    struct fwd_buf out;
+    char buf[3072];
+    enum MHD_Result ret;
 
     fwd_registry_stats(api->reg, &rs);
     fwd_outputs_stats(api->outputs, &os);
@@ -135,7 +137,13 @@ static enum MHD_Result metrics(struct fwd_plugin_api *api, struct MHD_Connection
              "fwdlog_connects_total %llu\n"
              "fwdlog_connection_failures_total %llu\n"
              "fwdlog_queued_bytes %llu\n"
-             "fwdlog_destinations %llu\n",
+             "fwdlog_destinations %llu\n"
+             "fwdlog_memory_bytes %llu\n"
+             "fwdlog_spool_bytes %llu\n"
+             "fwdlog_spooled_batches_total %llu\n"
+             "fwdlog_replayed_records_total %llu\n"
+             "fwdlog_spool_corrupt_records_total %llu\n"
+             "fwdlog_blocked_destinations %llu\n",
              (unsigned long long)rs.containers, (unsigned long long)rs.frames,
              (unsigned long long)rs.records, (unsigned long long)rs.bytes_read,
              (unsigned long long)rs.corrupt_streams, (unsigned long long)rs.discarded_bytes,
@@ -143,8 +151,19 @@ static enum MHD_Result metrics(struct fwd_plugin_api *api, struct MHD_Connection
              (unsigned long long)os.batches_sent, (unsigned long long)os.bytes_sent,
              (unsigned long long)os.records_dropped, (unsigned long long)os.batches_dropped,
              (unsigned long long)os.connects, (unsigned long long)os.connection_failures,
-             (unsigned long long)os.queued_bytes, (unsigned long long)os.destinations);
-    return reply(conn, 200, buf, "text/plain; version=0.0.4");
+             (unsigned long long)os.queued_bytes, (unsigned long long)os.destinations,
+             (unsigned long long)os.memory_bytes, (unsigned long long)os.spool_bytes,
+             (unsigned long long)os.spooled_batches, (unsigned long long)os.replayed_records,
+             (unsigned long long)os.spool_corrupt, (unsigned long long)os.blocked);
+    fwd_buf_init(&out, 4u * 1024u * 1024u);
+    if (fwd_buf_append(&out, buf, strlen(buf)) != 0 || fwd_registry_metrics(api->reg, &out) != 0 ||
+        fwd_buf_append(&out, "", 1) != 0) {
+        fwd_buf_release(&out);
+        return reply_err(conn, 500, "fwdlog: out of memory");
+    }
+    ret = reply(conn, 200, (const char *)out.data, "text/plain; version=0.0.4");
+    fwd_buf_release(&out);
+    return ret;
 }
 
 static enum MHD_Result dispatch(struct fwd_plugin_api *api, struct MHD_Connection *conn,

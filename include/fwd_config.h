@@ -32,13 +32,40 @@ struct fwd_addr {
     char path[108]; /* unix: socket path (sun_path size) */
 };
 
+/* Aggregators in one fluentd-address list, at most. */
+#define FWD_MAX_ADDRS 8
+
+/* How batches are spread over several aggregators (balance). */
+enum fwd_balance {
+    FWD_BALANCE_FAILOVER = 0, /* the first healthy one takes everything; the others stand by */
+    FWD_BALANCE_ROUND_ROBIN,  /* each batch to the next healthy one */
+};
+
+/* buffer-type */
+enum fwd_buffer_type {
+    FWD_BUFFER_MEMORY = 0, /* in memory; spilled to the spool when memory is full or all are down */
+    FWD_BUFFER_FILE,       /* every batch written to the spool before it is sent */
+};
+
+/* overflow-policy: what happens when the memory and spool limits are both reached. */
+enum fwd_overflow {
+    FWD_OVERFLOW_DROP_OLDEST = 0,
+    FWD_OVERFLOW_DROP_NEWEST,
+    FWD_OVERFLOW_BLOCK, /* stop reading the containers' FIFOs: back-pressure reaches them */
+};
+
 /* Size of the fixed string fields below (paths, names, secrets), terminator included. */
 #define FWD_CONFIG_STR_MAX 256
 
 struct fwd_config {
-    struct fwd_addr addr;
-    bool async;     /* accepted for compatibility: fwdlog never blocks a container */
-    bool subsecond; /* EventTime with nanoseconds (default true) */
+    struct fwd_addr addrs[FWD_MAX_ADDRS]; /* fluentd-address, in the order given */
+    unsigned naddrs;
+    enum fwd_balance balance;
+    enum fwd_buffer_type buffer_type;
+    enum fwd_overflow overflow;
+    uint64_t spool_limit; /* bytes of spool per destination; 0: no spool (memory only) */
+    bool async;           /* accepted for compatibility: fwdlog never blocks a container */
+    bool subsecond;       /* EventTime with nanoseconds (default true) */
     bool request_ack;
     bool gzip; /* fluentd-compress=gzip: CompressedPackedForward */
     /* Shared-key handshake (empty shared_key: none). Secrets: never log them. */
@@ -52,7 +79,7 @@ struct fwd_config {
     char tls_key_file[FWD_CONFIG_STR_MAX];
     char tls_server_name[FWD_CONFIG_STR_MAX]; /* empty: the address's host */
     bool tls_insecure;                        /* skip certificate verification (explicit opt-in) */
-    uint64_t buffer_limit;                    /* bytes buffered per destination */
+    uint64_t buffer_limit;                    /* bytes buffered in memory per destination */
     uint32_t retry_wait_ms;
     uint32_t max_retry_wait_ms; /* back-off cap */
     uint32_t max_retries;
@@ -69,8 +96,13 @@ struct fwd_config {
     const char *labels_regex;
     const char *env;
     const char *env_regex;
+    /* The lists it was built from (borrowed), recorded with a spool so a later run can send it. */
+    const struct fwd_kv *opts;
+    size_t nopts;
+    const struct fwd_kv *defaults;
+    size_t ndefaults;
     /* Identifies the aggregator connection: containers whose key is equal share one. */
-    char dest_key[2048];
+    char dest_key[4096];
 };
 
 /*
@@ -98,6 +130,9 @@ const char *fwd_config_env_name(const char *option);
 /* Parsers shared with main.c and tests. 0 or -EINVAL. */
 int fwd_config_parse_addr(const char *s, struct fwd_addr *out, char *err, size_t errlen)
     __attribute__((warn_unused_result));
+/* fluentd-address: one or more comma-separated addresses into out[FWD_MAX_ADDRS]. */
+int fwd_config_parse_addr_list(const char *s, struct fwd_addr *out, unsigned *n, char *err,
+                               size_t errlen) __attribute__((warn_unused_result));
 int fwd_config_parse_duration_ms(const char *s, uint64_t *ms) __attribute__((warn_unused_result));
 int fwd_config_parse_size(const char *s, uint64_t *bytes) __attribute__((warn_unused_result));
 int fwd_config_parse_bool(const char *s, bool *b) __attribute__((warn_unused_result));

@@ -13,6 +13,7 @@
 #ifndef FWD_CONTAINER_H
 #define FWD_CONTAINER_H
 
+#include "fwd_buf.h"
 #include "fwd_info.h"
 #include "fwd_loop.h"
 #include "fwd_output.h"
@@ -54,5 +55,7 @@ void fwd_registry_stop(struct fwd_registry *r, const char *file);
 /* Drain and stop every container (shutdown). */
 void fwd_registry_stop_all(struct fwd_registry *r);
 void fwd_registry_stats(const struct fwd_registry *r, struct fwd_registry_stats *st);
+/* Per-container metrics lines (Prometheus text) appended to out. 0, or -1 when out is full. */
+int fwd_registry_metrics(const struct fwd_registry *r, struct fwd_buf *out);
 
 #endif

@@ -1,15 +1,18 @@
 /*
  * fwd_output.h - delivery to aggregators.
  *
- * A destination (struct fwd_output) is one aggregator address with one
- * connection, shared by every container whose connection options are equal
- * (fwd_config.dest_key). Records are packed straight into the open batch of a
- * stream (struct fwd_stream: one tag, one flush policy) and sealed into a
- * PackedForward message when the batch reaches batch_size bytes or
- * flush_interval has passed since its first record. Sealed batches queue on
- * their destination, bounded in bytes (buffer_limit): past it the oldest
- * unsent batches are dropped, counted and logged. Nothing here ever blocks:
- * connect, DNS and writes are non-blocking and driven by the loop.
+ * A destination (struct fwd_output) is one fluentd-address list with its
+ * connection options, shared by every container whose options are equal
+ * (fwd_config.dest_key); it has one connection per aggregator in the list
+ * (failover or round-robin between them). Records are packed straight into the
+ * open batch of a stream (struct fwd_stream: one tag, one flush policy) and
+ * sealed into a PackedForward message when the batch reaches batch_size bytes
+ * or flush_interval has passed since its first record. Sealed batches queue on
+ * their destination, in memory up to buffer_limit bytes and past that (or while
+ * every aggregator is down, or always with buffer-type=file) in the disk spool
+ * up to spool_limit; when both are full the overflow policy decides. Nothing
+ * here ever blocks on the network: connect, DNS and writes are non-blocking and
+ * driven by the loop. (Spool files are written and read synchronously.)
  */
 #ifndef FWD_OUTPUT_H
 #define FWD_OUTPUT_H
@@ -25,6 +28,23 @@
 struct fwd_outputs;
 struct fwd_stream;
 
+/*
+ * One source of records (a container), so that records dropped long after
+ * they were read are still counted against it. Reference-counted: batches
+ * holding its records keep it alive after the container is gone.
+ */
+struct fwd_src;
+struct fwd_src *fwd_src_create(const char *cid);
+void fwd_src_release(struct fwd_src *src);
+uint64_t fwd_src_dropped(const struct fwd_src *src);
+
+/* A container waiting for room (overflow-policy=block). Embedded by the caller. */
+struct fwd_waiter {
+    struct fwd_waiter *next;
+    void (*wake)(struct fwd_waiter *w); /* there is room again: read on */
+    bool waiting;
+};
+
 struct fwd_output_stats {
     uint64_t records_sent;
     uint64_t batches_sent;
@@ -35,17 +55,38 @@ struct fwd_output_stats {
     uint64_t connection_failures; /* connects, handshakes and live connections that failed */
     uint64_t queued_bytes;        /* sealed and open, now */
     uint64_t destinations;        /* now */
+    uint64_t memory_bytes;        /* held in memory by sealed and open batches, now */
+    uint64_t spool_bytes;         /* spool files on disk, now */
+    uint64_t spooled_batches;     /* written to a spool */
+    uint64_t replayed_records;    /* found in spools at start */
+    uint64_t spool_corrupt;       /* spool records skipped as cut short or damaged */
+    uint64_t blocked;             /* destinations holding their containers back, now */
 };
 
-struct fwd_outputs *fwd_outputs_create(struct fwd_loop *loop);
+/*
+ * state_dir: where spools live (state_dir/spool/<destination>/). Copied.
+ * NULL on ENOMEM.
+ */
+struct fwd_outputs *fwd_outputs_create(struct fwd_loop *loop, const char *state_dir);
+/*
+ * At start: the spools an earlier run left, each sent again to the
+ * destination recorded with it. Returns the number of batches found.
+ */
+size_t fwd_outputs_replay(struct fwd_outputs *m);
+/*
+ * At shutdown, after the flush: write the batches that are only in memory to
+ * their spools (where spool_limit allows), so the next start sends them.
+ */
+void fwd_outputs_persist(struct fwd_outputs *m);
 /* Closes every connection; queued data is discarded (flush first). NULL is fine. */
 void fwd_outputs_destroy(struct fwd_outputs *m);
 
 /*
  * A reference to the stream for tag on cfg's destination, creating either as
- * needed. NULL with the reason in err: out of memory, or a TLS setting that
- * does not load (the message names the option). The stream's flush policy is
- * cfg's (streams with different policies are different streams).
+ * needed. NULL with the reason in err: out of memory, a TLS setting that does
+ * not load, or a spool that cannot be created with buffer-type=file (the
+ * message names the option). The stream's flush policy is cfg's (streams with
+ * different policies are different streams).
  */
 struct fwd_stream *fwd_stream_acquire(struct fwd_outputs *m, const struct fwd_config *cfg,
                                       const char *tag, char *err, size_t errlen);
@@ -59,7 +100,16 @@ void fwd_stream_release(struct fwd_stream *s);
  */
 int fwd_stream_begin(struct fwd_stream *s, size_t max, msgpack_packer *pk)
     __attribute__((warn_unused_result));
-void fwd_stream_commit(struct fwd_stream *s);
+void fwd_stream_commit(struct fwd_stream *s, struct fwd_src *src);
+/*
+ * overflow-policy=block: true when the destination is over its limits; then w
+ * is queued and w->wake is called once there is room (stop reading meanwhile).
+ */
+bool fwd_stream_blocked(struct fwd_stream *s, struct fwd_waiter *w);
+/* Forget w if it is waiting (the container goes away). */
+void fwd_stream_unwait(struct fwd_stream *s, struct fwd_waiter *w);
+/* The destination's addresses, for log lines. */
+const char *fwd_stream_label(const struct fwd_stream *s);
 /* Seal the open batch now (StopLogging: nothing more will come soon). */
 void fwd_stream_flush(struct fwd_stream *s);
 

@@ -53,6 +53,15 @@ class ProcTest(unittest.TestCase):
         self.addCleanup(f.close)
         return f
 
+    def kill_daemon(self, d):
+        """SIGKILL (a crash): nothing is flushed. Its socket is left behind, as a crash
+        leaves it; it is removed here so the next daemon's start can be waited for."""
+        d.proc.kill()
+        d.proc.wait()
+        d.logf.close()
+        self.procs.remove(d)
+        os.unlink(d.sock)
+
 
 class Base(ProcTest):
     """One receiver and one daemon (with the class's env) per test."""
@@ -413,9 +422,10 @@ class TestAggregatorDown(ProcTest):
         self.assertEqual([e["record"]["log"] for e in evs], ["d%d" % i for i in range(1000)])
 
     def test_buffer_limit_drops_oldest(self):
+        # Without a spool (spool-limit 0), memory is all there is.
         port = fwdtest.free_port()
         d = self.daemon({"FLUENTD_ADDRESS": "127.0.0.1:%d" % port, "FLUENTD_RETRY_WAIT": "50ms",
-                         "FLUENTD_BUFFER_LIMIT": "64k"})
+                         "FLUENTD_BUFFER_LIMIT": "64k", "FWDLOG_SPOOL_LIMIT": "0"})
         f = self.fifo()
         d.api.start(f.path, info(cid(41), config={"batch-size": "4k"}))
         n = 5000  # ~400 KB of records against a 64 KiB buffer
@@ -431,7 +441,7 @@ class TestAggregatorDown(ProcTest):
         self.assertEqual(len(logs), kept)
         self.assertEqual(logs[-1], "%06d" % (n - 1), "the newest records are kept")
         self.assertEqual(logs, sorted(logs))
-        self.assertIn("buffer limit", d.logtext())
+        self.assertIn("dropped the oldest", d.logtext())
 
 
 class TestSlowAggregator(ProcTest):
@@ -588,6 +598,291 @@ class TestAcks(ProcTest):
         m = d.api.metrics()
         self.assertEqual(m["fwdlog_records_dropped_total"], 0)
         self.assertGreaterEqual(m["fwdlog_connects_total"], 3, d.logtext())
+
+
+
+def lines(prefix, a, b, pad=0):
+    return b"".join(frame(time_nano=i + 1, line=b"%s%07d" % (prefix, i) + b"x" * pad)
+                    for i in range(a, b))
+
+
+class TestSpool(ProcTest):
+    """The disk spool: spilling, buffer-type=file across a crash, the overflow policies."""
+
+    def spool_daemon(self, port, **env):
+        e = {"FLUENTD_ADDRESS": "127.0.0.1:%d" % port, "FLUENTD_RETRY_WAIT": "50ms",
+             "FWDLOG_MAX_RETRY_WAIT": "200ms", "FWDLOG_BATCH_SIZE": "16k"}
+        e.update(env)
+        return self.daemon(e, level="info")
+
+    def spool_files(self):
+        out = []
+        for root, _, files in os.walk(os.path.join(self.tmp, "state", "spool")):
+            out += [os.path.join(root, f) for f in files if f.endswith(".seg")]
+        return sorted(out)
+
+    def logs(self, r):
+        return [e["record"]["log"][:8] for e in r.records()]
+
+    def test_outage_spills_to_disk_memory_stays_bounded(self):
+        port = fwdtest.free_port()
+        d = self.spool_daemon(port, FLUENTD_BUFFER_LIMIT="256k")
+        f = self.fifo()
+        d.api.start(f.path, info(cid(0xa0)))
+        n = 40000  # ~4 MB of records against 256 KiB of memory
+        for j in range(0, n, 5000):
+            f.write(lines(b"s", j, j + 5000, pad=60))
+        time.sleep(0.3)
+        m = d.api.metrics()
+        self.assertLessEqual(m["fwdlog_memory_bytes"], 256 * 1024)
+        self.assertGreater(m["fwdlog_spool_bytes"], 3 * 1024 * 1024)
+        self.assertEqual(m["fwdlog_records_dropped_total"], 0)
+        r = self.receiver(port=port)
+        got = r.wait(n, timeout=30)
+        self.assertEqual(self.logs(r), ["s%07d" % i for i in range(n)])
+        self.assertEqual(len(got), n)
+        d.api.stop(f.path)
+        deadline = time.time() + 10
+        while self.spool_files() and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(self.spool_files(), [], "delivered batches leave the spool")
+
+    def test_file_buffer_survives_sigkill(self):
+        port = fwdtest.free_port()
+        env = {"FWDLOG_BUFFER_TYPE": "file"}
+        d = self.spool_daemon(port, **env)
+        f = self.fifo()
+        d.api.start(f.path, info(cid(0xa1)))
+        n = 20000
+        for j in range(0, n, 5000):
+            f.write(lines(b"k", j, j + 5000))
+        deadline = time.time() + 10
+        while d.api.metrics()["fwdlog_queued_bytes"] < n * 50 and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # the last batch is sealed by the flush interval
+        self.kill_daemon(d)
+        self.assertTrue(self.spool_files())
+        r = self.receiver(port=port)
+        d2 = self.spool_daemon(port, **env)
+        got = r.wait(n, timeout=30)
+        self.assertEqual(self.logs(r), ["k%07d" % i for i in range(n)])
+        self.assertEqual(len(got), n)
+        self.assertEqual(d2.api.metrics()["fwdlog_replayed_records_total"], n)
+        self.assertIn("left in the spool by an earlier run", d2.logtext())
+
+    def test_truncated_segment_is_skipped_not_fatal(self):
+        port = fwdtest.free_port()
+        env = {"FWDLOG_BUFFER_TYPE": "file", "FWDLOG_BATCH_SIZE": "4k"}
+        d = self.spool_daemon(port, **env)
+        f = self.fifo()
+        d.api.start(f.path, info(cid(0xa2)))
+        f.write(lines(b"t", 0, 2000))
+        time.sleep(0.5)
+        self.kill_daemon(d)
+        seg = self.spool_files()[-1]
+        os.truncate(seg, os.path.getsize(seg) - 10)  # a crash in the middle of a write
+        r = self.receiver(port=port)
+        d2 = self.spool_daemon(port, **env)
+        deadline = time.time() + 15
+        while d2.api.metrics()["fwdlog_records_sent_total"] < 1900 and time.time() < deadline:
+            time.sleep(0.05)
+        logs = self.logs(r)
+        m = d2.api.metrics()
+        self.assertEqual(m["fwdlog_spool_corrupt_records_total"], 1)
+        self.assertEqual(logs, ["t%07d" % i for i in range(len(logs))], "a prefix, in order")
+        self.assertGreater(len(logs), 1900)  # only the cut batch (< 100 records) is missing
+        self.assertIn("cut short", d2.logtext())
+
+    def test_sigterm_while_down_keeps_memory_batches(self):
+        port = fwdtest.free_port()
+        d = self.spool_daemon(port)
+        f = self.fifo()
+        d.api.start(f.path, info(cid(0xa3)))
+        f.write(lines(b"m", 0, 3000))
+        time.sleep(0.3)
+        self.assertEqual(d.stop(timeout=20), 0)
+        self.procs.remove(d)
+        self.assertIn("kept in the spool", d.logtext())
+        r = self.receiver(port=port)
+        self.spool_daemon(port)
+        self.assertEqual(len(r.wait(3000, timeout=20)), 3000)
+        self.assertEqual(self.logs(r), ["m%07d" % i for i in range(3000)])
+
+    def fill(self, policy, n):
+        port = fwdtest.free_port()
+        d = self.spool_daemon(port, FLUENTD_BUFFER_LIMIT="256k", FWDLOG_SPOOL_LIMIT="16m",
+                              FWDLOG_OVERFLOW_POLICY=policy)
+        f = self.fifo()
+        d.api.start(f.path, info(cid(0xa4)))
+        for j in range(0, n, 5000):
+            f.write(lines(b"p", j, j + 5000, pad=200))
+        time.sleep(0.3)
+        d.api.stop(f.path)
+        return port, d
+
+    def check_counts(self, d, r, n):
+        m = d.api.metrics()
+        dropped = m["fwdlog_records_dropped_total"]
+        self.assertGreater(dropped, 0)
+        self.assertLessEqual(m["fwdlog_memory_bytes"], 256 * 1024)
+        self.assertLessEqual(m["fwdlog_spool_bytes"], 16 * 1024 * 1024 + 4 * 1024 * 1024)
+        got = r.wait(n - dropped, timeout=30)
+        time.sleep(0.5)
+        self.assertEqual(len(r.records()), n - dropped, "every record kept arrives, once")
+        return dropped, [e["record"]["log"][:8] for e in got]
+
+    def test_spool_full_drop_oldest(self):
+        n = 100000  # ~26 MB of records: memory 256 KiB + spool 16 MiB overflow
+        port, d = self.fill("drop-oldest", n)
+        r = self.receiver(port=port)
+        dropped, logs = self.check_counts(d, r, n)
+        self.assertEqual(logs[-1], "p%07d" % (n - 1), "the newest are kept")
+        self.assertEqual(logs, sorted(logs))
+        self.assertIn("dropped the oldest", d.logtext())
+
+    def test_spool_full_drop_newest(self):
+        n = 100000
+        port, d = self.fill("drop-newest", n)
+        r = self.receiver(port=port)
+        dropped, logs = self.check_counts(d, r, n)
+        self.assertEqual(logs[:3], ["p0000000", "p0000001", "p0000002"], "the oldest are kept")
+        self.assertEqual(logs, sorted(logs))
+        self.assertIn("dropped the newest", d.logtext())
+
+    def test_drops_are_counted_per_container(self):
+        port = fwdtest.free_port()
+        d = self.spool_daemon(port, FLUENTD_BUFFER_LIMIT="64k", FWDLOG_SPOOL_LIMIT="0",
+                              FWDLOG_OVERFLOW_POLICY="drop-newest")
+        fa, fb = self.fifo(), self.fifo()
+        d.api.start(fa.path, info(cid(0xa5)))
+        d.api.start(fb.path, info(cid(0xa6)))
+        fa.write(lines(b"a", 0, 4000, pad=100))
+        fb.write(lines(b"b", 0, 100))
+        time.sleep(0.3)
+        m = d.api.metrics()
+        per = {k: v for k, v in m.items() if k.startswith("fwdlog_container_records_dropped")}
+        a = per['fwdlog_container_records_dropped_total{container="%s"}' % cid(0xa5)[:12]]
+        b = per['fwdlog_container_records_dropped_total{container="%s"}' % cid(0xa6)[:12]]
+        self.assertGreater(a, 0)
+        self.assertEqual(a + b, m["fwdlog_records_dropped_total"])
+        d.api.stop(fa.path)
+        d.api.stop(fb.path)
+        self.assertIn("records of this container were dropped", d.logtext())
+
+    def test_block_holds_the_container_back_and_loses_nothing(self):
+        port = fwdtest.free_port()
+        d = self.spool_daemon(port, FLUENTD_BUFFER_LIMIT="64k", FWDLOG_SPOOL_LIMIT="0",
+                              FWDLOG_OVERFLOW_POLICY="block")
+        f = self.fifo()
+        d.api.start(f.path, info(cid(0xa7)))
+        n = 200000  # 5 MB: more than the pipe and what fwdlog reads ahead
+        data = memoryview(lines(b"b", 0, n))
+        off, idle_since = 0, time.time()
+        while off < len(data) and time.time() - idle_since < 3:
+            try:
+                off += os.write(f.fd, data[off:])
+                idle_since = time.time()
+            except BlockingIOError:
+                time.sleep(0.02)
+        self.assertLess(off, len(data), "the pipe filled: back-pressure reached the writer")
+        m = d.api.metrics()
+        self.assertEqual(m["fwdlog_blocked_destinations"], 1)
+        self.assertEqual(m["fwdlog_records_dropped_total"], 0)
+        # over by at most what one read of the FIFO held (256 KiB of frames of 30 bytes
+        # make about 1.4 MB of records)
+        self.assertLessEqual(m["fwdlog_memory_bytes"], 64 * 1024 + 2 * 1024 * 1024)
+        r = self.receiver(port=port)
+        f.write(bytes(data[off:]), timeout=30)  # room again: the rest goes through
+        got = r.wait(n, timeout=30)
+        self.assertEqual([e["record"]["log"] for e in got], ["b%07d" % i for i in range(n)])
+        self.assertEqual(d.api.metrics()["fwdlog_records_dropped_total"], 0)
+        self.assertIn("containers' logs are not read", d.logtext())
+        self.assertIn("reading containers' logs again", d.logtext())
+
+
+class TestSeveralAggregators(ProcTest):
+    """fluentd-address with a list: failover and round-robin."""
+
+    def two(self, balance, ack=True, **env):
+        ports = [fwdtest.free_port(), fwdtest.free_port()]
+        rs = [self.receiver(port=ports[0], name="a"), self.receiver(port=ports[1], name="b")]
+        e = {"FLUENTD_ADDRESS": "127.0.0.1:%d, 127.0.0.1:%d" % tuple(ports),
+             "FWDLOG_BALANCE": balance, "FLUENTD_RETRY_WAIT": "50ms",
+             "FWDLOG_MAX_RETRY_WAIT": "300ms", "FWDLOG_BATCH_SIZE": "8k",
+             "FLUENTD_REQUEST_ACK": "true" if ack else "false"}
+        e.update(env)
+        return ports, rs, self.daemon(e, level="info")
+
+    def all_logs(self, *rs):
+        return sorted(e["record"]["log"] for r in rs for e in r.records())
+
+    def wait_total(self, rs, n, timeout=30):
+        deadline = time.time() + timeout
+        while sum(len(r.records()) for r in rs) < n and time.time() < deadline:
+            time.sleep(0.05)
+
+    def test_failover_uses_the_first_then_the_standby(self):
+        ports, rs, d = self.two("failover")
+        f = self.fifo()
+        d.api.start(f.path, info(cid(0xb0)))
+        f.write(lines(b"f", 0, 5000))
+        self.wait_total(rs, 5000)
+        self.assertEqual(len(rs[0].records()), 5000)
+        self.assertEqual(len(rs[1].records()), 0, "the standby gets nothing while the first is up")
+        rs[0].stop()  # killed: the standby takes over
+        f.write(lines(b"f", 5000, 10000))
+        self.wait_total(rs[1:], 5000)
+        self.assertGreaterEqual(len(rs[1].records()), 5000)
+        # the first comes back and rejoins: new batches go to it again
+        rs[0] = self.receiver(port=ports[0], name="a", append=True)
+        deadline = time.time() + 10
+        before = len(rs[0].records())
+        while time.time() < deadline:
+            f.write(lines(b"g", 0, 100))
+            time.sleep(0.2)
+            if len(rs[0].records()) > before:
+                break
+        self.assertGreater(len(rs[0].records()), before, "the first aggregator rejoins")
+        self.assertEqual(d.api.metrics()["fwdlog_records_dropped_total"], 0)
+
+    def test_failover_kill_mid_stream_loses_nothing_with_acks(self):
+        ports, rs, d = self.two("failover")
+        f = self.fifo()
+        d.api.start(f.path, info(cid(0xb1)))
+        n = 60000
+        for j in range(0, n, 5000):
+            f.write(lines(b"k", j, j + 5000))
+            if j == 25000:
+                rs[0].proc.kill()
+        self.wait_total(rs, n, timeout=40)
+        got = set(self.all_logs(*rs))
+        self.assertEqual(got, {"k%07d" % i for i in range(n)}, "every line at least once")
+        self.assertGreater(len(rs[1].records()), 0)
+
+    def test_round_robin_spreads_and_survives_a_kill(self):
+        ports, rs, d = self.two("round-robin")
+        f = self.fifo()
+        d.api.start(f.path, info(cid(0xb2)))
+        n = 60000
+        for j in range(0, n, 5000):
+            f.write(lines(b"r", j, j + 5000))
+            if j == 10000:
+                self.wait_total(rs, 10000)
+                self.assertGreater(len(rs[0].records()), 1000)
+                self.assertGreater(len(rs[1].records()), 1000)
+            if j == 30000:
+                rs[1].proc.kill()
+        self.wait_total(rs, n, timeout=40)
+        self.assertEqual(set(self.all_logs(*rs)), {"r%07d" % i for i in range(n)})
+
+    def test_bad_lists_refused(self):
+        d = self.daemon({"FLUENTD_ADDRESS": "127.0.0.1:1"})
+        f = self.fifo()
+        st, body = d.api.start(f.path, info(cid(0xb3), config={
+            "fluentd-address": "127.0.0.1:1,127.0.0.1:1"}))
+        self.assertIn("listed twice", body["Err"])
+        st, body = d.api.start(f.path, info(cid(0xb3), config={"balance": "random"}))
+        self.assertIn("failover or round-robin", body["Err"])
 
 
 class TestAuth(ProcTest):

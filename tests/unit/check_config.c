@@ -31,9 +31,9 @@ START_TEST(test_config_defaults)
     struct fwd_config c;
 
     ck_assert_int_eq(fwd_config_build(&c, NULL, 0, NULL, 0, err, sizeof(err)), 0);
-    ck_assert_int_eq(c.addr.scheme, FWD_ADDR_TCP);
-    ck_assert_str_eq(c.addr.host, "localhost");
-    ck_assert_uint_eq(c.addr.port, 24224);
+    ck_assert_int_eq(c.addrs[0].scheme, FWD_ADDR_TCP);
+    ck_assert_str_eq(c.addrs[0].host, "localhost");
+    ck_assert_uint_eq(c.addrs[0].port, 24224);
     ck_assert(c.subsecond);
     ck_assert(!c.request_ack);
     ck_assert_str_eq(c.tag, "{{.ID}}");
@@ -70,7 +70,60 @@ START_TEST(test_config_addresses)
     ck_assert_int_eq(fwd_config_parse_addr("tcp://h:1/path", &a, err, sizeof(err)), -EINVAL);
     ck_assert_int_eq(fwd_config_parse_addr("::1:24224", &a, err, sizeof(err)), -EINVAL);
     ck_assert_int_eq(fwd_config_parse_addr("a:1,b:2", &a, err, sizeof(err)), -EINVAL);
-    ck_assert_ptr_nonnull(strstr(err, "several aggregators"));
+    ck_assert_ptr_nonnull(strstr(err, "without commas"));
+}
+END_TEST
+
+START_TEST(test_config_address_lists)
+{
+    struct fwd_addr l[FWD_MAX_ADDRS];
+    unsigned n;
+
+    ck_assert_int_eq(
+        fwd_config_parse_addr_list("a:1, tls://b:2 ,unix:///s", l, &n, err, sizeof(err)), 0);
+    ck_assert_uint_eq(n, 3);
+    ck_assert_str_eq(l[0].host, "a");
+    ck_assert_uint_eq(l[1].port, 2);
+    ck_assert_int_eq(l[1].scheme, FWD_ADDR_TLS);
+    ck_assert_str_eq(l[2].path, "/s");
+    ck_assert_int_eq(fwd_config_parse_addr_list("a:1,,b:2", l, &n, err, sizeof(err)), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "empty address"));
+    ck_assert_int_eq(fwd_config_parse_addr_list("a:1,a:1", l, &n, err, sizeof(err)), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "listed twice"));
+    ck_assert_int_eq(fwd_config_parse_addr_list("a:1,b:x", l, &n, err, sizeof(err)), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "'b:x': invalid port"));
+    ck_assert_int_eq(
+        fwd_config_parse_addr_list("a:1,a:2,a:3,a:4,a:5,a:6,a:7,a:8,a:9", l, &n, err, sizeof(err)),
+        -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "at most 8"));
+}
+END_TEST
+
+START_TEST(test_config_buffer_options)
+{
+    struct fwd_config c;
+    struct fwd_kv file[] = {KV("buffer-type", "file"), KV("overflow-policy", "block"),
+                            KV("spool-limit", "1g"), KV("balance", "round-robin")};
+    struct fwd_kv nospool[] = {KV("buffer-type", "file"), KV("spool-limit", "0")};
+    struct fwd_kv bad[] = {KV("overflow-policy", "drop")};
+    struct fwd_kv small[] = {KV("spool-limit", "1m")};
+
+    ck_assert_int_eq(fwd_config_build(&c, NULL, 0, NULL, 0, err, sizeof(err)), 0);
+    ck_assert_int_eq(c.buffer_type, FWD_BUFFER_MEMORY);
+    ck_assert_int_eq(c.overflow, FWD_OVERFLOW_DROP_OLDEST);
+    ck_assert_int_eq(c.balance, FWD_BALANCE_FAILOVER);
+    ck_assert_uint_eq(c.spool_limit, 256ull << 20);
+    ck_assert_int_eq(fwd_config_build(&c, file, 4, NULL, 0, err, sizeof(err)), 0);
+    ck_assert_int_eq(c.buffer_type, FWD_BUFFER_FILE);
+    ck_assert_int_eq(c.overflow, FWD_OVERFLOW_BLOCK);
+    ck_assert_int_eq(c.balance, FWD_BALANCE_ROUND_ROBIN);
+    ck_assert_uint_eq(c.spool_limit, 1ull << 30);
+    ck_assert_int_eq(fwd_config_build(&c, nospool, 2, NULL, 0, err, sizeof(err)), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "spool-limit must not be 0"));
+    ck_assert_int_eq(fwd_config_build(&c, bad, 1, NULL, 0, err, sizeof(err)), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "drop-oldest, drop-newest or block"));
+    ck_assert_int_eq(fwd_config_build(&c, small, 1, NULL, 0, err, sizeof(err)), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "spool-limit"));
 }
 END_TEST
 
@@ -129,7 +182,7 @@ START_TEST(test_config_errors_name_option_value_and_fix)
     ck_assert_int_eq(fwd_config_build(&c, NULL, 0, &d, 1, err, sizeof(err)), -EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "FLUENTD_RETRY_WAIT=\"soon\""));
     ck_assert_int_eq(build1(&c, "fluentd-address", "tls://h:1"), 0);
-    ck_assert_int_eq(c.addr.scheme, FWD_ADDR_TLS);
+    ck_assert_int_eq(c.addrs[0].scheme, FWD_ADDR_TLS);
     ck_assert_int_eq(build1(&c, "fluentd-tls-ca-file", "/nonexistent/ca.pem"), -EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "fluentd-tls-ca-file=\"/nonexistent/ca.pem\""));
     ck_assert_int_eq(build1(&c, "fluentd-tls-cert-file", "/etc/hostname"), -EINVAL);
@@ -157,7 +210,7 @@ START_TEST(test_config_generic_keys_and_precedence)
     struct fwd_kv defs[] = {KV("fluentd-address", "b:2"), KV("tag", "{{.Name}}")};
 
     ck_assert_int_eq(fwd_config_build(&c, opts, 8, defs, 2, err, sizeof(err)), 0);
-    ck_assert_str_eq(c.addr.host, "a");
+    ck_assert_str_eq(c.addrs[0].host, "a");
     ck_assert(!c.subsecond);
     ck_assert_uint_eq(c.buffer_limit, 8u << 20);
     ck_assert_str_eq(c.tag, "{{.ID}}"); /* an empty tag means Docker's default */
@@ -281,6 +334,8 @@ int main(void)
 
     tcase_add_test(core, test_config_defaults);
     tcase_add_test(core, test_config_addresses);
+    tcase_add_test(core, test_config_address_lists);
+    tcase_add_test(core, test_config_buffer_options);
     tcase_add_test(core, test_config_durations_like_go);
     tcase_add_test(core, test_config_sizes_like_go_units);
     tcase_add_test(core, test_config_generic_keys_and_precedence);
