@@ -6,9 +6,13 @@
  * Memory: all FIFOs are read into one registry-wide scratch buffer (the loop
  * is single-threaded), so an idle container holds no read buffer; only the
  * tail of a frame cut by a read is kept per container (at most one frame).
- * Fairness: at most FWD_READS_PER_WAKEUP reads per FIFO per wakeup; epoll is
- * level-triggered, so the rest is read on the next turn. Stop and EOF drain
- * without that limit.
+ * Fairness: at most FWD_READS_PER_WAKEUP reads per FIFO per wakeup and
+ * FWD_READ_PER_TURN bytes from all FIFOs per loop turn (so the aggregator
+ * sockets keep up); epoll is level-triggered, so the rest is read on the next
+ * turn. Stop and EOF drain without those limits. A wakeup that finds only a
+ * trickle pauses the FIFO for FWD_COALESCE_MS, so a busy container costs one
+ * wakeup per millisecond, not one per line. overflow-policy=block pauses it
+ * until the destination has room.
  * Invariant: every container in the list has an open fd watched by the loop.
  */
 #define FWD_LOG_MODULE "container"
@@ -49,6 +53,7 @@ struct fwd_container {
     struct fwd_src *src;      /* counts this container's records dropped downstream */
     struct fwd_waiter waiter; /* overflow-policy=block: waiting for room */
     struct fwd_timer ptimer;
+    struct fwd_timer rtimer; /* a trickle was read: look again after FWD_COALESCE_MS */
 };
 
 struct fwd_registry {
@@ -60,6 +65,8 @@ struct fwd_registry {
     struct fwd_container *head;
     uint8_t *scratch;
     struct fwd_entry_decoder *dec;
+    uint64_t turn;     /* fwd_loop_now of the loop turn the budget below is for */
+    size_t turn_bytes; /* read from FIFOs in that turn */
     struct fwd_registry_stats st;
 };
 
@@ -102,6 +109,7 @@ static void container_free(struct fwd_container *c)
         close(c->fd);
     }
     fwd_loop_timer_stop(r->loop, &c->ptimer);
+    fwd_loop_timer_stop(r->loop, &c->rtimer);
     fwd_partial_destroy(c->partial);
     fwd_record_tmpl_destroy(c->tmpl);
     fwd_stream_unwait(c->stream, &c->waiter);
@@ -214,16 +222,28 @@ static void process(struct fwd_container *c, size_t len)
 
 /*
  * Read what the FIFO holds. Returns 0 when it would block (or the wakeup's
- * budget is spent), 1 at EOF (dockerd closed its end), -errno on error.
+ * budget is spent), 1 at EOF (dockerd closed its end), 2 when the loop turn's
+ * budget was spent before anything was read, -errno on error. *got: bytes read.
  */
-static int read_fifo(struct fwd_container *c, bool drain)
+static int read_fifo(struct fwd_container *c, bool drain, size_t *got)
 {
     struct fwd_registry *r = c->r;
 
+    *got = 0;
     for (int i = 0; drain || i < FWD_READS_PER_WAKEUP; i++) {
         size_t have = c->pending.len;
         ssize_t n;
 
+        if (!drain) {
+            /* All FIFOs together read at most FWD_READ_PER_TURN per loop turn, so the
+             * aggregator sockets keep up with them (epoll reports the rest next turn). */
+            if (r->turn != fwd_loop_now(r->loop)) {
+                r->turn = fwd_loop_now(r->loop);
+                r->turn_bytes = 0;
+            }
+            if (r->turn_bytes >= FWD_READ_PER_TURN)
+                return i == 0 ? 2 : 0;
+        }
         if (!drain && i > 0 && fwd_stream_blocked(c->stream, &c->waiter))
             return 0; /* overflow-policy=block: on_fifo stops watching the FIFO */
 
@@ -240,6 +260,8 @@ static int read_fifo(struct fwd_container *c, bool drain)
         if (n == 0)
             return 1;
         r->st.bytes_read += (uint64_t)n;
+        r->turn_bytes += (size_t)n;
+        *got += (size_t)n;
         fwd_buf_reset(&c->pending);
         process(c, have + (size_t)n);
         if (c->pending.cap > 64 * 1024 && c->pending.len == 0)
@@ -251,7 +273,8 @@ static int read_fifo(struct fwd_container *c, bool drain)
 /* Drain, flush the partial line, seal the batch and free the container. */
 static void finish(struct fwd_container *c, const char *why)
 {
-    int rc = read_fifo(c, true);
+    size_t got;
+    int rc = read_fifo(c, true, &got);
 
     if (rc < 0)
         fwd_log_c(FWD_LOG_WARN, c->cid, "reading FIFO while stopping: %s", strerror(-rc));
@@ -269,9 +292,17 @@ static void finish(struct fwd_container *c, const char *why)
     container_free(c);
 }
 
+static void on_rtimer(struct fwd_timer *t)
+{
+    struct fwd_container *c = t->ctx;
+
+    fwd_loop_io_mod(c->r->loop, &c->io, EPOLLIN);
+}
+
 static void on_fifo(struct fwd_io *io, uint32_t events)
 {
     struct fwd_container *c = io->ctx;
+    size_t got;
     int rc;
 
     /* overflow-policy=block: leave the pipe full until there is room (a hang-up is read:
@@ -280,9 +311,18 @@ static void on_fifo(struct fwd_io *io, uint32_t events)
         fwd_loop_io_mod(c->r->loop, &c->io, 0);
         return;
     }
-    rc = read_fifo(c, false);
+    rc = read_fifo(c, false, &got);
+    if (rc == 2)
+        return; /* the turn's budget is spent: epoll reports this FIFO again next turn */
     if (rc == 0 && fwd_stream_blocked(c->stream, &c->waiter)) {
         fwd_loop_io_mod(c->r->loop, &c->io, 0);
+        return;
+    }
+    if (rc == 0 && got < FWD_COALESCE_BYTES && !(events & (EPOLLHUP | EPOLLERR))) {
+        /* dockerd writes one frame per write(2): rather than waking per line, let the
+         * pipe gather a millisecond's worth (nothing waits on it: the pipe holds 1 MiB) */
+        fwd_loop_io_mod(c->r->loop, &c->io, 0);
+        fwd_loop_timer_start(c->r->loop, &c->rtimer, FWD_COALESCE_MS, on_rtimer, c);
         return;
     }
     if (rc == 1) {

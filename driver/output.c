@@ -594,16 +594,22 @@ static void update_blocked(struct fwd_output *g)
     }
 }
 
+enum which {
+    IN_SPOOL,  /* batches with a spool record (frees disk) */
+    IN_MEMORY, /* resident batches (frees memory) */
+    ANY,
+};
+
 /*
- * Drop the oldest queued batch (only one in the spool if disk_only). false if there is none.
- * If it was *newest (the batch being admitted), *newest becomes NULL.
+ * Drop the oldest queued batch of the kind asked for. false if there is none. If it was
+ * *newest (the batch being admitted), *newest becomes NULL.
  */
-static bool drop_oldest(struct fwd_output *g, bool disk_only, uint64_t *records,
+static bool drop_oldest(struct fwd_output *g, enum which w, uint64_t *records,
                         struct batch **newest)
 {
     struct batch *prev = NULL, *b = g->phead;
 
-    while (b != NULL && disk_only && b->ref.seg == NULL) {
+    while (b != NULL && ((w == IN_SPOOL && b->ref.seg == NULL) || (w == IN_MEMORY && b->spilled))) {
         prev = b;
         b = b->next;
     }
@@ -643,7 +649,7 @@ static struct batch *admit(struct fwd_output *g, struct batch *b, const char *ta
                 break;
             }
             if (rc != -ENOSPC || g->cfg.overflow != FWD_OVERFLOW_DROP_OLDEST ||
-                !drop_oldest(g, true, &dropped, NULL))
+                !drop_oldest(g, IN_SPOOL, &dropped, NULL))
                 break; /* no spool, or full and nothing older to give way */
         }
     }
@@ -654,7 +660,9 @@ static struct batch *admit(struct fwd_output *g, struct batch *b, const char *ta
     pending_append(g, b);
     /*
      * Memory: move resident batches to the spool, oldest first (they are read back when
-     * their turn comes); only when none can move does the overflow policy decide.
+     * their turn comes); only when none can move does the overflow policy decide, and it
+     * drops only batches that free memory. What is left over the limit then is the open
+     * batches and what the aggregators are writing: bounded by batch-size each.
      */
     while (over_memory(g) && b != NULL) {
         struct batch *v = g->phead;
@@ -666,11 +674,13 @@ static struct batch *admit(struct fwd_output *g, struct batch *b, const char *ta
             continue;
         }
         if (g->cfg.overflow == FWD_OVERFLOW_DROP_OLDEST) {
-            if (drop_oldest(g, false, &dropped, &b))
+            /* spilled batches only while they alone (their bookkeeping) are over the limit */
+            if (drop_oldest(g, g->mem > g->cfg.buffer_limit ? ANY : IN_MEMORY, &dropped, &b))
                 continue;
             break;
         }
-        if (g->cfg.overflow == FWD_OVERFLOW_DROP_NEWEST) {
+        if (g->cfg.overflow == FWD_OVERFLOW_DROP_NEWEST &&
+            (!b->spilled || g->mem > g->cfg.buffer_limit)) {
             /* drop b itself: it is the newest, and still queued (the tail) */
             struct batch *p = g->phead;
 

@@ -14,8 +14,17 @@
 #define FWD_API_BODY_MAX (1024u * 1024u)
 /* Bytes read from one FIFO per read() call. */
 #define FWD_READ_CHUNK (256u * 1024u)
+/* Bytes read from all FIFOs together in one loop turn (the sockets get their turn). */
+#define FWD_READ_PER_TURN (1024u * 1024u)
 /* read() calls on one FIFO per wakeup before yielding to the others (fairness). */
 #define FWD_READS_PER_WAKEUP 4
+/*
+ * A wakeup that read less than this from a FIFO means a trickle: the FIFO is
+ * looked at again FWD_COALESCE_MS later instead of at its next write (one
+ * wakeup per millisecond instead of one per line; adds at most that latency).
+ */
+#define FWD_COALESCE_BYTES (64u * 1024u)
+#define FWD_COALESCE_MS    1u
 /* Pipe capacity requested with F_SETPIPE_SZ (best effort; Linux default 64 KiB). */
 #define FWD_PIPE_SIZE (1024 * 1024)
 /* Docker splits lines at 16 KiB (moby daemon/logger/copier.go defaultBufSize). */
@@ -65,7 +74,7 @@
 /* Connect attempts that take longer than this are abandoned. */
 #define FWD_CONNECT_TIMEOUT_MS 10000u
 /* Bytes written to one aggregator socket per wakeup (fairness). */
-#define FWD_WRITE_PER_WAKEUP (1024u * 1024u)
+#define FWD_WRITE_PER_WAKEUP (4u * 1024u * 1024u)
 /* On SIGTERM, how long buffered records may still be flushed (dockerd SIGKILLs at 10 s). */
 #define FWD_SHUTDOWN_FLUSH_MS 8000u
 
