@@ -7,6 +7,7 @@
 #   make deps             install build and test dependencies (Debian 12, as root)
 #   make valgrind         unit tests under valgrind
 #   make fuzz             build the libFuzzer targets (clang) and run each briefly
+#   make bench            benchmarks against the built-in fluentd driver (see tests/bench/run.py)
 #   make format / format-check / lint
 #   make plugin           build the managed plugin from the Dockerfile (needs a registry)
 #   make plugin-local     the same plugin from the host build, without any registry
@@ -51,7 +52,7 @@ LIBOBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
 UNITS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/check_*.c))
 FUZZERS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 
-.PHONY: all deps check-deps test unit integration e2e demo valgrind fuzz format format-check lint clean \
+.PHONY: all deps check-deps test unit integration e2e demo valgrind fuzz bench bench-deps format format-check lint clean \
         plugin plugin-rootfs-local plugin-local plugin-create plugin-enable plugin-disable plugin-rm
 all: $(BUILD)/fwdlogd
 
@@ -177,11 +178,28 @@ fuzz:
 	    build/fuzzer,address,undefined/fuzz/$$f -max_total_time=$${FUZZ_SECONDS:-20} \
 	    build/fuzz-corpus/$$f tests/fuzz/corpus/$$f || exit 1; done
 
+# make bench: not part of make test (it takes minutes and wants an idle machine).
+BENCH_DEB := gnuplot-nox
+bench-deps:
+	$(Q)command -v gnuplot >/dev/null || { apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BENCH_DEB); }
+
+bench: bench-deps $(BUILD)/fwdlogd $(BUILD)/bench/framegen $(BUILD)/bench/sink
+	$(Q)BUILD=$(BUILD) $(PYTHON) tests/bench/run.py $(BENCH_ARGS)
+
+$(BUILD)/bench/framegen: tests/bench/framegen.c $(LIBOBJS)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBOBJS) $(LDLIBS)
+
+$(BUILD)/bench/sink: tests/bench/sink.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS)
+
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(LIBOBJS)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBOBJS) $(LDLIBS)
 
-FMT_FILES := $(wildcard driver/*.c include/*.h tests/unit/*.c tests/fuzz/*.c)
+FMT_FILES := $(wildcard driver/*.c include/*.h tests/unit/*.c tests/fuzz/*.c tests/bench/*.c)
 format:
 	clang-format -i $(FMT_FILES)
 format-check:
