@@ -239,6 +239,29 @@ class TestOutage(E2E):
         evs = r.wait(len(want), timeout=60)
         self.assertEqual([e["record"]["log"] for e in evs], want)
 
+    def test_failover_to_a_second_aggregator_with_acks(self):
+        # The first address has nobody listening; the second takes everything, acknowledged,
+        # and the container is never held back by the dead one.
+        dead = fwdtest.free_port()
+        r = self.receiver()
+        self.run_container("--name", "failover", IMAGE, "seq", "1", "30000",
+                           opts=["fluentd-address=127.0.0.1:%d,127.0.0.1:%d" % (dead, r.port),
+                                 "fluentd-request-ack=true", "fluentd-retry-wait=100ms"])
+        self.containers.append("failover")
+        evs = r.wait(30000, timeout=60)
+        self.assertEqual([e["record"]["log"] for e in evs], [str(i) for i in range(1, 30001)])
+
+    def test_file_buffer_through_an_outage(self):
+        # buffer-type=file: the batches wait in the plugin's state directory, then arrive.
+        port = fwdtest.free_port()
+        self.run_container("--name", "filebuf", IMAGE, "seq", "1", "50000", port=port,
+                           opts=["buffer-type=file", "fluentd-retry-wait=100ms",
+                                 "max-retry-wait=500ms"])
+        self.containers.append("filebuf")
+        r = self.receiver(port=port)
+        evs = r.wait(50000, timeout=60)
+        self.assertEqual([e["record"]["log"] for e in evs], [str(i) for i in range(1, 50001)])
+
 
 class TestCompatibility(E2E):
     def test_same_record_as_builtin_fluentd_driver(self):

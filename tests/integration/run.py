@@ -688,10 +688,11 @@ class TestSpool(ProcTest):
         os.truncate(seg, os.path.getsize(seg) - 10)  # a crash in the middle of a write
         r = self.receiver(port=port)
         d2 = self.spool_daemon(port, **env)
-        deadline = time.time() + 15
+        deadline = time.time() + 20
         while d2.api.metrics()["fwdlog_records_sent_total"] < 1900 and time.time() < deadline:
             time.sleep(0.05)
-        logs = self.logs(r)
+        sent = d2.api.metrics()["fwdlog_records_sent_total"]
+        logs = [e["record"]["log"][:8] for e in r.wait(sent, timeout=20)]  # the receiver's pace
         m = d2.api.metrics()
         self.assertEqual(m["fwdlog_spool_corrupt_records_total"], 1)
         self.assertEqual(logs, ["t%07d" % i for i in range(len(logs))], "a prefix, in order")
