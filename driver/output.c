@@ -169,6 +169,7 @@ struct fwd_output {
     struct fwd_config cfg;
     struct fwd_stream *streams;
     struct batch *phead, *ptail; /* sealed, not taken by a node; by seq */
+    size_t nresident;            /* of those, how many are in memory (not spilled) */
     size_t qbytes;               /* wire bytes of sealed batches (queued and taken) */
     size_t mem;                  /* memory held by sealed batches */
     size_t openbytes;            /* entry bytes in the streams' open batches */
@@ -322,6 +323,8 @@ static struct batch *pending_pop(struct fwd_output *g)
     if (g->phead == NULL)
         g->ptail = NULL;
     b->next = NULL;
+    if (!b->spilled)
+        g->nresident--;
     return b;
 }
 
@@ -330,6 +333,8 @@ static void pending_merge(struct fwd_output *g, struct batch *list)
 {
     struct batch head = {0}, *t = &head, *p = g->phead;
 
+    for (const struct batch *b = list; b != NULL; b = b->next)
+        g->nresident += !b->spilled;
     while (list != NULL || p != NULL) {
         struct batch **from = p == NULL || (list != NULL && list->seq < p->seq) ? &list : &p;
 
@@ -354,6 +359,7 @@ static void pending_append(struct fwd_output *g, struct batch *b)
     else
         g->phead = b;
     g->ptail = b;
+    g->nresident += !b->spilled;
 }
 
 /* A node's batches go back to the queue (its connection is gone). */
@@ -609,6 +615,8 @@ static bool drop_oldest(struct fwd_output *g, enum which w, uint64_t *records,
 {
     struct batch *prev = NULL, *b = g->phead;
 
+    if (w == IN_MEMORY && g->nresident == 0)
+        return false;
     while (b != NULL && ((w == IN_SPOOL && b->ref.seg == NULL) || (w == IN_MEMORY && b->spilled))) {
         prev = b;
         b = b->next;
@@ -621,6 +629,7 @@ static bool drop_oldest(struct fwd_output *g, enum which w, uint64_t *records,
         prev->next = b->next;
         if (g->ptail == b)
             g->ptail = prev;
+        g->nresident -= !b->spilled;
     }
     if (newest != NULL && *newest == b)
         *newest = NULL;
@@ -665,12 +674,13 @@ static struct batch *admit(struct fwd_output *g, struct batch *b, const char *ta
      * batches and what the aggregators are writing: bounded by batch-size each.
      */
     while (over_memory(g) && b != NULL) {
-        struct batch *v = g->phead;
+        struct batch *v = g->nresident > 0 ? g->phead : NULL;
 
         while (v != NULL && v->spilled)
             v = v->next;
         if (v != NULL && (v->ref.seg != NULL || spool_write(g, v, batch_tag(v), v->tag_len) == 0)) {
             evict(g, v);
+            g->nresident--;
             continue;
         }
         if (g->cfg.overflow == FWD_OVERFLOW_DROP_OLDEST) {
@@ -691,6 +701,7 @@ static struct batch *admit(struct fwd_output *g, struct batch *b, const char *ta
                     p = p->next;
                 p->next = NULL;
                 g->ptail = p;
+                g->nresident -= !b->spilled;
             }
             fwd_log_rl(FWD_LOG_WARN, first_cid(b),
                        "%s: memory (fluentd-buffer-limit %llu) and spool (spool-limit %llu) "
