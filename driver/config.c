@@ -955,7 +955,7 @@ int fwd_config_env_defaults(char *const *envp, struct fwd_kv **out, size_t *n)
             kv[*n].value = strdup(*e + elen + 1);
             (*n)++;
             if (kv[*n - 1].key == NULL || kv[*n - 1].value == NULL) {
-                fwd_config_free_defaults(kv, *n);
+                fwd_kv_free(kv, *n);
                 *n = 0;
                 return -ENOMEM;
             }
@@ -964,13 +964,4 @@ int fwd_config_env_defaults(char *const *envp, struct fwd_kv **out, size_t *n)
     }
     *out = kv;
     return 0;
-}
-
-void fwd_config_free_defaults(struct fwd_kv *kv, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        free(kv[i].key);
-        free(kv[i].value);
-    }
-    free(kv);
 }

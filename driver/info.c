@@ -194,7 +194,7 @@ int fwd_info_parse_stop(const char *body, size_t len, char **file, char *err, si
     return rc;
 }
 
-static void free_kvs(struct fwd_kv *kv, size_t n)
+void fwd_kv_free(struct fwd_kv *kv, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         free(kv[i].key);
@@ -214,8 +214,8 @@ void fwd_info_release(struct fwd_info *info)
 {
     if (info == NULL)
         return;
-    free_kvs(info->config, info->nconfig);
-    free_kvs(info->labels, info->nlabels);
+    fwd_kv_free(info->config, info->nconfig);
+    fwd_kv_free(info->labels, info->nlabels);
     free_strs(info->args, info->nargs);
     free_strs(info->env, info->nenv);
     free(info->container_id);

@@ -250,6 +250,6 @@ out:
     fwd_loop_destroy(loop);
     if (sfd >= 0)
         close(sfd);
-    fwd_config_free_defaults(defaults, ndefaults);
+    fwd_kv_free(defaults, ndefaults);
     return rc;
 }

@@ -1930,15 +1930,6 @@ static int read_meta(const char *dir, struct fwd_kv **kv, size_t *n)
     return 0;
 }
 
-static void free_kv(struct fwd_kv *kv, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        free(kv[i].key);
-        free(kv[i].value);
-    }
-    free(kv);
-}
-
 size_t fwd_outputs_replay(struct fwd_outputs *m)
 {
     char base[FWD_PATH_MAX];
@@ -1963,25 +1954,25 @@ size_t fwd_outputs_replay(struct fwd_outputs *m)
         pathf(dir, sizeof(dir), "%s/%s", base, e->d_name);
         if (read_meta(dir, &kv, &n) != 0) {
             fwd_log(FWD_LOG_WARN, "spool %s: no readable " META_FILE ": left alone", dir);
-            free_kv(kv, n);
+            fwd_kv_free(kv, n);
             continue;
         }
         if (fwd_config_build(&cfg, kv, n, NULL, 0, err, sizeof(err)) < 0) {
             fwd_log(FWD_LOG_ERROR, "spool %s: its options no longer work (%s): left alone", dir,
                     err);
-            free_kv(kv, n);
+            fwd_kv_free(kv, n);
             continue;
         }
         g = output_new(m, &cfg, dir, err, sizeof(err));
         if (g == NULL) {
             fwd_log(FWD_LOG_ERROR, "spool %s: %s: left alone", dir, err);
-            free_kv(kv, n);
+            fwd_kv_free(kv, n);
             continue;
         }
         /* spool_open scans it into the queue and writes options.json anew */
         if (spool_open(g, err, sizeof(err)) < 0)
             fwd_log(FWD_LOG_ERROR, "spool %s: %s", dir, err);
-        free_kv(kv, n);
+        fwd_kv_free(kv, n);
         if (g->spool != NULL)
             m->st.spool_corrupt += fwd_spool_corrupt(g->spool);
         if (g->phead != NULL) {

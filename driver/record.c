@@ -232,13 +232,13 @@ struct fwd_record_tmpl *fwd_record_tmpl_create(const struct fwd_info *info,
         pack_pair(&t->prefix, "container_name", cname) != 0)
         goto enomem;
     attrs_free(&a);
-    fwd_config_free_defaults(envkv, nenv);
+    fwd_kv_free(envkv, nenv);
     return t;
 enomem:
     snprintf(err, errlen, "out of memory");
 fail:
     attrs_free(&a);
-    fwd_config_free_defaults(envkv, nenv);
+    fwd_kv_free(envkv, nenv);
     fwd_record_tmpl_destroy(t);
     return NULL;
 }

@@ -118,11 +118,10 @@ int fwd_config_build(struct fwd_config *cfg, const struct fwd_kv *opts, size_t n
  * Collect the plugin-wide defaults from envp (NULL-terminated "K=V" array):
  * for each option its variable (FLUENTD_ADDRESS, FWDLOG_TAG, ...), skipping
  * empty values. *out is a malloc'd array of {option-name, value} pairs (keys
- * are option names, not variable names). 0 or -ENOMEM.
+ * are option names, not variable names; free with fwd_kv_free). 0 or -ENOMEM.
  */
 int fwd_config_env_defaults(char *const *envp, struct fwd_kv **out, size_t *n)
     __attribute__((warn_unused_result));
-void fwd_config_free_defaults(struct fwd_kv *kv, size_t n);
 
 /* The environment variable that sets option's plugin-wide default, or NULL. */
 const char *fwd_config_env_name(const char *option);

@@ -13,6 +13,9 @@ struct fwd_kv {
     char *value;
 };
 
+/* Free n malloc'd pairs and the malloc'd array holding them. NULL is fine. */
+void fwd_kv_free(struct fwd_kv *kv, size_t n);
+
 /* moby daemon/logger/loginfo.go Info. Every string is non-NULL ("" when absent). */
 struct fwd_info {
     struct fwd_kv *config; /* log-opts, in the order the JSON gave them */

@@ -231,7 +231,7 @@ START_TEST(test_config_env_defaults)
     ck_assert_str_eq(kv[0].key, "fluentd-address");
     ck_assert_str_eq(kv[1].key, "max-line-size");
     ck_assert_str_eq(fwd_config_env_name("partial-timeout"), "FWDLOG_PARTIAL_TIMEOUT");
-    fwd_config_free_defaults(kv, n);
+    fwd_kv_free(kv, n);
 }
 END_TEST
 
