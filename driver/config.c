@@ -921,19 +921,24 @@ int fwd_config_build(struct fwd_config *cfg, const struct fwd_kv *opts, size_t n
              cfg->overflow);
     if (cfg->shared_key[0]) {
         /* Different credentials are different connections; the key never goes in clear. */
-        uint64_t h = 1469598103934665603ull; /* FNV-1a */
+        uint64_t h = FWD_HASH_INIT;
         const char *parts[] = {cfg->shared_key, cfg->self_hostname, cfg->username, cfg->password};
 
         for (int i = 0; i < 4; i++)
-            for (const char *p = parts[i];; p++) {
-                h = (h ^ (uint8_t)*p) * 1099511628211ull;
-                if (*p == '\0')
-                    break;
-            }
+            h = fwd_config_hash(h, parts[i], strlen(parts[i]) + 1); /* terminators separate */
         snprintf(cfg->dest_key + strlen(cfg->dest_key),
                  sizeof(cfg->dest_key) - strlen(cfg->dest_key), " auth=%016" PRIx64, h);
     }
     return 0;
+}
+
+uint64_t fwd_config_hash(uint64_t h, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 1099511628211ull;
+    return h;
 }
 
 int fwd_config_env_defaults(char *const *envp, struct fwd_kv **out, size_t *n)

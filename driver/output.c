@@ -401,15 +401,6 @@ static bool has_data(const struct fwd_output *g)
 
 /* ---- the spool ----------------------------------------------------------------------------- */
 
-static uint64_t fnv1a(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * 1099511628211ull;
-    return h;
-}
-
 /* snprintf for paths (state_dir is at most FWD_PATH_MAX - 200 bytes, checked at create). */
 static void pathf(char *out, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void pathf(char *out, size_t n, const char *fmt, ...)
@@ -489,7 +480,8 @@ static int spool_open(struct fwd_output *g, char *err, size_t errlen)
             snprintf(err, errlen, "cannot create %.1000s: %s", base, strerror(errno));
             return -1;
         }
-        pathf(dir, sizeof(dir), "%s/%016" PRIx64, base, fnv1a(g->key));
+        pathf(dir, sizeof(dir), "%s/%016" PRIx64, base,
+              fwd_config_hash(FWD_HASH_INIT, g->key, strlen(g->key)));
         g->spool_dir = strdup(dir);
         if (g->spool_dir == NULL) {
             snprintf(err, errlen, "out of memory");

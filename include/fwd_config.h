@@ -115,6 +115,13 @@ int fwd_config_build(struct fwd_config *cfg, const struct fwd_kv *opts, size_t n
     __attribute__((warn_unused_result));
 
 /*
+ * FNV-1a over n bytes, continuing from h (FWD_HASH_INIT to begin): names for
+ * destinations (their spool directories) and the credentials in dest_key.
+ */
+#define FWD_HASH_INIT 1469598103934665603ull
+uint64_t fwd_config_hash(uint64_t h, const void *p, size_t n);
+
+/*
  * Collect the plugin-wide defaults from envp (NULL-terminated "K=V" array):
  * for each option its variable (FLUENTD_ADDRESS, FWDLOG_TAG, ...), skipping
  * empty values. *out is a malloc'd array of {option-name, value} pairs (keys
