@@ -535,8 +535,8 @@ static const struct {
     {O_OVERFLOW, {"drop-oldest", "drop-newest", "block"}, "drop-oldest, drop-newest or block"},
 };
 
-/* v's index among option id's words, or -1. */
-static int parse_enum(int id, const char *v)
+/* v's index among option id's words, or -1 with *want saying what is accepted. */
+static int parse_enum(int id, const char *v, const char **want)
 {
     for (size_t i = 0; i < sizeof(enum_opts) / sizeof(enum_opts[0]); i++) {
         if (enum_opts[i].id != id)
@@ -544,16 +544,9 @@ static int parse_enum(int id, const char *v)
         for (int w = 0; w < 4 && enum_opts[i].words[w] != NULL; w++)
             if (strcmp(v, enum_opts[i].words[w]) == 0)
                 return w;
+        *want = enum_opts[i].want;
     }
     return -1;
-}
-
-static const char *enum_want(int id)
-{
-    for (size_t i = 0; i < sizeof(enum_opts) / sizeof(enum_opts[0]); i++)
-        if (enum_opts[i].id == id)
-            return enum_opts[i].want;
-    return "";
 }
 
 /* The fixed-size string field of c that option id sets. */
@@ -641,10 +634,11 @@ static int apply(struct fwd_config *c, int id, const char *v, struct origin o, c
         case O_BALANCE:
         case O_BUFFER_TYPE:
         case O_OVERFLOW: {
-            int i = parse_enum(id, v);
+            const char *want = "";
+            int i = parse_enum(id, v, &want);
 
             if (i < 0) {
-                bad_value(err, errlen, o, v, enum_want(id));
+                bad_value(err, errlen, o, v, want);
                 return -EINVAL;
             }
             if (id == O_BALANCE)

@@ -325,13 +325,10 @@ void fwd_spool_close(struct fwd_spool *sp)
     }
     sp->last = NULL;
     /* segments whose every record was released go now; the rest stay for the next run */
-    while (sp->segs != NULL && sp->segs->live == 0)
-        seg_unlink(sp, sp->segs);
-    for (struct fwd_spool_seg *s = sp->segs; s != NULL && s->next != NULL;) {
-        if (s->next->live == 0)
-            seg_unlink(sp, s->next);
-        else
-            s = s->next;
+    for (struct fwd_spool_seg *s = sp->segs, *next; s != NULL; s = next) {
+        next = s->next;
+        if (s->live == 0)
+            seg_unlink(sp, s);
     }
     free_segs(sp);
     free(sp->dir);
