@@ -283,11 +283,7 @@ static void finish(struct fwd_container *c, const char *why)
                   c->pending.len);
     fwd_partial_flush(c->partial, on_line, c);
     fwd_stream_flush(c->stream);
-    if (fwd_src_dropped(c->src) > 0)
-        fwd_log_c(FWD_LOG_WARN, c->cid,
-                  "%llu records of this container were dropped so far (memory and spool full; "
-                  "see overflow-policy)",
-                  (unsigned long long)fwd_src_dropped(c->src));
+    fwd_src_log_drops(c->src);
     fwd_log_c(FWD_LOG_DEBUG, c->cid, "stopped (%s)", why);
     container_free(c);
 }

@@ -97,6 +97,7 @@ enum state {
 struct fwd_src {
     int refs;
     uint64_t dropped;
+    uint64_t logged; /* of those, how many fwd_src_log_drops reported */
     char cid[13];
 };
 
@@ -238,10 +239,23 @@ void fwd_src_release(struct fwd_src *src)
 {
     if (src == NULL || --src->refs > 0)
         return;
-    if (src->dropped > 0)
-        fwd_log_c(FWD_LOG_WARN, src->cid, "%llu records of this container were dropped in all",
+    if (src->dropped > src->logged)
+        fwd_log_c(FWD_LOG_WARN, src->cid,
+                  "%llu more records of this container were dropped after it stopped (%llu in "
+                  "all)",
+                  (unsigned long long)(src->dropped - src->logged),
                   (unsigned long long)src->dropped);
     free(src);
+}
+
+void fwd_src_log_drops(struct fwd_src *src)
+{
+    if (src->dropped > 0)
+        fwd_log_c(FWD_LOG_WARN, src->cid,
+                  "%llu records of this container were dropped so far (memory and spool full; "
+                  "see overflow-policy)",
+                  (unsigned long long)src->dropped);
+    src->logged = src->dropped;
 }
 
 uint64_t fwd_src_dropped(const struct fwd_src *src)

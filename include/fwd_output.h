@@ -37,6 +37,11 @@ struct fwd_src;
 struct fwd_src *fwd_src_create(const char *cid);
 void fwd_src_release(struct fwd_src *src);
 uint64_t fwd_src_dropped(const struct fwd_src *src);
+/*
+ * Log how many of src's records were dropped (its container stops). The last
+ * release logs only what was dropped after that, so nothing is said twice.
+ */
+void fwd_src_log_drops(struct fwd_src *src);
 
 /* A container waiting for room (overflow-policy=block). Embedded by the caller. */
 struct fwd_waiter {
