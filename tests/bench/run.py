@@ -252,7 +252,7 @@ class EndToEnd:
     def fwdlogd_pid(self):
         r = subprocess.run(["pgrep", "-x", "fwdlogd"], capture_output=True, text=True)
         pids = [int(p) for p in r.stdout.split()]
-        # the plugin's: its parent is a containerd shim, not a test of ours
+        # the plugin's: not one this benchmark started (those run under /tmp/fwdbench-*)
         for p in pids:
             with open("/proc/%d/cmdline" % p, "rb") as f:
                 if b"/tmp/fwdbench" not in f.read():
