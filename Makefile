@@ -138,7 +138,7 @@ plugin:
 # /run/docker/plugins and the state directory. No registry, no image pull.
 plugin-rootfs-local: $(BUILD)/fwdlogd
 	$(Q)rm -rf $(PLUGIN_DIR) && mkdir -p $(PLUGIN_DIR)/rootfs/usr/bin \
-	    $(PLUGIN_DIR)/rootfs/run/docker/plugins $(PLUGIN_DIR)/rootfs/var/lib/fwdlog \
+	    $(PLUGIN_DIR)/rootfs/run/docker/plugins $(PLUGIN_DIR)/rootfs/run/docker/logging \
 	    $(PLUGIN_DIR)/rootfs/etc $(PLUGIN_DIR)/rootfs/tmp
 	$(Q)cp $(BUILD)/fwdlogd $(PLUGIN_DIR)/rootfs/usr/bin/fwdlogd
 	$(Q)for lib in $$(ldd $(BUILD)/fwdlogd | awk '$$2 == "=>" && $$3 ~ /^\// {print $$3} \
