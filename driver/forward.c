@@ -309,6 +309,75 @@ static int rd_skip(struct rd *r)
     return 1;
 }
 
+/*
+ * Skip one whole object of any type, containers included. One counter of the
+ * objects still to skip replaces a stack: a container adds its children. A
+ * header claiming billions of children only runs out of bytes (0); nothing is
+ * allocated for it.
+ */
+static int rd_skip_any(struct rd *r)
+{
+    uint64_t todo = 1;
+
+    while (todo > 0) {
+        size_t n, w;
+        uint8_t t;
+        int rc;
+
+        if (r->off >= r->len)
+            return 0;
+        t = r->p[r->off];
+        todo--;
+        if ((t & 0xf0) == 0x90 || t == 0xdc || t == 0xdd || (t & 0xf0) == 0x80 || t == 0xde ||
+            t == 0xdf) {
+            bool map = (t & 0xf0) == 0x80 || t == 0xde || t == 0xdf;
+
+            rc = map ? rd_map(r, &n) : rd_array(r, &n);
+            if (rc <= 0)
+                return rc;
+            todo += map ? 2 * (uint64_t)n : n;
+            continue;
+        }
+        if (t >= 0xd4 && t <= 0xd8) { /* fixext 1, 2, 4, 8, 16: type byte, then data */
+            w = 2 + ((size_t)1 << (t - 0xd4));
+        } else if (t >= 0xc7 && t <= 0xc9) { /* ext 8, 16, 32: length, type, data */
+            size_t lw = (size_t)1 << (t - 0xc7);
+
+            if (r->len - r->off < 1 + lw)
+                return 0;
+            w = 1 + lw + 1 + be(r->p + r->off + 1, (int)lw);
+        } else if (t == 0xc1) {
+            return -1; /* never used */
+        } else {
+            rc = rd_skip(r);
+            if (rc <= 0)
+                return rc;
+            continue;
+        }
+        if (r->len - r->off < w)
+            return 0;
+        r->off += w;
+    }
+    return 1;
+}
+
+uint32_t fwd_forward_whole_entries(const uint8_t *p, size_t len, size_t *used)
+{
+    struct rd r = {.p = p, .len = len};
+    uint32_t count = 0;
+
+    *used = 0;
+    while (count < UINT32_MAX && r.off < len) {
+        size_t n;
+
+        if (rd_array(&r, &n) != 1 || n != 2 || rd_skip_any(&r) != 1 || rd_skip_any(&r) != 1)
+            break;
+        *used = r.off;
+        count++;
+    }
+    return count;
+}
+
 static bool is(const uint8_t *s, size_t n, const char *lit)
 {
     return n == strlen(lit) && memcmp(s, lit, n) == 0;

@@ -48,6 +48,7 @@
 #include "fwd_buf.h"
 #include "fwd_closer.h"
 #include "fwd_forward.h"
+#include "fwd_journal.h"
 #include "fwd_limits.h"
 #include "fwd_log.h"
 #include "fwd_resolve.h"
@@ -206,6 +207,9 @@ struct fwd_stream {
     struct batch *open;
     size_t reserved_from; /* entries.len at fwd_stream_begin */
     struct fwd_timer flush_timer;
+    struct fwd_journal *jrn; /* buffer-type=file: the open batch on disk */
+    size_t journaled;        /* bytes of open->entries in it */
+    bool jrn_gap;            /* an append failed: nothing more until the next seal */
 };
 
 struct fwd_outputs {
@@ -479,6 +483,8 @@ static int write_meta(const struct fwd_output *g)
 }
 
 static int on_spool_item(void *ctx, const struct fwd_spool_item *it);
+static int on_journal(void *ctx, const char *tag, size_t tag_len, const uint8_t *entries,
+                      size_t len, uint32_t count);
 
 /*
  * Open the destination's spool (once). With buffer-type=file a failure is the
@@ -523,6 +529,7 @@ static int spool_open(struct fwd_output *g, char *err, size_t errlen)
         return -1;
     }
     g->m->st.spool_corrupt += fwd_spool_corrupt(g->spool);
+    fwd_journal_recover(g->spool_dir, g->cfg.batch_size + g->cfg.max_line + 65536u, on_journal, g);
     if (g->m->st.replayed_records > before)
         fwd_log(FWD_LOG_INFO, "%s: sending %llu records left in the spool by an earlier run",
                 g->label, (unsigned long long)(g->m->st.replayed_records - before));
@@ -1847,6 +1854,10 @@ void fwd_outputs_close_all(struct fwd_outputs *m)
             g->streams = s->next;
             fwd_loop_timer_stop(m->loop, &s->flush_timer);
             batch_free(s->open);
+            if (s->journaled == 0 && !s->jrn_gap)
+                fwd_journal_destroy(s->jrn); /* empty: everything it held was sealed */
+            else
+                fwd_journal_close(s->jrn); /* unsealed records: the next start sends them */
             free(s->tag);
             free(s);
         }
@@ -2078,26 +2089,15 @@ static int compress_batch(struct fwd_output *g, struct batch *b)
     return 0;
 }
 
-static void seal(struct fwd_stream *s)
+/* Compress and frame a batch whose entries are complete, then queue it (admit). */
+static void seal_batch(struct fwd_output *g, struct batch *b, const char *tag, size_t tag_len)
 {
-    struct fwd_output *g = s->out;
-    struct batch *b = s->open;
-
-    fwd_loop_timer_stop(g->m->loop, &s->flush_timer);
-    if (b == NULL)
-        return;
-    s->open = NULL;
-    g->openbytes -= b->entries.len;
-    if (b->count == 0) {
-        batch_free(b);
-        return;
-    }
     if (g->cfg.gzip && compress_batch(g, b) != 0) {
         batch_free(b);
         return;
     }
     b->entries_len = b->entries.len;
-    if (frame_batch(g, b, s->tag, s->tag_len) != 0) {
+    if (frame_batch(g, b, tag, tag_len) != 0) {
         count_drop(g, b);
         fwd_log_rl(FWD_LOG_ERROR, first_cid(b), "%s: out of memory: dropped %u records", g->label,
                    b->count);
@@ -2105,9 +2105,79 @@ static void seal(struct fwd_stream *s)
         return;
     }
     b->seq = g->next_seq++;
-    admit(g, b, s->tag, s->tag_len);
-    dispatch(g);
-    ensure_connections(g);
+    admit(g, b, tag, tag_len);
+}
+
+static void seal(struct fwd_stream *s)
+{
+    struct fwd_output *g = s->out;
+    struct batch *b = s->open;
+
+    bool queued;
+
+    fwd_loop_timer_stop(g->m->loop, &s->flush_timer);
+    if (b == NULL)
+        return;
+    s->open = NULL;
+    g->openbytes -= b->entries.len;
+    queued = b->count > 0;
+    if (queued)
+        seal_batch(g, b, s->tag, s->tag_len); /* consumes b */
+    else
+        batch_free(b);
+    /* what the journal held is in the spool now (or, without room there, in memory) */
+    if (s->jrn != NULL && (s->journaled > 0 || s->jrn_gap)) {
+        s->journaled = 0;
+        s->jrn_gap = fwd_journal_reset(s->jrn) != 0;
+    }
+    if (queued) {
+        dispatch(g);
+        ensure_connections(g);
+    }
+}
+
+/* A journal an earlier run left: its records become a batch, queued like any other. */
+static int on_journal(void *ctx, const char *tag, size_t tag_len, const uint8_t *entries,
+                      size_t len, uint32_t count)
+{
+    struct fwd_output *g = ctx;
+    struct batch *b = calloc(1, sizeof(*b));
+
+    if (b == NULL)
+        return -1;
+    fwd_buf_init(&b->entries, SIZE_MAX / 2);
+    if (fwd_buf_append(&b->entries, entries, len) != 0) {
+        batch_free(b);
+        return -1;
+    }
+    b->count = count;
+    g->m->st.replayed_records += count;
+    seal_batch(g, b, tag, tag_len);
+    return 0;
+}
+
+void fwd_stream_sync(struct fwd_stream *s)
+{
+    struct fwd_output *g = s->out;
+    struct batch *b = s->open;
+    int rc;
+
+    if (g->cfg.buffer_type != FWD_BUFFER_FILE || b == NULL || s->jrn_gap ||
+        b->entries.len <= s->journaled || g->spool == NULL)
+        return;
+    if (s->jrn == NULL && (rc = fwd_journal_create(g->spool_dir, s->tag, s->tag_len, &s->jrn)) != 0)
+        goto fail;
+    rc = fwd_journal_append(s->jrn, b->entries.data + s->journaled, b->entries.len - s->journaled);
+    if (rc != 0)
+        goto fail;
+    s->journaled = b->entries.len;
+    return;
+fail:
+    s->jrn_gap = true;
+    fwd_log_rl(FWD_LOG_ERROR, first_cid(b),
+               "%s: cannot keep the open batch in %s: %s (until it is sealed, a crash of "
+               "fwdlogd would lose it)",
+               g->label, g->spool_dir, strerror(-rc));
 }
 
 static void on_flush_timer(struct fwd_timer *t)
@@ -2167,6 +2237,7 @@ void fwd_stream_release(struct fwd_stream *s)
             break;
         }
     }
+    fwd_journal_destroy(s->jrn);
     free(s->tag);
     free(s);
     output_maybe_free(g);

@@ -104,6 +104,19 @@ static enum MHD_Result stop_logging(struct fwd_plugin_api *api, struct MHD_Conne
 {
     char *file = NULL, err[512];
 
+    if (req->body.len == 0) {
+        /*
+         * dockerd's plugin client retries a call whose connection broke (fwdlogd was
+         * killed while the call waited) with the body reader the first attempt drained:
+         * an empty body (moby pkg/plugins client.go callWithRetry). An error here would
+         * make dockerd give up before it closes its end of the FIFO, which then never
+         * reaches EOF. Answer success: dockerd closes the FIFO, and the stream ends at
+         * its EOF, drained, as any stream whose writer left.
+         */
+        fwd_log(FWD_LOG_INFO, "StopLogging with an empty body (dockerd retrying a call a "
+                              "restart cut off): that stream ends when dockerd closes it");
+        return reply(conn, 200, "{\"Err\":\"\"}", CONTENT_TYPE);
+    }
     if (fwd_info_parse_stop((const char *)req->body.data, req->body.len, &file, err, sizeof(err)) <
         0)
         return reply_err(conn, 400, err);

@@ -10,6 +10,7 @@
 #define FWD_LOG_MODULE "state"
 #include "fwd_state.h"
 #include "fwd_config.h"
+#include "fwd_file.h"
 #include "fwd_limits.h"
 #include "fwd_log.h"
 
@@ -50,21 +51,6 @@ int fwd_state_init(const char *state_dir, char *err, size_t errlen)
     return 0;
 }
 
-static int write_all(int fd, const char *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-
-        if (w == -1 && errno == EINTR)
-            continue;
-        if (w == -1)
-            return -errno;
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 int fwd_state_save(const char *state_dir, const char *file, const char *body, size_t len)
 {
     char path[FWD_PATH_MAX], tmp[FWD_PATH_MAX + 8];
@@ -75,7 +61,7 @@ int fwd_state_save(const char *state_dir, const char *file, const char *body, si
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd == -1)
         return -errno;
-    rc = write_all(fd, body, len);
+    rc = fwd_file_write_all(fd, body, len);
     if (close(fd) == -1 && rc == 0)
         rc = -errno;
     if (rc == 0 && rename(tmp, path) == -1)
@@ -92,46 +78,6 @@ void fwd_state_forget(const char *state_dir, const char *file)
     file_path(path, sizeof(path), state_dir, file);
     if (unlink(path) == -1 && errno != ENOENT)
         fwd_log(FWD_LOG_WARN, "cannot remove stream state %s: %s", path, strerror(errno));
-}
-
-/* The whole of a state file, at most FWD_API_BODY_MAX bytes. 0 or -errno. */
-static int read_state(const char *path, char **out, size_t *len)
-{
-    struct stat st;
-    char *buf = NULL;
-    size_t got = 0;
-    int rc = 0, fd = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
-
-    if (fd == -1)
-        return -errno;
-    if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) || st.st_size > FWD_API_BODY_MAX) {
-        rc = -EINVAL;
-        goto out;
-    }
-    buf = malloc((size_t)st.st_size + 1);
-    if (buf == NULL) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    while (got < (size_t)st.st_size) {
-        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-
-        if (n == -1 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            rc = n == 0 ? -EIO : -errno;
-            goto out;
-        }
-        got += (size_t)n;
-    }
-    buf[got] = '\0';
-    *out = buf;
-    *len = got;
-    buf = NULL;
-out:
-    free(buf);
-    close(fd);
-    return rc;
 }
 
 static int is_state_name(const char *name)
@@ -165,7 +111,7 @@ size_t fwd_state_each(const char *state_dir, fwd_state_cb cb, void *ctx, size_t 
             unlink(path); /* a temporary file a crash left */
             continue;
         }
-        rc = read_state(path, &body, &len);
+        rc = fwd_file_read(path, FWD_API_BODY_MAX, &body, &len);
         if (rc != 0) {
             fwd_log(FWD_LOG_WARN, "stream state %s unreadable (%s): removed", path, strerror(-rc));
             unlink(path);

@@ -118,4 +118,11 @@ int fwd_forward_check_pong(const struct fwd_pong *pong, const struct fwd_helo *h
 /* 32 lowercase hex characters from 16 random bytes (the PING salt), NUL-terminated. */
 int fwd_forward_salt(char out[33]) __attribute__((warn_unused_result));
 
+/*
+ * How many whole [time, record] entries p[0..len) starts with (entries of a
+ * PackedForward body, back to back), and the bytes they take in *used. Stops
+ * at the first one cut short or not an entry. Allocates nothing.
+ */
+uint32_t fwd_forward_whole_entries(const uint8_t *p, size_t len, size_t *used);
+
 #endif

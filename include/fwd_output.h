@@ -125,6 +125,12 @@ void fwd_stream_unwait(struct fwd_stream *s, struct fwd_waiter *w);
 const char *fwd_stream_label(const struct fwd_stream *s);
 /* Seal the open batch now (StopLogging: nothing more will come soon). */
 void fwd_stream_flush(struct fwd_stream *s);
+/*
+ * buffer-type=file: append the open batch's new records to its journal
+ * (fwd_journal.h), so a crash of fwdlogd loses none of them. The reader calls
+ * it after each FIFO read, before it reads again. Otherwise nothing.
+ */
+void fwd_stream_sync(struct fwd_stream *s);
 
 /* Seal every open batch (shutdown). */
 void fwd_outputs_flush_all(struct fwd_outputs *m);

@@ -141,6 +141,38 @@ class Dockerd:
         if r.returncode != 0:
             raise DockerError("docker import failed: %s" % r.stderr.decode())
 
+    def plugin_id(self, name="fwdlog"):
+        return self.docker("plugin", "inspect", "-f", "{{.Id}}", name).stdout.strip()
+
+    def plugin_dir(self, name="fwdlog"):
+        """The plugin's directory on the host (rootfs/, propagated-mount/)."""
+        return os.path.join(self.base, "root", "plugins", self.plugin_id(name))
+
+    def plugin_pid(self, name="fwdlog", timeout=20):
+        """fwdlogd's pid: the child of the containerd shim started for this plugin's id
+        (several private dockerds may run on one machine)."""
+        pid_of_plugin = self.plugin_id(name).encode()
+        deadline = time.time() + timeout
+        while True:
+            for p in os.listdir("/proc"):
+                if not p.isdigit():
+                    continue
+                try:
+                    with open("/proc/%s/cmdline" % p, "rb") as f:
+                        argv = f.read().split(b"\0")
+                    if not argv[0].endswith(b"fwdlogd"):
+                        continue
+                    with open("/proc/%s/status" % p) as f:
+                        ppid = [ln.split()[1] for ln in f if ln.startswith("PPid:")][0]
+                    with open("/proc/%s/cmdline" % ppid, "rb") as f:
+                        if pid_of_plugin in f.read():
+                            return int(p)
+                except (OSError, IndexError):
+                    continue
+            if time.time() > deadline:
+                raise DockerError("no fwdlogd process for plugin %s" % name)
+            time.sleep(0.1)
+
     def install_plugin(self):
         """make plugin-local (rootfs from the host build + docker plugin create), then enable."""
         self.make("plugin-local")

@@ -8,6 +8,7 @@ Each case checks the records that arrive, exactly."""
 import os
 import re
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -21,6 +22,8 @@ from dockerenv import IMAGE, Dockerd  # noqa: E402
 from fwdtest import Receiver  # noqa: E402
 
 D = None
+# fwdlogd starts the cases cause on purpose (kills, disable/enable), besides the first
+RESTARTS = 0
 
 
 def setUpModule():
@@ -54,7 +57,7 @@ def tearDownModule():
     if bad:
         raise AssertionError("fwdlogd reported %s in the dockerd log" % ", ".join(bad))
     # one start, plus one per dockerd restart of the daemon.json case (two restarts)
-    if not D.external and starts > 3:
+    if not D.external and starts > 3 + RESTARTS:
         raise AssertionError("fwdlogd started %d times: the plugin crashed and was restarted"
                              % starts)
 
@@ -261,6 +264,151 @@ class TestOutage(E2E):
         r = self.receiver(port=port)
         evs = r.wait(50000, timeout=60)
         self.assertEqual([e["record"]["log"] for e in evs], [str(i) for i in range(1, 50001)])
+
+
+# A container that prints numbered lines (20 every 10 ms) until docker stop, then "END n":
+# with n, a test knows exactly which lines it wrote.
+COUNTER = ("trap 'echo END $i; exit 0' TERM; i=0; while :; do echo $i; i=$((i+1)); "
+           "[ $((i % 20)) -eq 0 ] && sleep 0.01; done")
+
+
+class TestPluginRestart(E2E):
+    """fwdlogd killed, or the plugin disabled and enabled, with containers running: they
+    never freeze, docker stop stays prompt, and (buffer-type=file with acks) nothing is
+    lost. dockerd never sends StartLogging again: fwdlogd re-attaches by itself."""
+
+    def kill_plugin(self, sig=signal.SIGKILL):
+        global RESTARTS
+        pid = D.plugin_pid()
+        os.kill(pid, sig)
+        if sig == signal.SIGKILL:
+            RESTARTS += 1
+        return pid
+
+    def per_container(self, r):
+        by = {}
+        for e in r.records():
+            by.setdefault(e["record"]["container_name"], []).append(e["record"]["log"])
+        return by
+
+    def wait_progress(self, r, names, since, timeout):
+        """Every container's count passes what it had in since, within timeout."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            by = self.per_container(r)
+            if all(len(by.get("/" + n, [])) > since.get("/" + n, 0) for n in names):
+                return True
+            time.sleep(0.1)
+        return False
+
+    def stop_all(self, names):
+        took = {}
+        for n in names:
+            t0 = time.time()
+            D.docker("stop", "-t", "2", n, timeout=60)
+            took[n] = time.time() - t0
+        return took
+
+    def check_counts(self, r, names, lossless):
+        """Each container's lines 0..n-1 then END n, in order per container."""
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            by = self.per_container(r)
+            if all(any(x.startswith("END ") for x in by.get("/" + n, [])) for n in names):
+                break
+            time.sleep(0.2)
+        time.sleep(1)
+        by = self.per_container(r)
+        lost = dups = 0
+        for n in names:
+            got = by.get("/" + n, [])
+            ends = [x for x in got if x.startswith("END ")]
+            self.assertEqual(len(set(ends)), 1, "%s: one END line: %r" % (n, ends))
+            # the trap may run between "echo $i" and the increment: then $i was printed too
+            total = int(ends[0].split()[1])
+            nums = [int(x) for x in got if not x.startswith("END ")]
+            missing = set(range(total)) - set(nums)
+            self.assertEqual(set(nums) - set(range(total + 1)), set(), n)
+            lost += len(missing)
+            dups += len(nums) - len(set(nums))
+            if lossless:
+                self.assertEqual(missing, set(), "%s lost %d of %d lines" % (n, len(missing),
+                                                                              total))
+        return lost, dups
+
+    def run_kills(self, opts, lossless):
+        r = self.receiver()
+        names = ["k%d" % i for i in range(10)]
+        for n in names:
+            self.run_container("--name", n, IMAGE, "sh", "-c", COUNTER, detach=True,
+                               port=r.port, opts=opts)
+        self.assertTrue(self.wait_progress(r, names, {}, 20), "lines before any kill")
+        for k in range(3):
+            before = {n: len(v) for n, v in self.per_container(r).items()}
+            old = self.kill_plugin()
+            t0 = time.time()
+            self.assertTrue(self.wait_progress(r, names, before, 5.0),
+                            "kill %d: every container's lines arrive again within 5 s" % k)
+            self.assertNotEqual(D.plugin_pid(), old)
+            print("  kill %d: lines again after %.2fs" % (k, time.time() - t0), file=sys.stderr)
+            time.sleep(max(0, 5 - (time.time() - t0)))
+        for n in names:
+            state = D.docker("inspect", "-f", "{{.State.Running}}", n).stdout.strip()
+            self.assertEqual(state, "true", "%s keeps running" % n)
+        took = self.stop_all(names)
+        self.assertLess(max(took.values()), 10, "docker stop -t 2 took %r" % took)
+        lost, dups = self.check_counts(r, names, lossless)
+        print("  %s: %d lines lost, %d duplicates" % (" ".join(opts) or "memory", lost, dups),
+              file=sys.stderr)
+        self.assertEqual(r.errors(), [])
+        return lost, dups
+
+    def test_sigkill_three_times_file_buffer_with_acks_loses_nothing(self):
+        self.run_kills(["buffer-type=file", "fluentd-request-ack=true"], lossless=True)
+
+    def test_sigkill_three_times_memory_buffer_never_freezes(self):
+        self.run_kills([], lossless=False)
+
+    def test_disable_force_then_enable_resumes(self):
+        global RESTARTS
+        r = self.receiver()
+        names = ["de0", "de1"]
+        for n in names:
+            self.run_container("--name", n, IMAGE, "sh", "-c", COUNTER, detach=True,
+                               port=r.port, opts=["fluentd-request-ack=true",
+                                                  "buffer-type=file"])
+        self.assertTrue(self.wait_progress(r, names, {}, 20))
+        D.docker("plugin", "disable", "-f", "fwdlog")
+        time.sleep(2)  # the containers' pipes fill meanwhile; they block, and wait
+        before = {n: len(v) for n, v in self.per_container(r).items()}
+        D.docker("plugin", "enable", "--timeout", "0", "fwdlog")
+        RESTARTS += 1
+        self.assertTrue(self.wait_progress(r, names, before, 5.0), "lines after enable")
+        took = self.stop_all(names)
+        self.assertLess(max(took.values()), 10, "docker stop -t 2 took %r" % took)
+        self.check_counts(r, names, lossless=True)
+
+    def test_container_exits_while_the_plugin_is_down(self):
+        r = self.receiver()
+        self.run_container("--name", "gone1", IMAGE, "sh", "-c", "sleep 2; seq 1 500",
+                           detach=True, port=r.port)
+        self.kill_plugin(signal.SIGSTOP)  # frozen: reads nothing, answers nothing
+        try:
+            # it writes (the pipe holds it) and exits; dockerd's StopLogging waits for an
+            # answer (so docker wait would too)
+            time.sleep(4)
+        finally:
+            self.kill_plugin(signal.SIGKILL)
+        D.docker("wait", "gone1", timeout=60)
+        evs = r.wait(500, timeout=30)
+        time.sleep(1)
+        self.assertEqual([e["record"]["log"] for e in r.records()],
+                         [str(i) for i in range(1, 501)])
+        streams = os.path.join(D.plugin_dir(), "propagated-mount", "streams")
+        deadline = time.time() + 40
+        while os.listdir(streams) and time.time() < deadline:
+            time.sleep(0.1)
+        self.assertEqual(os.listdir(streams), [], "no state is left:\n" + D.logtail(60))
 
 
 class TestCompatibility(E2E):

@@ -120,6 +120,23 @@ class TestPluginAPI(Base):
     def test_stop_unknown_file_is_success(self):
         self.assertEqual(self.d.api.stop("/run/docker/logging/nope"), (200, {"Err": ""}))
 
+    def test_stop_with_empty_body_is_success(self):
+        # dockerd's retry of a StopLogging that a restart of fwdlogd cut off carries an
+        # empty body (the first attempt drained it); an error would make dockerd keep the
+        # FIFO open forever. The stream ends at its EOF instead, drained.
+        f = self.fifo()
+        self.start(f, cid=cid(2))
+        f.write(frame(time_nano=1, line=b"last words"))
+        self.assertEqual(self.d.api.call("/LogDriver.StopLogging", raw=b""), (200, {"Err": ""}))
+        self.assertEqual(self.d.api.metrics()["fwdlog_containers"], 1)
+        os.close(f.fd)  # dockerd closes its end once StopLogging answered
+        f.fd = None
+        deadline = time.time() + 5
+        while self.d.api.metrics()["fwdlog_containers"] != 0 and time.time() < deadline:
+            time.sleep(0.02)
+        self.assertEqual(self.d.api.metrics()["fwdlog_containers"], 0)
+        self.assertEqual([e["record"]["log"] for e in self.recv.wait(1)], ["last words"])
+
     def test_null_arrays_and_maps(self):
         f = self.fifo()
         i = info(cid(2))
@@ -794,6 +811,34 @@ class TestSpool(ProcTest):
         self.assertEqual(len(got), n)
         self.assertEqual(d2.api.metrics()["fwdlog_replayed_records_total"], n)
         self.assertIn("left in the spool by an earlier run", d2.logtext())
+
+    def test_file_buffer_open_batch_survives_sigkill(self):
+        # The batch still open at the crash (flush-interval 10 s, far from batch-size) is
+        # in its journal: every line read arrives after the restart, exactly once.
+        port = fwdtest.free_port()
+        env = {"FWDLOG_BUFFER_TYPE": "file", "FWDLOG_FLUSH_INTERVAL": "10s",
+               "FWDLOG_BATCH_SIZE": "4m"}
+        d = self.spool_daemon(port, **env)
+        f = self.fifo()
+        d.api.start(f.path, info(cid(0xa3)))
+        n = 3000
+        f.write(lines(b"j", 0, n))
+        deadline = time.time() + 20
+        while d.api.metrics()["fwdlog_records_total"] < n and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(d.api.metrics()["fwdlog_spooled_batches_total"], 0, "still open")
+        self.kill_daemon(d)
+        jrn = [fn for _, _, fs in os.walk(os.path.join(self.tmp, "state", "spool"))
+               for fn in fs if fn.endswith(".jrn")]
+        self.assertEqual(len(jrn), 1, jrn)
+        f.write(lines(b"j", n, n + 10))  # read by the next fwdlogd, after the journal's
+        r = self.receiver(port=port)
+        d2 = self.spool_daemon(port, **env)
+        r.wait(n + 10, timeout=30)
+        time.sleep(0.5)
+        self.assertEqual(self.logs(r), ["j%07d" % i for i in range(n + 10)])
+        self.assertEqual(d2.api.metrics()["fwdlog_replayed_records_total"], n)
+        self.assertEqual(r.errors(), [])
 
     def test_truncated_segment_is_skipped_not_fatal(self):
         port = fwdtest.free_port()
