@@ -92,6 +92,8 @@
 /* Reply bytes buffered while waiting for a whole ack. */
 #define REPLY_MAX (64u * 1024u)
 #define META_FILE "options.json"
+/* The sequence number up to which every batch was delivered or dropped (8 bytes). */
+#define DELIVERED_FILE "delivered"
 
 enum state {
     S_IDLE = 0,
@@ -189,6 +191,8 @@ struct fwd_output {
     bool spool_tried; /* the spool was opened, or failed to */
     char *spool_dir;
     struct fwd_spool *spool;
+    int delivered_fd;        /* DELIVERED_FILE in the spool directory, or -1 */
+    uint64_t delivered_upto; /* what it says */
     struct fwd_waiter *waiters;
     json_t *options;         /* what it was made with, for the spool's options.json */
     SSL_CTX *tls_ctx;        /* tls://: CA store, client certificate, verification mode */
@@ -317,13 +321,40 @@ static void batch_free(struct batch *b)
 }
 
 /* A sealed batch leaves the destination: delivered or dropped. */
+/*
+ * Every batch sealed before the oldest one still queued or taken is done for
+ * good. Kept in DELIVERED_FILE, so a restart skips the spool records of
+ * batches that were delivered but whose segment was still in use: without
+ * it, each restart sent a whole segment again.
+ */
+static void note_delivered(struct fwd_output *g)
+{
+    uint64_t low = g->next_seq;
+
+    if (g->phead != NULL && g->phead->seq < low)
+        low = g->phead->seq;
+    for (unsigned i = 0; i < g->nnodes; i++)
+        if (g->nodes[i].qhead != NULL && g->nodes[i].qhead->seq < low)
+            low = g->nodes[i].qhead->seq;
+    if (g->delivered_fd < 0 || low - 1 <= g->delivered_upto)
+        return;
+    g->delivered_upto = low - 1;
+    if (pwrite(g->delivered_fd, &g->delivered_upto, sizeof(g->delivered_upto), 0) !=
+        (ssize_t)sizeof(g->delivered_upto))
+        g->delivered_upto = 0; /* tried again next time; a restart may send duplicates */
+}
+
 static void batch_done(struct fwd_output *g, struct batch *b)
 {
+    bool released = b->ref.seg != NULL;
+
     g->qbytes -= batch_wire_len(b);
     g->mem -= batch_mem(b);
-    if (b->ref.seg != NULL)
+    if (released)
         fwd_spool_release(g->spool, &b->ref);
     batch_free(b);
+    if (released)
+        note_delivered(g);
     update_blocked(g);
 }
 
@@ -483,6 +514,7 @@ static int write_meta(const struct fwd_output *g)
 }
 
 static int on_spool_item(void *ctx, const struct fwd_spool_item *it);
+static void open_delivered(struct fwd_output *g);
 static int on_journal(void *ctx, const char *tag, size_t tag_len, const uint8_t *entries,
                       size_t len, uint32_t count);
 
@@ -522,6 +554,7 @@ static int spool_open(struct fwd_output *g, char *err, size_t errlen)
     before = g->m->st.replayed_records;
     if (fwd_spool_open(g->spool_dir, &g->spool, on_spool_item, g, err, errlen) < 0)
         return -1;
+    open_delivered(g);
     if (write_meta(g) != 0) {
         snprintf(err, errlen, "cannot write %s/" META_FILE ": %s", g->spool_dir, strerror(errno));
         fwd_spool_close(g->spool);
@@ -1642,9 +1675,13 @@ static void output_destroy(struct fwd_output *g)
 
         pathf(path, sizeof(path), "%s/" META_FILE, g->spool_dir);
         unlink(path);
+        pathf(path, sizeof(path), "%s/" DELIVERED_FILE, g->spool_dir);
+        unlink(path);
         fwd_spool_destroy(g->spool);
     } else
         fwd_spool_close(g->spool); /* the records still in it stay for the next start */
+    if (g->delivered_fd >= 0)
+        close(g->delivered_fd);
     free(g->spool_dir);
     json_decref(g->options);
     SSL_CTX_free(g->tls_ctx);
@@ -1770,6 +1807,7 @@ static struct fwd_output *output_new(struct fwd_outputs *m, const struct fwd_con
     }
     g->tls_ctx = ctx;
     g->m = m;
+    g->delivered_fd = -1;
     g->cfg = *cfg;
     g->options = options_json(cfg);
     /* the lists it came from are the caller's */
@@ -1900,6 +1938,49 @@ static int frame_batch(struct fwd_output *g, struct batch *b, const char *tag, s
     b->opt_len = fwd_forward_packed_options(b->opt, sizeof(b->opt), b->count,
                                             g->cfg.request_ack ? b->chunk : NULL, g->cfg.gzip);
     return 0;
+}
+
+/*
+ * After the scan: batches an earlier run delivered (at or below its
+ * DELIVERED_FILE mark) are released, not sent again; new batches are
+ * numbered above the mark.
+ */
+static void open_delivered(struct fwd_output *g)
+{
+    char path[FWD_PATH_MAX];
+    uint64_t upto = 0, skipped = 0;
+    struct batch **pp = &g->phead, *last = NULL;
+
+    pathf(path, sizeof(path), "%s/" DELIVERED_FILE, g->spool_dir);
+    g->delivered_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (g->delivered_fd < 0 ||
+        pread(g->delivered_fd, &upto, sizeof(upto), 0) != (ssize_t)sizeof(upto))
+        upto = 0;
+    while (*pp != NULL) {
+        struct batch *b = *pp;
+
+        if (b->seq > upto) {
+            last = b;
+            pp = &b->next;
+            continue;
+        }
+        *pp = b->next;
+        g->nresident -= !b->spilled;
+        skipped += b->count;
+        g->m->st.replayed_records -= b->count;
+        b->next = NULL;
+        g->qbytes -= batch_wire_len(b);
+        g->mem -= batch_mem(b);
+        fwd_spool_release(g->spool, &b->ref);
+        batch_free(b);
+    }
+    g->ptail = last;
+    if (g->next_seq <= upto)
+        g->next_seq = upto + 1;
+    g->delivered_upto = upto;
+    if (skipped > 0)
+        fwd_log(FWD_LOG_DEBUG, "%s: %llu spooled records were delivered before the restart",
+                g->label, (unsigned long long)skipped);
 }
 
 /* A record of a spool left by an earlier run: queue it as a spilled batch. */

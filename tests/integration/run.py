@@ -840,6 +840,29 @@ class TestSpool(ProcTest):
         self.assertEqual(d2.api.metrics()["fwdlog_replayed_records_total"], n)
         self.assertEqual(r.errors(), [])
 
+    def test_file_buffer_restart_does_not_resend_what_was_acknowledged(self):
+        # Segments go only once all their batches are done, so a restart used to send a
+        # whole segment again; the "delivered" mark keeps that to the unacknowledged.
+        r = self.receiver()
+        env = {"FWDLOG_BUFFER_TYPE": "file", "FLUENTD_REQUEST_ACK": "true"}
+        d = self.spool_daemon(r.port, **env)
+        f = self.fifo()
+        d.api.start(f.path, info(cid(0xa4)))
+        f.write(lines(b"d", 0, 2000))
+        r.wait(2000, timeout=30)
+        deadline = time.time() + 10
+        while d.api.metrics()["fwdlog_records_sent_total"] < 2000 and time.time() < deadline:
+            time.sleep(0.05)  # acknowledged
+        self.assertTrue(self.spool_files(), "the segment is still in use")
+        self.kill_daemon(d)
+        d2 = self.spool_daemon(r.port, **env)
+        f.write(lines(b"d", 2000, 2010))
+        r.wait(2010, timeout=30)
+        time.sleep(1.0)
+        self.assertEqual(self.logs(r), ["d%07d" % i for i in range(2010)])
+        self.assertEqual(d2.api.metrics()["fwdlog_replayed_records_total"], 0)
+        self.assertEqual(r.errors(), [])
+
     def test_truncated_segment_is_skipped_not_fatal(self):
         port = fwdtest.free_port()
         env = {"FWDLOG_BUFFER_TYPE": "file", "FWDLOG_BATCH_SIZE": "4k"}
