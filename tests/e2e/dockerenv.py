@@ -141,6 +141,14 @@ class Dockerd:
         if r.returncode != 0:
             raise DockerError("docker import failed: %s" % r.stderr.decode())
 
+    def plugin_starts(self):
+        """How often fwdlogd started so far, by its own start line in dockerd's log."""
+        try:
+            with open(self.log) as f:
+                return sum(1 for ln in f if "fwdlogd" in ln and " listening on " in ln)
+        except OSError:
+            return 0
+
     def plugin_id(self, name="fwdlog"):
         return self.docker("plugin", "inspect", "-f", "{{.Id}}", name).stdout.strip()
 

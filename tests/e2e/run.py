@@ -98,6 +98,57 @@ class E2E(unittest.TestCase):
     def cid_of(self, name):
         return D.docker("inspect", "-f", "{{.Id}}", name).stdout.strip()
 
+    def per_container(self, r):
+        by = {}
+        for e in r.records():
+            by.setdefault(e["record"]["container_name"], []).append(e["record"]["log"])
+        return by
+
+    def wait_progress(self, r, names, since, timeout):
+        """Every container's count passes what it had in since, within timeout."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            by = self.per_container(r)
+            if all(len(by.get("/" + n, [])) > since.get("/" + n, 0) for n in names):
+                return True
+            time.sleep(0.1)
+        return False
+
+    def stop_all(self, names):
+        took = {}
+        for n in names:
+            t0 = time.time()
+            D.docker("stop", "-t", "2", n, timeout=60)
+            took[n] = time.time() - t0
+        return took
+
+    def check_counts(self, r, names, lossless):
+        """Each container's lines 0..n-1 then END n, in order per container."""
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            by = self.per_container(r)
+            if all(any(x.startswith("END ") for x in by.get("/" + n, [])) for n in names):
+                break
+            time.sleep(0.2)
+        time.sleep(1)
+        by = self.per_container(r)
+        lost = dups = 0
+        for n in names:
+            got = by.get("/" + n, [])
+            ends = [x for x in got if x.startswith("END ")]
+            self.assertEqual(len(set(ends)), 1, "%s: one END line: %r" % (n, ends))
+            # the trap may run between "echo $i" and the increment: then $i was printed too
+            total = int(ends[0].split()[1])
+            nums = [int(x) for x in got if not x.startswith("END ")]
+            missing = set(range(total)) - set(nums)
+            self.assertEqual(set(nums) - set(range(total + 1)), set(), n)
+            lost += len(missing)
+            dups += len(nums) - len(set(nums))
+            if lossless:
+                self.assertEqual(missing, set(), "%s lost %d of %d lines" % (n, len(missing),
+                                                                              total))
+        return lost, dups
+
 
 class TestDelivery(E2E):
     def test_stdout_stderr_keys_tag_labels_env(self):
@@ -285,57 +336,6 @@ class TestPluginRestart(E2E):
             RESTARTS += 1
         return pid
 
-    def per_container(self, r):
-        by = {}
-        for e in r.records():
-            by.setdefault(e["record"]["container_name"], []).append(e["record"]["log"])
-        return by
-
-    def wait_progress(self, r, names, since, timeout):
-        """Every container's count passes what it had in since, within timeout."""
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            by = self.per_container(r)
-            if all(len(by.get("/" + n, [])) > since.get("/" + n, 0) for n in names):
-                return True
-            time.sleep(0.1)
-        return False
-
-    def stop_all(self, names):
-        took = {}
-        for n in names:
-            t0 = time.time()
-            D.docker("stop", "-t", "2", n, timeout=60)
-            took[n] = time.time() - t0
-        return took
-
-    def check_counts(self, r, names, lossless):
-        """Each container's lines 0..n-1 then END n, in order per container."""
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            by = self.per_container(r)
-            if all(any(x.startswith("END ") for x in by.get("/" + n, [])) for n in names):
-                break
-            time.sleep(0.2)
-        time.sleep(1)
-        by = self.per_container(r)
-        lost = dups = 0
-        for n in names:
-            got = by.get("/" + n, [])
-            ends = [x for x in got if x.startswith("END ")]
-            self.assertEqual(len(set(ends)), 1, "%s: one END line: %r" % (n, ends))
-            # the trap may run between "echo $i" and the increment: then $i was printed too
-            total = int(ends[0].split()[1])
-            nums = [int(x) for x in got if not x.startswith("END ")]
-            missing = set(range(total)) - set(nums)
-            self.assertEqual(set(nums) - set(range(total + 1)), set(), n)
-            lost += len(missing)
-            dups += len(nums) - len(set(nums))
-            if lossless:
-                self.assertEqual(missing, set(), "%s lost %d of %d lines" % (n, len(missing),
-                                                                              total))
-        return lost, dups
-
     def run_kills(self, opts, lossless):
         r = self.receiver()
         names = ["k%d" % i for i in range(10)]
@@ -409,6 +409,36 @@ class TestPluginRestart(E2E):
         while os.listdir(streams) and time.time() < deadline:
             time.sleep(0.1)
         self.assertEqual(os.listdir(streams), [], "no state is left:\n" + D.logtail(60))
+
+
+class TestLiveRestore(E2E):
+    def test_dockerd_restart_with_live_restore_each_line_once(self):
+        # dockerd exits (containers and the plugin keep running), the old FIFO reaches EOF,
+        # and the new dockerd sends StartLogging again with a new FIFO for the same
+        # container: the two streams must not both read or send twice.
+        global RESTARTS
+        if D.external:
+            self.skipTest("restarts dockerd: only with the private daemon")
+        r = self.receiver()
+        starts = D.plugin_starts()
+        D.restart({"live-restore": True})
+        try:
+            self.run_container("--name", "lr1", IMAGE, "sh", "-c", COUNTER, detach=True,
+                               port=r.port)
+            self.assertTrue(self.wait_progress(r, ["lr1"], {}, 20))
+            pid = D.plugin_pid()
+            D.restart({"live-restore": True})
+            self.assertEqual(D.plugin_pid(), pid, "the plugin kept running")
+            state = D.docker("inspect", "-f", "{{.State.Running}}", "lr1").stdout.strip()
+            self.assertEqual(state, "true", "the container kept running")
+            before = {n: len(v) for n, v in self.per_container(r).items()}
+            self.assertTrue(self.wait_progress(r, ["lr1"], before, 10), "lines after restart")
+            self.stop_all(["lr1"])
+            lost, dups = self.check_counts(r, ["lr1"], lossless=True)
+            self.assertEqual(dups, 0)
+        finally:
+            D.restart({})
+            RESTARTS += D.plugin_starts() - starts
 
 
 class TestCompatibility(E2E):
