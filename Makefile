@@ -82,7 +82,8 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(LIBOBJS)
 # Debian 12 packages for building, testing and the end-to-end suite.
 DEB_BUILD := build-essential pkg-config libmicrohttpd-dev libjansson-dev libmsgpack-dev \
              libprotobuf-c-dev protobuf-c-compiler libpcre2-dev zlib1g-dev libssl-dev
-DEB_TEST  := check python3 python3-msgpack valgrind docker.io busybox-static openssl
+DEB_TEST  := check python3 python3-msgpack valgrind docker.io busybox-static openssl \
+             tzdata ca-certificates
 deps:
 	@if [ "$$(id -u)" != 0 ]; then echo "make deps: run as root (apt-get)"; exit 1; fi
 	apt-get update -qq
@@ -95,6 +96,7 @@ check-deps:
 	command -v protoc-c >/dev/null || missing=1; \
 	$(PYTHON) -c 'import msgpack' 2>/dev/null || missing=1; \
 	command -v dockerd >/dev/null || missing=1; \
+	[ -f /usr/share/zoneinfo/Etc/UTC ] || missing=1; \
 	[ -x /bin/busybox ] && /bin/busybox --list | grep -qx seq || missing=1; \
 	if [ $$missing = 1 ]; then echo "make: installing missing dependencies"; $(MAKE) deps; fi
 
@@ -133,21 +135,30 @@ plugin:
 	cp config.json $(PLUGIN_DIR)/
 	$(MAKE) --no-print-directory plugin-create
 
-# The same layout from the host build: fwdlogd, exactly the shared libraries it links
-# (as ldd resolves them, symlinks dereferenced) and the dynamic loader, CA certificates,
-# /run/docker/plugins and the state directory. No registry, no image pull.
+# The same layout from the host build: fwdlogd, the shared libraries ldd resolves for it
+# (symlinks dereferenced) and the dynamic loader, and what is loaded or read at run time
+# that ldd never lists, as Debian's image has it: libgcc_s (glibc's pthread_exit and
+# pthread_cancel dlopen it), Debian's default nsswitch.conf (hosts: files dns), host.conf,
+# UTC as localtime, OpenSSL's openssl.cnf, the CA bundle and an ld.so.cache. dockerd
+# bind-mounts /etc/hosts and /etc/resolv.conf into a plugin.
+PLUGIN_DLOPEN := libgcc_s.so.1
 plugin-rootfs-local: $(BUILD)/fwdlogd
 	$(Q)rm -rf $(PLUGIN_DIR) && mkdir -p $(PLUGIN_DIR)/rootfs/usr/bin \
 	    $(PLUGIN_DIR)/rootfs/run/docker/plugins $(PLUGIN_DIR)/rootfs/var/lib/fwdlog \
-	    $(PLUGIN_DIR)/rootfs/etc $(PLUGIN_DIR)/rootfs/tmp
+	    $(PLUGIN_DIR)/rootfs/etc/ssl/certs $(PLUGIN_DIR)/rootfs/usr/lib/ssl \
+	    $(PLUGIN_DIR)/rootfs/etc/fwdlog $(PLUGIN_DIR)/rootfs/tmp
 	$(Q)cp $(BUILD)/fwdlogd $(PLUGIN_DIR)/rootfs/usr/bin/fwdlogd
 	$(Q)for lib in $$(ldd $(BUILD)/fwdlogd | awk '$$2 == "=>" && $$3 ~ /^\// {print $$3} \
 	        $$1 ~ /^\// {print $$1}'); do \
 	    mkdir -p $(PLUGIN_DIR)/rootfs$$(dirname $$lib) && cp -L $$lib $(PLUGIN_DIR)/rootfs$$lib \
 	    || exit 1; done
-	$(Q)if [ -f /etc/ssl/certs/ca-certificates.crt ]; then mkdir -p $(PLUGIN_DIR)/rootfs/etc/ssl/certs \
-	    && cp -L /etc/ssl/certs/ca-certificates.crt $(PLUGIN_DIR)/rootfs/etc/ssl/certs/; fi
-	$(Q)for f in nsswitch.conf; do [ -f /etc/$$f ] && cp /etc/$$f $(PLUGIN_DIR)/rootfs/etc/; done; true
+	$(Q)libdir=$$(dirname $$(ldd $(BUILD)/fwdlogd | awk '$$1 == "libc.so.6" {print $$3}')) && \
+	    for so in $(PLUGIN_DLOPEN); do cp -L $$libdir/$$so $(PLUGIN_DIR)/rootfs$$libdir/ || exit 1; done
+	$(Q)cp -L /etc/ssl/certs/ca-certificates.crt $(PLUGIN_DIR)/rootfs/etc/ssl/certs/
+	$(Q)cp -L /usr/lib/ssl/openssl.cnf $(PLUGIN_DIR)/rootfs/usr/lib/ssl/
+	$(Q)cp /usr/share/libc-bin/nsswitch.conf /etc/host.conf $(PLUGIN_DIR)/rootfs/etc/
+	$(Q)cp -L /usr/share/zoneinfo/Etc/UTC $(PLUGIN_DIR)/rootfs/etc/localtime
+	$(Q)ldconfig -r $(PLUGIN_DIR)/rootfs
 	$(Q)cp config.json $(PLUGIN_DIR)/
 	@echo "  PLUGIN  $(PLUGIN_DIR) ($$(du -sh $(PLUGIN_DIR) | cut -f1))"
 

@@ -11,8 +11,12 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import fwdtest  # noqa: E402
 
 IMAGE = "fwdtest-busybox:latest"
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
@@ -72,12 +76,7 @@ class Dockerd:
     def stop(self):
         if self.proc is None:
             return
-        self.proc.terminate()
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        fwdtest.terminate(self.proc, timeout=60)
         self.proc = None
 
     def restart(self, config=None):
@@ -99,11 +98,7 @@ class Dockerd:
         shutil.rmtree(self.base, ignore_errors=True)
 
     def logtail(self, n=40):
-        try:
-            with open(self.log) as f:
-                return "".join(f.readlines()[-n:])
-        except OSError:
-            return ""
+        return fwdtest.tail(self.log, n)
 
     # ---- commands ---------------------------------------------------------------
     def docker(self, *args, check=True, timeout=120, input=None):
@@ -142,6 +137,15 @@ class Dockerd:
             raise DockerError("docker import failed: %s" % r.stderr.decode())
 
     def install_plugin(self):
-        """make plugin-local (rootfs from the host build + docker plugin create), then enable."""
+        """make plugin-local (rootfs from the host build + docker plugin create), with the
+        plugin's /etc/fwdlog mount pointed at self.config_dir (where cases put CA files and
+        secrets), then enable."""
+        self.config_dir = os.path.join(self.base, "etc-fwdlog")
+        os.makedirs(self.config_dir, exist_ok=True)
         self.make("plugin-local")
+        self.docker("plugin", "set", "fwdlog", "config.source=" + self.config_dir)
         self.make("plugin-enable")
+
+    def logtext(self):
+        """dockerd's log so far (fwdlogd's stderr is in it)."""
+        return fwdtest.tail(self.log)
