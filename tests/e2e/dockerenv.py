@@ -44,6 +44,8 @@ class Dockerd:
             self.host = "unix://%s/docker.sock" % self.base
         self.env = dict(os.environ, DOCKER_HOST=self.host)
         self.log = os.path.join(self.base, "dockerd.log")
+        self.registry = None
+        self.timings = {}
 
     # ---- lifecycle --------------------------------------------------------------
     def start(self, config=None):
@@ -84,7 +86,9 @@ class Dockerd:
         self.start(config)
 
     def cleanup(self):
-        """Stop a private daemon and remove everything it had."""
+        """Stop a private daemon (and the registry) and remove everything they had."""
+        if self.registry is not None:
+            self.registry.stop()
         if self.external:
             self.docker("plugin", "rm", "-f", "fwdlog", check=False)
             shutil.rmtree(self.base, ignore_errors=True)
@@ -109,11 +113,11 @@ class Dockerd:
                                                               r.stderr.strip()))
         return r
 
-    def make(self, *targets):
+    def make(self, *targets, timeout=300):
         san = os.environ.get("SAN", "")
         r = subprocess.run(["make", "--no-print-directory"] + (["SAN=" + san] if san else []) +
                            list(targets), cwd=ROOT, env=self.env,
-                           capture_output=True, text=True, timeout=300)
+                           capture_output=True, text=True, timeout=timeout)
         if r.returncode != 0:
             raise DockerError("make %s failed:\n%s%s" % (" ".join(targets), r.stdout, r.stderr))
         return r
@@ -136,15 +140,53 @@ class Dockerd:
         if r.returncode != 0:
             raise DockerError("docker import failed: %s" % r.stderr.decode())
 
+    # ---- the plugin ---------------------------------------------------------------
+    # FWDLOG_E2E_PLUGIN=release (make release-test) installs the plugin as users get it:
+    # built from the Dockerfile, pushed to a local registry, `docker plugin install`ed.
+    # Otherwise (make e2e) from `make plugin-local`. Either way the plugin's /etc/fwdlog
+    # mount points at self.config_dir, where cases put CA files and secrets.
     def install_plugin(self):
-        """make plugin-local (rootfs from the host build + docker plugin create), with the
-        plugin's /etc/fwdlog mount pointed at self.config_dir (where cases put CA files and
-        secrets), then enable."""
         self.config_dir = os.path.join(self.base, "etc-fwdlog")
         os.makedirs(self.config_dir, exist_ok=True)
-        self.make("plugin-local")
-        self.docker("plugin", "set", "fwdlog", "config.source=" + self.config_dir)
-        self.make("plugin-enable")
+        self.mode = os.environ.get("FWDLOG_E2E_PLUGIN", "local")
+        if self.mode == "release":
+            from registry import Registry
+            self.registry = Registry(self.base)
+            self.plugin_ref = self.publish_plugin(self.registry.ref("e2e"))
+            self.install_from_registry(self.plugin_ref)
+            # both variants' rootfs, for tests/e2e/rootfs.py
+            self.release_rootfs = os.path.join(ROOT, "build", "plugin", "rootfs")
+            self.make("plugin-rootfs-local", "PLUGIN_DIR=build/plugin-local")
+            self.local_rootfs = os.path.join(ROOT, "build", "plugin-local", "rootfs")
+        elif self.mode == "local":
+            self.make("plugin-local")
+            self.docker("plugin", "set", "fwdlog", "config.source=" + self.config_dir)
+            self.make("plugin-enable")
+        else:
+            raise DockerError("FWDLOG_E2E_PLUGIN=%r: use local or release" % self.mode)
+
+    def publish_plugin(self, ref, *make_vars):
+        """What a maintainer does: `make plugin` (the Dockerfile's rootfs) as REF, then
+        `docker plugin push REF`; the local copy is removed. make_vars: e.g. VERSION=..."""
+        t0 = time.time()
+        self.make("base-image", timeout=900)
+        self.timings["base image"] = time.time() - t0
+        t0 = time.time()
+        self.make("plugin", "PLUGIN=" + ref, *make_vars, timeout=900)
+        t1 = time.time()
+        self.docker("plugin", "push", ref, timeout=600)
+        self.docker("plugin", "rm", "-f", ref)
+        self.timings["build"] = t1 - t0
+        self.timings["push"] = time.time() - t1
+        return ref
+
+    def install_from_registry(self, ref, alias="fwdlog"):
+        """What a user does: docker plugin install --alias fwdlog REF (it enables too),
+        with the config mount's source set at install."""
+        t0 = time.time()
+        self.docker("plugin", "install", "--grant-all-permissions", "--alias", alias, ref,
+                    "config.source=" + self.config_dir, timeout=600)
+        self.timings["install"] = time.time() - t0
 
     def logtext(self):
         """dockerd's log so far (fwdlogd's stderr is in it)."""

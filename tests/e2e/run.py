@@ -19,6 +19,7 @@ sys.path.insert(0, HERE)
 import fwdtest  # noqa: E402
 from dockerenv import IMAGE, Dockerd  # noqa: E402
 from fwdtest import Receiver  # noqa: E402
+from rootfs import trace as rootfs_trace  # noqa: E402
 
 D = None
 
@@ -29,7 +30,11 @@ def setUpModule():
     try:
         D.start()
         D.import_busybox()
+        t0 = time.time()
         D.install_plugin()
+        print("e2e: plugin (%s) ready in %.0f s%s" % (
+            D.mode, time.time() - t0, "".join(", %s %.0f s" % kv for kv in D.timings.items())),
+            file=sys.stderr)
     except Exception:
         D.cleanup()
         raise
@@ -335,6 +340,30 @@ class TestConfigMount(E2E):
                           "fwdlog").stdout
         self.assertIn('"Destination":"/etc/fwdlog"', mounts.replace(" ", ""))
         self.assertIn('"ro"', mounts)
+
+
+class TestRootfs(E2E):
+    def test_both_rootfs_variants_open_the_same_files(self):
+        # What fwdlogd loads and reads at run time, resolving a name and using TLS, from
+        # the Dockerfile's rootfs (what users install) and plugin-local's: a library or
+        # file that one lacks is a crash or a different behaviour in the other.
+        if D.mode != "release":
+            self.skipTest("needs the Dockerfile's rootfs: make release-test")
+        seen = {}
+        for variant, rootfs in (("Dockerfile", D.release_rootfs), ("plugin-local",
+                                                                  D.local_rootfs)):
+            t = os.path.join(self.tmp, variant)
+            os.makedirs(t)
+            opened, missing, failure = rootfs_trace(rootfs, t)
+            self.assertIsNone(failure, "%s rootfs: %s" % (variant, failure))
+            self.assertEqual(sorted(missing), [], "%s rootfs lacks these" % variant)
+            self.assertIn("so libssl.so.3", opened)
+            self.assertIn("/etc/hosts", opened)
+            seen[variant] = opened
+        self.assertEqual(sorted(seen["Dockerfile"] - seen["plugin-local"]), [],
+                         "opened from the Dockerfile's rootfs only")
+        self.assertEqual(sorted(seen["plugin-local"] - seen["Dockerfile"]), [],
+                         "opened from plugin-local's rootfs only")
 
 
 class TestCompatibility(E2E):
