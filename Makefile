@@ -26,7 +26,7 @@ SAN     ?=
 comma   := ,
 BUILD   := build$(if $(SAN),/$(SAN))
 GEN     := $(BUILD)/gen
-PKGS    := libmicrohttpd jansson msgpack libprotobuf-c libpcre2-8 zlib libssl libcrypto
+PKGS    := libmicrohttpd jansson msgpack libprotobuf-c libpcre2-8 zlib libssl libcrypto libcares
 VERSION := 0.1.0
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wundef \
@@ -86,7 +86,7 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(LIBOBJS)
 
 # Debian 12 packages for building, testing and the end-to-end suite.
 DEB_BUILD := build-essential pkg-config libmicrohttpd-dev libjansson-dev libmsgpack-dev \
-             libprotobuf-c-dev protobuf-c-compiler libpcre2-dev zlib1g-dev libssl-dev
+             libprotobuf-c-dev protobuf-c-compiler libpcre2-dev zlib1g-dev libssl-dev libc-ares-dev
 DEB_TEST  := check python3 python3-msgpack valgrind docker.io busybox-static openssl \
              debootstrap docker-registry strace tzdata ca-certificates
 deps:

@@ -193,7 +193,11 @@ int main(int argc, char **argv)
         goto out;
     }
     loop = fwd_loop_create();
-    outputs = loop ? fwd_outputs_create(loop, o.state_dir) : NULL;
+    outputs = loop ? fwd_outputs_create(loop, o.state_dir, err, sizeof(err)) : NULL;
+    if (loop != NULL && outputs == NULL) {
+        fwd_log(FWD_LOG_ERROR, "cannot initialise: %s", err);
+        goto out;
+    }
     reg = outputs ? fwd_registry_create(loop, outputs, defaults, ndefaults, hostname) : NULL;
     if (reg == NULL || fwd_loop_io_add(loop, &sigio, sfd, EPOLLIN, on_signal, NULL) < 0) {
         fwd_log(FWD_LOG_ERROR, "cannot initialise: %s", strerror(errno ? errno : ENOMEM));
@@ -239,6 +243,15 @@ int main(int argc, char **argv)
         fwd_log(FWD_LOG_WARN, "exiting with %llu bytes of records not delivered",
                 (unsigned long long)st.queued_bytes);
         fwd_outputs_persist(outputs);
+    }
+    /* Connections close gracefully, so aggregators read everything before our close. */
+    fwd_outputs_close_all(outputs);
+    {
+        uint64_t deadline = fwd_time_mono_ns() + FWD_MS_TO_NS(FWD_SHUTDOWN_CLOSE_MS);
+
+        while (fwd_outputs_closing(outputs) && fwd_time_mono_ns() < deadline)
+            if (fwd_loop_run_once(loop, 50) < 0)
+                break;
     }
     rc = 0;
 out:

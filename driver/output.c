@@ -16,9 +16,8 @@
  *   IDLE -> (data queued) RESOLVING -> CONNECTING [-> TLS] [-> HANDSHAKE] -> CONNECTED
  *   any failure -> BACKOFF -> RESOLVING ...
  * Names are resolved again on every connect (an aggregator that moves is
- * found again) with getaddrinfo_a, polled from a timer so the loop never
- * blocks; numeric addresses skip it. Every resolved address is tried in
- * order before a connect counts as failed. Back-off is retry_wait * 2^(n-1),
+ * found again) by c-ares on the loop (resolve.c). Every resolved address is
+ * tried in order before a connect counts as failed. Back-off is retry_wait * 2^(n-1),
  * capped at max-retry-wait, with jitter (a random wait in [w/2, w]). When
  * every node has failed more than max_retries times in a row the queue is
  * dropped (counted, logged) and the count starts again.
@@ -38,14 +37,20 @@
  * new one, block stops the containers' FIFOs from being read (they block once
  * their pipe is full) until there is room. Every dropped record is counted
  * against its container (struct fwd_src). An orphan destination (no streams)
- * is freed once drained, and its spool directory with it.
+ * lingers DEST_LINGER_MS once drained, so a container that restarts finds its
+ * connection open, and is then freed, with its spool directory, by the reap
+ * timer (never from inside its own callbacks). A connection that is done
+ * (the destination goes, a planned reconnect) is closed gracefully by the
+ * closer (closer.c); one that failed is closed at once.
  */
 #define FWD_LOG_MODULE "output"
 #include "fwd_output.h"
 #include "fwd_buf.h"
+#include "fwd_closer.h"
 #include "fwd_forward.h"
 #include "fwd_limits.h"
 #include "fwd_log.h"
+#include "fwd_resolve.h"
 #include "fwd_spool.h"
 #include "fwd_time.h"
 
@@ -74,8 +79,11 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#define RESOLVE_POLL_MS 5
-#define IOV_BATCHES     32
+/* An orphan destination stays this long after it drained (a restarted container reuses it). */
+#define DEST_LINGER_MS 5000
+/* A done connection waits this long for the peer's close (closer.c). */
+#define CLOSE_WAIT_MS 2000
+#define IOV_BATCHES   32
 /* Batches written but not yet acknowledged, at most: bounds what a reconnect resends. */
 #define ACK_WINDOW 32
 /* Unwritten batches a node takes from the queue ahead of writing them (without acks). */
@@ -154,12 +162,9 @@ struct node {
     uint32_t failures;
     uint64_t connected_at;
     uint64_t last_progress;
-    struct gaicb gai;
-    struct gaicb *gai_list[1];
-    struct addrinfo hints;
-    char service[8];
-    struct addrinfo *ai, *ai_cur;
-    bool ai_from_gai;
+    struct fwd_resolve_req *lookup; /* RESOLVING: the pending lookup */
+    struct fwd_resolved addrs;      /* what the name resolved to */
+    unsigned next_addr;             /* of those, the next to try */
 };
 
 struct fwd_output {
@@ -184,8 +189,10 @@ struct fwd_output {
     char *spool_dir;
     struct fwd_spool *spool;
     struct fwd_waiter *waiters;
-    json_t *options;  /* what it was made with, for the spool's options.json */
-    SSL_CTX *tls_ctx; /* tls://: CA store, client certificate, verification mode */
+    json_t *options;         /* what it was made with, for the spool's options.json */
+    SSL_CTX *tls_ctx;        /* tls://: CA store, client certificate, verification mode */
+    struct fwd_timer linger; /* orphan and drained: freed when it fires */
+    bool reap;               /* the linger passed: the reap timer frees it */
 };
 
 struct fwd_stream {
@@ -206,6 +213,9 @@ struct fwd_outputs {
     char *state_dir;
     struct fwd_output *outs;
     struct fwd_output_stats st;
+    struct fwd_resolver *resolver;
+    struct fwd_closer *closer;
+    struct fwd_timer reap; /* frees destinations whose linger passed */
 };
 
 static void start_connect(struct node *n);
@@ -215,7 +225,7 @@ static void tls_start(struct node *n);
 static void tls_step(struct node *n);
 static void handshake_step(struct node *n);
 static const char *tls_error(void);
-static bool output_maybe_free(struct fwd_output *g);
+static void output_maybe_free(struct fwd_output *g);
 static void watch(struct node *n);
 static void arm_conn_timer(struct node *n);
 static void dispatch(struct fwd_output *g);
@@ -832,15 +842,12 @@ static void ensure_connections(struct fwd_output *g)
 
 /* ---- connection ------------------------------------------------------------------------ */
 
-static void free_addrinfo(struct node *n)
+static void forget_addrs(struct node *n)
 {
-    if (n->ai != NULL) {
-        if (n->ai_from_gai)
-            freeaddrinfo(n->ai);
-        else
-            free(n->ai); /* the one calloc'd unix-socket entry */
-    }
-    n->ai = n->ai_cur = NULL;
+    fwd_resolve_cancel(n->lookup);
+    n->lookup = NULL;
+    n->addrs.n = 0;
+    n->next_addr = 0;
 }
 
 /*
@@ -861,6 +868,22 @@ static void close_conn(struct node *n)
     }
     requeue(n);
     fwd_buf_release(&n->reply);
+}
+
+/*
+ * The same for a connection that is done rather than failed: the socket and
+ * its TLS session go to the closer, so the peer reads everything we sent
+ * before it sees our close.
+ */
+static void close_conn_gracefully(struct node *n)
+{
+    if (n->fd >= 0 && n->state == S_CONNECTED) {
+        fwd_loop_io_del(n->g->m->loop, &n->io);
+        fwd_closer_add(n->g->m->closer, n->fd, n->tls, CLOSE_WAIT_MS);
+        n->fd = -1;
+        n->tls = NULL;
+    }
+    close_conn(n);
 }
 
 static uint64_t backoff_ms(const struct node *n)
@@ -892,7 +915,7 @@ static void fail(struct node *n, const char *what, int err)
     uint64_t wait;
 
     close_conn(n);
-    free_addrinfo(n);
+    forget_addrs(n);
     n->failures++;
     g->m->st.connection_failures++;
     wait = backoff_ms(n);
@@ -916,23 +939,22 @@ static void on_io(struct fwd_io *io, uint32_t events);
 
 static void try_next_addr(struct node *n)
 {
-    while (n->ai_cur != NULL) {
-        struct addrinfo *a = n->ai_cur;
-        int fd, rc, one = 1;
+    while (n->next_addr < n->addrs.n) {
+        const struct fwd_sockaddr *a = &n->addrs.addr[n->next_addr++];
+        int family = a->sa.ss_family, fd, rc, one = 1;
 
-        n->ai_cur = a->ai_next;
-        fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+        fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd == -1)
             continue;
-        if (a->ai_family != AF_UNIX)
+        if (family != AF_UNIX)
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         do {
-            rc = connect(fd, a->ai_addr, a->ai_addrlen);
+            rc = connect(fd, (const struct sockaddr *)&a->sa, a->len);
         } while (rc == -1 && errno == EINTR);
         if (rc == -1 && errno != EINPROGRESS && errno != EAGAIN) {
             int e = errno;
             close(fd);
-            if (n->ai_cur == NULL) {
+            if (n->next_addr == n->addrs.n) {
                 fail(n, "connect", e);
                 return;
             }
@@ -952,15 +974,18 @@ static void try_next_addr(struct node *n)
     fail(n, "connect", ECONNREFUSED);
 }
 
-static void resolved(struct node *n, int gai_rc)
+static void resolved(void *ctx, int status, const struct fwd_resolved *res, const char *why)
 {
-    if (gai_rc != 0) {
-        fwd_log_rl(FWD_LOG_WARN, NULL, "%s: cannot resolve %s: %s", n->label, n->addr.host,
-                   gai_strerror(gai_rc));
-        fail(n, "resolve", 0);
+    struct node *n = ctx;
+
+    n->lookup = NULL;
+    if (status != 0) {
+        fwd_log_rl(FWD_LOG_WARN, NULL, "%s: cannot resolve %s: %s", n->label, n->addr.host, why);
+        fail(n, "resolve", -status);
         return;
     }
-    n->ai_cur = n->ai;
+    n->addrs = *res;
+    n->next_addr = 0;
     try_next_addr(n);
 }
 
@@ -969,52 +994,22 @@ static void start_connect(struct node *n)
     int rc;
 
     n->state = S_RESOLVING;
-    free_addrinfo(n);
+    forget_addrs(n);
     if (n->addr.scheme == FWD_ADDR_UNIX) {
-        struct addrinfo *a = calloc(1, sizeof(*a) + sizeof(struct sockaddr_un));
-        struct sockaddr_un *sun;
+        struct sockaddr_un *sun = (struct sockaddr_un *)&n->addrs.addr[0].sa;
 
-        if (a == NULL) {
-            fail(n, "connect", ENOMEM);
-            return;
-        }
-        sun = (struct sockaddr_un *)(a + 1);
+        memset(sun, 0, sizeof(*sun));
         sun->sun_family = AF_UNIX;
         memcpy(sun->sun_path, n->addr.path, strlen(n->addr.path) + 1);
-        a->ai_family = AF_UNIX;
-        a->ai_socktype = SOCK_STREAM;
-        a->ai_addr = (struct sockaddr *)sun;
-        a->ai_addrlen = sizeof(*sun);
-        n->ai = a;
-        n->ai_from_gai = false;
-        n->ai_cur = a;
+        n->addrs.addr[0].len = sizeof(*sun);
+        n->addrs.n = 1;
         try_next_addr(n);
         return;
     }
-    memset(&n->hints, 0, sizeof(n->hints));
-    n->hints.ai_family = AF_UNSPEC;
-    n->hints.ai_socktype = SOCK_STREAM;
-    n->hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
-    snprintf(n->service, sizeof(n->service), "%u", n->addr.port);
-    n->ai_from_gai = true;
-    rc = getaddrinfo(n->addr.host, n->service, &n->hints, &n->ai);
-    if (rc == 0) {
-        resolved(n, 0);
-        return;
-    }
-    /* A name: resolve in glibc's resolver thread and poll for the answer. */
-    n->hints.ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG;
-    memset(&n->gai, 0, sizeof(n->gai));
-    n->gai.ar_name = n->addr.host;
-    n->gai.ar_service = n->service;
-    n->gai.ar_request = &n->hints;
-    n->gai_list[0] = &n->gai;
-    rc = getaddrinfo_a(GAI_NOWAIT, n->gai_list, 1, NULL);
-    if (rc != 0) {
-        resolved(n, rc);
-        return;
-    }
-    fwd_loop_timer_start(n->g->m->loop, &n->timer, 0, on_timer, n);
+    /* names and literals alike answer through resolved(), from the loop */
+    rc = fwd_resolve_start(n->g->m->resolver, n->addr.host, n->addr.port, resolved, n, &n->lookup);
+    if (rc < 0)
+        fail(n, "resolve", -rc);
 }
 
 static void connected(struct node *n)
@@ -1028,14 +1023,14 @@ static void connected(struct node *n)
         fwd_loop_io_del(n->g->m->loop, &n->io);
         close(n->fd);
         n->fd = -1;
-        if (n->ai_cur != NULL) {
+        if (n->next_addr < n->addrs.n) {
             try_next_addr(n);
             return;
         }
         fail(n, "connect", err);
         return;
     }
-    free_addrinfo(n);
+    forget_addrs(n);
     if (n->g->tls_ctx != NULL) {
         tls_start(n);
         return;
@@ -1305,7 +1300,7 @@ static void do_write(struct node *n)
             fwd_loop_now(n->g->m->loop) - n->connected_at >=
                 FWD_MS_TO_NS(n->g->cfg.reconnect_interval_ms)) {
             /* fluentd-async-reconnect-interval: reconnect (and re-resolve) between messages. */
-            close_conn(n);
+            close_conn_gracefully(n);
             start_connect(n);
             dispatch(n->g); /* to another aggregator meanwhile, if one is up */
             return;
@@ -1433,8 +1428,7 @@ static int do_read(struct node *n)
          * during the handshake: its timer and its read-only interest stand until PONG.) */
         watch(n);
         arm_conn_timer(n);
-        if (output_maybe_free(n->g))
-            return -1;
+        output_maybe_free(n->g);
     }
     return 0;
 }
@@ -1558,18 +1552,6 @@ static void on_timer(struct fwd_timer *t)
     uint64_t now = fwd_loop_now(n->g->m->loop);
 
     switch (n->state) {
-        case S_RESOLVING: {
-            int rc = gai_error(&n->gai);
-
-            if (rc == EAI_INPROGRESS) {
-                fwd_loop_timer_start(n->g->m->loop, &n->timer, RESOLVE_POLL_MS, on_timer, n);
-                return;
-            }
-            n->ai = n->gai.ar_result;
-            n->gai.ar_result = NULL;
-            resolved(n, rc);
-            return;
-        }
         case S_CONNECTING:
             fail(n, "connect", ETIMEDOUT);
             return;
@@ -1610,15 +1592,8 @@ static void on_timer(struct fwd_timer *t)
 static void node_destroy(struct node *n)
 {
     fwd_loop_timer_stop(n->g->m->loop, &n->timer);
-    if (n->state == S_RESOLVING && gai_cancel(&n->gai) == EAI_NOTCANCELED) {
-        const struct gaicb *l[1] = {&n->gai};
-        while (gai_error(&n->gai) == EAI_INPROGRESS)
-            gai_suspend(l, 1, NULL);
-    }
-    if (n->state == S_RESOLVING && n->gai.ar_result != NULL)
-        freeaddrinfo(n->gai.ar_result);
-    close_conn(n);
-    free_addrinfo(n);
+    forget_addrs(n); /* a lookup under way is cancelled, never waited for */
+    close_conn_gracefully(n);
 }
 
 static void output_destroy(struct fwd_output *g)
@@ -1632,6 +1607,7 @@ static void output_destroy(struct fwd_output *g)
             break;
         }
     }
+    fwd_loop_timer_stop(g->m->loop, &g->linger);
     for (unsigned i = 0; i < g->nnodes; i++)
         node_destroy(&g->nodes[i]);
     empty = g->phead == NULL;
@@ -1663,14 +1639,37 @@ static void output_destroy(struct fwd_output *g)
     free(g);
 }
 
-/* Free an orphan destination with nothing left to send. true if it was freed. */
-static bool output_maybe_free(struct fwd_output *g)
+static void on_reap(struct fwd_timer *t)
 {
-    if (g->streams == NULL && !has_data(g)) {
-        output_destroy(g);
-        return true;
+    struct fwd_outputs *m = t->ctx;
+
+    for (struct fwd_output *g = m->outs, *next; g != NULL; g = next) {
+        next = g->next;
+        if (g->reap && g->streams == NULL && !has_data(g))
+            output_destroy(g);
+        else
+            g->reap = false;
     }
-    return false;
+}
+
+static void on_linger(struct fwd_timer *t)
+{
+    struct fwd_output *g = t->ctx;
+
+    if (g->streams != NULL || has_data(g))
+        return; /* taken again, or more to send: looked at again once drained */
+    g->reap = true;
+    fwd_loop_timer_start(g->m->loop, &g->m->reap, 0, on_reap, g->m);
+}
+
+/*
+ * An orphan destination with nothing left to send lingers, then goes. Never
+ * frees g itself, so any callback may call it and go on using g.
+ */
+static void output_maybe_free(struct fwd_output *g)
+{
+    if (g->streams == NULL && !has_data(g) && !fwd_timer_armed(&g->linger))
+        fwd_loop_timer_start(g->m->loop, &g->linger, DEST_LINGER_MS, on_linger, g);
 }
 
 /* The last OpenSSL error as text (for messages that name the option at fault). */
@@ -1787,9 +1786,13 @@ static struct fwd_output *output_get(struct fwd_outputs *m, const struct fwd_con
 {
     struct fwd_output *g;
 
-    for (g = m->outs; g != NULL; g = g->next)
-        if (strcmp(g->key, cfg->dest_key) == 0)
+    for (g = m->outs; g != NULL; g = g->next) {
+        if (strcmp(g->key, cfg->dest_key) == 0) {
+            fwd_loop_timer_stop(m->loop, &g->linger); /* taken again before it went */
+            g->reap = false;
             return g;
+        }
+    }
     g = output_new(m, cfg, NULL, err, errlen);
     if (g != NULL && cfg->buffer_type == FWD_BUFFER_FILE) {
         char why[1024];
@@ -1806,25 +1809,29 @@ static struct fwd_output *output_get(struct fwd_outputs *m, const struct fwd_con
     return g;
 }
 
-struct fwd_outputs *fwd_outputs_create(struct fwd_loop *loop, const char *state_dir)
+struct fwd_outputs *fwd_outputs_create(struct fwd_loop *loop, const char *state_dir, char *err,
+                                       size_t errlen)
 {
     struct fwd_outputs *m = calloc(1, sizeof(*m));
 
+    snprintf(err, errlen, "out of memory");
     if (m == NULL)
         return NULL;
     m->loop = loop;
     m->state_dir = strlen(state_dir) < FWD_PATH_MAX - 200 ? strdup(state_dir) : NULL;
-    if (m->state_dir == NULL) {
-        free(m);
+    m->resolver = fwd_resolver_create(loop, err, errlen);
+    m->closer = fwd_closer_create(loop);
+    if (m->state_dir == NULL || m->resolver == NULL || m->closer == NULL) {
+        if (m->resolver != NULL && m->closer == NULL)
+            snprintf(err, errlen, "out of memory");
+        fwd_outputs_destroy(m);
         return NULL;
     }
     return m;
 }
 
-void fwd_outputs_destroy(struct fwd_outputs *m)
+void fwd_outputs_close_all(struct fwd_outputs *m)
 {
-    if (m == NULL)
-        return;
     while (m->outs != NULL) {
         struct fwd_output *g = m->outs;
 
@@ -1839,8 +1846,23 @@ void fwd_outputs_destroy(struct fwd_outputs *m)
         g->openbytes = 0;
         output_destroy(g);
     }
+}
+
+void fwd_outputs_destroy(struct fwd_outputs *m)
+{
+    if (m == NULL)
+        return;
+    fwd_outputs_close_all(m);
+    fwd_loop_timer_stop(m->loop, &m->reap);
+    fwd_closer_destroy(m->closer);
+    fwd_resolver_destroy(m->resolver);
     free(m->state_dir);
     free(m);
+}
+
+bool fwd_outputs_closing(const struct fwd_outputs *m)
+{
+    return fwd_closer_pending(m->closer) > 0;
 }
 
 /* The PackedForward header and options of a sealed batch. 0, or -1 (out of memory). */

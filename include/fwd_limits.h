@@ -77,5 +77,7 @@
 #define FWD_WRITE_PER_WAKEUP (4u * 1024u * 1024u)
 /* On SIGTERM, how long buffered records may still be flushed (dockerd SIGKILLs at 10 s). */
 #define FWD_SHUTDOWN_FLUSH_MS 8000u
+/* Then how long connections may take to close gracefully (closer.c): all within 9 s. */
+#define FWD_SHUTDOWN_CLOSE_MS 800u
 
 #endif

@@ -11,8 +11,8 @@
  * their destination, in memory up to buffer_limit bytes and past that (or while
  * every aggregator is down, or always with buffer-type=file) in the disk spool
  * up to spool_limit; when both are full the overflow policy decides. Nothing
- * here ever blocks on the network: connect, DNS and writes are non-blocking and
- * driven by the loop. (Spool files are written and read synchronously.)
+ * here ever blocks on the network: connect, DNS (c-ares) and writes are
+ * non-blocking and driven by the loop. (Spool files are written and read synchronously.)
  */
 #ifndef FWD_OUTPUT_H
 #define FWD_OUTPUT_H
@@ -70,9 +70,10 @@ struct fwd_output_stats {
 
 /*
  * state_dir: where spools live (state_dir/spool/<destination>/). Copied.
- * NULL on ENOMEM.
+ * NULL with the reason in err (out of memory, the resolver cannot start).
  */
-struct fwd_outputs *fwd_outputs_create(struct fwd_loop *loop, const char *state_dir);
+struct fwd_outputs *fwd_outputs_create(struct fwd_loop *loop, const char *state_dir, char *err,
+                                       size_t errlen);
 /*
  * At start: the spools an earlier run left, each sent again to the
  * destination recorded with it. Returns the number of batches found.
@@ -83,7 +84,14 @@ size_t fwd_outputs_replay(struct fwd_outputs *m);
  * their spools (where spool_limit allows), so the next start sends them.
  */
 void fwd_outputs_persist(struct fwd_outputs *m);
-/* Closes every connection; queued data is discarded (flush first). NULL is fine. */
+/*
+ * Shutdown, after the flush: free every destination; queued data is
+ * discarded (persist first). Healthy connections are handed to the graceful
+ * closer: run the loop while fwd_outputs_closing, within a deadline.
+ */
+void fwd_outputs_close_all(struct fwd_outputs *m);
+bool fwd_outputs_closing(const struct fwd_outputs *m);
+/* fwd_outputs_close_all, then whatever is still closing is closed at once. NULL is fine. */
 void fwd_outputs_destroy(struct fwd_outputs *m);
 
 /*

@@ -276,7 +276,8 @@ class Receiver:
 
 
 class Daemon:
-    def __init__(self, tmpdir, env=None, level="debug"):
+    def __init__(self, tmpdir, env=None, level="debug", wrap=None):
+        """wrap: a command line that runs fwdlogd's (given after it), e.g. hosts_file()."""
         self.tmpdir = tmpdir
         self.sock = os.path.join(tmpdir, "fwdlog.sock")
         self.log = os.path.join(tmpdir, "fwdlogd.log")
@@ -287,7 +288,7 @@ class Daemon:
                "--socket", self.sock, "--state-dir", os.path.join(tmpdir, "state"),
                "--log-level", level]
         self.logf = open(self.log, "w")
-        self.proc = subprocess.Popen(cmd, env=e, stderr=self.logf, preexec_fn=_die_with_parent)
+        self.proc = subprocess.Popen((wrap or []) + cmd, env=e, stderr=self.logf, preexec_fn=_die_with_parent)
         deadline = time.time() + 10
         while not os.path.exists(self.sock):
             if self.proc.poll() is not None or time.time() > deadline:
@@ -334,6 +335,13 @@ class Fifo:
             self.fd = None
         if os.path.exists(self.path):
             os.unlink(self.path)
+
+
+def hosts_file(path):
+    """A wrap= for Daemon: fwdlogd runs in its own mount namespace where path is
+    /etc/hosts, so a test can give names the addresses it wants (root only)."""
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+            'mount --bind "$0" /etc/hosts && exec "$@"', path]
 
 
 def make_certs(d):

@@ -6,6 +6,7 @@ Uses the Docker daemon the docker CLI reaches if there is one (the plugin is cre
 or replaced, as `fwdlog` there, and left enabled); otherwise it starts a private dockerd
 as the end-to-end tests do and removes it afterwards."""
 import json
+import time
 import os
 import shutil
 import subprocess
@@ -48,8 +49,9 @@ def main():
         evs = recv.wait(5, timeout=15)
         print("\n== The receiver got %d records:" % len(evs))
         for e in sorted(evs, key=lambda e: e["time"]):
-            t = e["time"]
-            print("%s  %s.%09d  %s" % (e["tag"], t[0], t[1], json.dumps(e["record"])))
+            sec, nsec = e["time"]
+            when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + ".%09dZ" % nsec
+            print("%s  %s  %s" % (e["tag"], when, json.dumps(e["record"])))
         print("""
 What happened: dockerd handed the container's stdout and stderr to fwdlog through a FIFO;
 fwdlog turned each line into the same record Docker's built-in fluentd driver makes

@@ -117,7 +117,8 @@ def trace(rootfs, tmp, name_lookup="localhost"):
         if len(got) != 100 or recv.errors():
             raise TraceError("%d of 100 records arrived (%s): %s"
                              % (len(got), recv.errors(), _read(log)))
-        # glibc's getaddrinfo_a thread exits after 1 s idle (pthread_exit: libgcc_s)
+        # past anything a resolver does after the lookup (glibc's getaddrinfo_a thread
+        # exited after 1 s idle, and its pthread_exit loaded libgcc_s)
         time.sleep(2.5)
         pid = _chrooted_pid(root)
         if pid is None or proc.poll() is not None:

@@ -183,16 +183,16 @@ class TestDelivery(E2E):
 
     def test_aggregator_by_name(self):
         # localhost:PORT, like the default address and the README's examples: the plugin
-        # resolves the name itself. A rootfs missing what the resolver loads at run time
-        # (libgcc_s for glibc's resolver thread) made fwdlogd abort after the lookup, and
-        # dockerd restarted it: all 100 records arrived, then the plugin was gone.
+        # resolves the name itself. With glibc's getaddrinfo_a (before c-ares), a rootfs
+        # without libgcc_s made fwdlogd abort when the resolver thread exited, and dockerd
+        # restarted it: all 100 records arrived, then the plugin was gone.
         r = self.receiver()
         before = len(D.logtext())
         self.run_container("--rm", IMAGE, "seq", "1", "100",
                            opts=["fluentd-address=localhost:%d" % r.port])
         evs = r.wait(100)
         self.assertEqual([e["record"]["log"] for e in evs], [str(i) for i in range(1, 101)])
-        # glibc's getaddrinfo_a thread exits after 1 s idle; the crash came then.
+        # getaddrinfo_a's thread exited after 1 s idle; the crash came then.
         time.sleep(3)
         self.run_container("--rm", IMAGE, "echo", "after",
                            opts=["fluentd-address=localhost:%d" % r.port])

@@ -43,8 +43,8 @@ class ProcTest(unittest.TestCase):
         self.procs.append(r)
         return r
 
-    def daemon(self, env=None, level="debug"):
-        d = Daemon(self.tmp, env=env, level=level)
+    def daemon(self, env=None, level="debug", wrap=None):
+        d = Daemon(self.tmp, env=env, level=level, wrap=wrap)
         self.procs.append(d)
         return d
 
@@ -1064,6 +1064,137 @@ class TestTLS(ProcTest):
                                         "fluentd-tls-cert-file": self.pki["client.pem"],
                                         "fluentd-tls-key-file": self.pki["server.key"]}, n=0)
         self.assertIn("fluentd-tls-key-file", body["Err"])
+
+
+class TestNames(ProcTest):
+    """Aggregators given by name, as users write them (the default is localhost:24224)."""
+
+    def exact(self, r, want, timeout=20, quiet=1.0):
+        got = r.wait(len(want), timeout=timeout)
+        time.sleep(quiet)  # then nothing more may come
+        self.assertEqual([e["record"]["log"] for e in r.records()], want)
+        self.assertEqual(r.errors(), [])
+        return got
+
+    def test_localhost_by_name(self):
+        r = self.receiver()
+        d = self.daemon({"FLUENTD_ADDRESS": "localhost:%d" % r.port})
+        f = self.fifo()
+        self.assertEqual(d.api.start(f.path, info(cid(60))), (200, {"Err": ""}))
+        f.write(b"".join(frame(time_nano=i + 1, line=b"n%d" % i) for i in range(100)))
+        self.exact(r, ["n%d" % i for i in range(100)])
+        self.assertIsNone(d.proc.poll(), "fwdlogd must survive a name lookup")
+
+    def test_name_with_two_addresses_first_refuses(self):
+        # 127.0.0.2 is loopback too, but nothing listens there: the connect is refused and
+        # the next address of the name is tried, in the order /etc/hosts gives them.
+        hosts = os.path.join(self.tmp, "hosts")
+        with open(hosts, "w") as f:
+            f.write("127.0.0.1 localhost\n127.0.0.2 agg.fwdlog.test\n"
+                    "127.0.0.1 agg.fwdlog.test\n")
+        r = self.receiver()
+        d = self.daemon({"FLUENTD_ADDRESS": "agg.fwdlog.test:%d" % r.port},
+                        wrap=fwdtest.hosts_file(hosts))
+        f = self.fifo()
+        self.assertEqual(d.api.start(f.path, info(cid(61))), (200, {"Err": ""}))
+        f.write(b"".join(frame(time_nano=i + 1, line=b"m%d" % i) for i in range(50)))
+        self.exact(r, ["m%d" % i for i in range(50)])
+        self.assertNotIn("retrying", d.logtext(), "the second address is tried at once")
+
+    def test_unknown_name_retries_without_blocking(self):
+        hosts = os.path.join(self.tmp, "hosts")
+        with open(hosts, "w") as f:
+            f.write("127.0.0.1 localhost\n")
+        # resolv.conf stays the machine's: an unknown .invalid name fails (RFC 6761)
+        d = self.daemon({"FLUENTD_ADDRESS": "nowhere.invalid:24224",
+                         "FLUENTD_RETRY_WAIT": "100ms"}, wrap=fwdtest.hosts_file(hosts))
+        f = self.fifo()
+        self.assertEqual(d.api.start(f.path, info(cid(62))), (200, {"Err": ""}))
+        f.write(frame(time_nano=1, line=b"x"))
+        deadline = time.time() + 20
+        while "cannot resolve nowhere.invalid" not in d.logtext() and time.time() < deadline:
+            time.sleep(0.1)
+        self.assertIn("cannot resolve nowhere.invalid", d.logtext())
+        # the loop still answers while lookups fail
+        t0 = time.time()
+        self.assertEqual(d.api.call("/LogDriver.Capabilities")[0], 200)
+        self.assertLess(time.time() - t0, 1.0)
+
+
+class TestGracefulClose(ProcTest):
+    """A short-lived container's records all arrive, though the aggregator reads slowly
+    and (TLS 1.3) sent session tickets we never asked for: the connection is closed
+    with close_notify and FIN after the peer's data was read, never with RST."""
+
+    def setUp(self):
+        super().setUp()
+        self.pki = fwdtest.make_certs(self.tmp)
+
+    def short_lived(self, tls=False, key=None, ack=False, sigterm=False, n=1000):
+        kw = {"stall": 1.0}
+        config = {}
+        if tls:
+            kw.update(tls_cert=self.pki["server.pem"], tls_key=self.pki["server.key"])
+            config["fluentd-tls-ca-file"] = self.pki["ca.pem"]
+        if key:
+            kw["shared_key"] = key
+            config["fluentd-shared-key"] = key
+        if ack:
+            config["fluentd-request-ack"] = "true"
+        r = self.receiver(**kw)
+        config["fluentd-address"] = "%s127.0.0.1:%d" % ("tls://" if tls else "", r.port)
+        d = self.daemon()
+        f = self.fifo()
+        self.assertEqual(d.api.start(f.path, info(cid(70), config=config)), (200, {"Err": ""}))
+        f.write(b"".join(frame(time_nano=i + 1, line=b"q%d" % i) for i in range(n)))
+        self.assertEqual(d.api.stop(f.path), (200, {"Err": ""}))
+        if sigterm:
+            self.assertEqual(d.stop(), 0)
+        r.wait(n, timeout=20)
+        time.sleep(1.0)
+        self.assertEqual([e["record"]["log"] for e in r.records()], ["q%d" % i for i in range(n)])
+        self.assertEqual(r.errors(), [])
+        return r, d
+
+    def test_plain(self):
+        self.short_lived()
+
+    def test_plain_acks(self):
+        self.short_lived(ack=True)
+
+    def test_tls(self):
+        self.short_lived(tls=True)
+
+    def test_tls_acks(self):
+        self.short_lived(tls=True, ack=True)
+
+    def test_tls_shared_key(self):
+        self.short_lived(tls=True, key="k")
+
+    def test_tls_shared_key_acks(self):
+        self.short_lived(tls=True, key="k", ack=True)
+
+    def test_tls_sigterm_right_after_stop(self):
+        # the destination cannot linger: shutdown hands the connection to the closer
+        self.short_lived(tls=True, sigterm=True)
+
+    def test_restarted_container_reuses_the_connection(self):
+        r = self.receiver()
+        d = self.daemon({"FLUENTD_ADDRESS": "127.0.0.1:%d" % r.port})
+        for run in range(2):
+            f = self.fifo()
+            self.assertEqual(d.api.start(f.path, info(cid(71))), (200, {"Err": ""}))
+            f.write(frame(time_nano=1, line=b"run%d" % run))
+            self.assertEqual(d.api.stop(f.path), (200, {"Err": ""}))
+            r.wait(run + 1)
+        evs = r.records()
+        self.assertEqual([e["record"]["log"] for e in evs], ["run0", "run1"])
+        self.assertEqual(evs[0]["conn"], evs[1]["conn"], "one connection, kept across")
+        # and once the linger (5 s) passed, the idle destination is gone
+        deadline = time.time() + 10
+        while d.api.metrics()["fwdlog_destinations"] != 0 and time.time() < deadline:
+            time.sleep(0.2)
+        self.assertEqual(d.api.metrics()["fwdlog_destinations"], 0)
 
 
 class TestShutdownAndTransports(ProcTest):
