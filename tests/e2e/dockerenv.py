@@ -144,9 +144,12 @@ class Dockerd:
     # FWDLOG_E2E_PLUGIN=release (make release-test) installs the plugin as users get it:
     # built from the Dockerfile, pushed to a local registry, `docker plugin install`ed.
     # Otherwise (make e2e) from `make plugin-local`. Either way the plugin's /etc/fwdlog
-    # mount points at self.config_dir, where cases put CA files and secrets.
+    # mount points at self.config_dir, where cases put CA files and secrets: a temporary
+    # directory with the private daemon, the default /etc/fwdlog with a daemon of the
+    # machine's (make demo leaves the plugin there, so its mount must outlive the run).
     def install_plugin(self):
-        self.config_dir = os.path.join(self.base, "etc-fwdlog")
+        self.config_dir = (os.path.join(self.base, "etc-fwdlog") if not self.external
+                           else "/etc/fwdlog")
         os.makedirs(self.config_dir, exist_ok=True)
         self.mode = os.environ.get("FWDLOG_E2E_PLUGIN", "local")
         if self.mode == "release":
