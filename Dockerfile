@@ -24,6 +24,6 @@ RUN apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       libmicrohttpd12 libjansson4 libprotobuf-c1 libpcre2-8-0 zlib1g libssl3 libc-ares2 ca-certificates \
  && apt-get clean && rm -rf /var/lib/apt/lists/* \
- && mkdir -p /run/docker/plugins /var/lib/fwdlog
+ && mkdir -p /run/docker/plugins /run/docker/logging
 COPY --from=build /src/build/fwdlogd /usr/bin/fwdlogd
 ENTRYPOINT ["/usr/bin/fwdlogd"]

@@ -196,7 +196,7 @@ plugin-push:
 PLUGIN_DLOPEN := libgcc_s.so.1
 plugin-rootfs-local: $(BUILD)/fwdlogd
 	$(Q)rm -rf $(PLUGIN_DIR) && mkdir -p $(PLUGIN_DIR)/rootfs/usr/bin \
-	    $(PLUGIN_DIR)/rootfs/run/docker/plugins $(PLUGIN_DIR)/rootfs/var/lib/fwdlog \
+	    $(PLUGIN_DIR)/rootfs/run/docker/plugins $(PLUGIN_DIR)/rootfs/run/docker/logging \
 	    $(PLUGIN_DIR)/rootfs/etc/ssl/certs $(PLUGIN_DIR)/rootfs/usr/lib/ssl \
 	    $(PLUGIN_DIR)/rootfs/etc/fwdlog $(PLUGIN_DIR)/rootfs/tmp
 	$(Q)cp $(BUILD)/fwdlogd $(PLUGIN_DIR)/rootfs/usr/bin/fwdlogd

@@ -14,6 +14,15 @@
  * wakeup per millisecond, not one per line. overflow-policy=block pauses it
  * until the destination has room.
  * Invariant: every container in the list has an open fd watched by the loop.
+ *
+ * Streams outlive the process: StartLogging keeps its body on disk (state.c)
+ * before it answers, StopLogging and EOF forget it, shutdown keeps it. At
+ * start, fwd_registry_restore opens every kept FIFO again. The dead process
+ * may have consumed part of a frame, so a restored stream starts in resync
+ * mode: bytes are skipped (counted, logged once) up to the first place where
+ * a frame starts and decodes as dockerd writes it. A stream that loses its
+ * framing later (garbage, a length over the cap, a frame that does not
+ * decode) resyncs the same way instead of being discarded.
  */
 #define FWD_LOG_MODULE "container"
 #include "fwd_container.h"
@@ -24,6 +33,7 @@
 #include "fwd_limits.h"
 #include "fwd_log.h"
 #include "fwd_partial.h"
+#include "fwd_state.h"
 #include "fwd_record.h"
 #include "fwd_tag.h"
 #include "fwd_time.h"
@@ -46,7 +56,10 @@ struct fwd_container {
     int fd;
     struct fwd_io io;
     struct fwd_buf pending; /* the start of a frame cut by the last read */
-    bool corrupt;           /* framing lost: read and discard */
+    bool resync;            /* framing lost (or a restored stream): look for a frame start */
+    bool resync_logged;     /* the skip was logged: once per stream */
+    uint64_t skipped;       /* bytes skipped while resyncing, since the last log line */
+    size_t bad_len;         /* on_frame: length of the frame that did not decode */
     struct fwd_partial *partial;
     struct fwd_record_tmpl *tmpl;
     struct fwd_stream *stream;
@@ -62,6 +75,7 @@ struct fwd_registry {
     const struct fwd_kv *defaults;
     size_t ndefaults;
     char *hostname;
+    char *state_dir; /* streams are kept under it (state.c) */
     struct fwd_container *head;
     uint8_t *scratch;
     struct fwd_entry_decoder *dec;
@@ -74,7 +88,7 @@ struct fwd_registry {
 
 struct fwd_registry *fwd_registry_create(struct fwd_loop *loop, struct fwd_outputs *outputs,
                                          const struct fwd_kv *defaults, size_t ndefaults,
-                                         const char *hostname)
+                                         const char *hostname, const char *state_dir)
 {
     struct fwd_registry *r = calloc(1, sizeof(*r));
 
@@ -85,9 +99,10 @@ struct fwd_registry *fwd_registry_create(struct fwd_loop *loop, struct fwd_outpu
     r->defaults = defaults;
     r->ndefaults = ndefaults;
     r->hostname = strdup(hostname);
+    r->state_dir = strdup(state_dir);
     r->scratch = malloc(SCRATCH_SIZE);
     r->dec = fwd_entry_decoder_create();
-    if (r->hostname == NULL || r->scratch == NULL || r->dec == NULL) {
+    if (r->hostname == NULL || r->state_dir == NULL || r->scratch == NULL || r->dec == NULL) {
         fwd_registry_destroy(r);
         return NULL;
     }
@@ -130,6 +145,7 @@ void fwd_registry_destroy(struct fwd_registry *r)
     fwd_entry_decoder_destroy(r->dec);
     free(r->scratch);
     free(r->hostname);
+    free(r->state_dir);
     free(r);
 }
 
@@ -156,13 +172,11 @@ static int on_frame(void *ctx, const uint8_t *p, size_t len)
     struct fwd_container *c = ctx;
     struct fwd_entry e;
 
-    c->r->st.frames++;
     if (fwd_entry_decode(c->r->dec, p, len, &e) != 0) {
-        /* The length prefix was fine, so the stream stays in step: skip this frame only. */
-        c->r->st.discarded_bytes += len + 4;
-        fwd_log_rl(FWD_LOG_WARN, c->cid, "skipped a %zu-byte frame that is not a LogEntry", len);
-        return 0;
+        c->bad_len = len; /* its length prefix was wrong too, perhaps: resync from it */
+        return -EPROTO;
     }
+    c->r->st.frames++;
     fwd_partial_feed(c->partial, &e, fwd_loop_now(c->r->loop), on_line, c);
     return 0;
 }
@@ -187,35 +201,111 @@ static void on_partial_timer(struct fwd_timer *t)
     arm_partial_timer(c);
 }
 
+static void skip(struct fwd_container *c, size_t n)
+{
+    c->skipped += n;
+    c->r->st.discarded_bytes += n;
+}
+
+/* Framing is lost: from here on, look for the next frame start (resync). */
+static void lose_framing(struct fwd_container *c, const char *why)
+{
+    if (c->resync)
+        return;
+    c->resync = true;
+    c->r->st.corrupt_streams++;
+    fwd_log_rl(FWD_LOG_WARN, c->cid, "log stream out of step (%s): skipping to the next frame",
+               why);
+}
+
+/* Does the frame at p (complete) decode as one dockerd wrote, with a sane time? */
+static bool plausible(struct fwd_container *c, const uint8_t *p, uint32_t len)
+{
+    struct fwd_entry e;
+    int64_t now = fwd_time_real_ns();
+
+    if (fwd_entry_decode(c->r->dec, p, len, &e) != 0 || e.source == FWD_SOURCE_OTHER)
+        return false;
+    /* after 2000-01-01, and no later than a day from now (clocks may differ a little) */
+    return e.time_nano > INT64_C(946684800000000000) && e.time_nano < now + INT64_C(86400000000000);
+}
+
+static uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/*
+ * Resync: skip to the first frame start in p[pos..len) whose frame is complete
+ * and plausible. Returns the new pos; c->resync is cleared when one was found
+ * (otherwise what is left from pos waits for more bytes).
+ */
+static size_t resync(struct fwd_container *c, const uint8_t *p, size_t pos, size_t len)
+{
+    for (;;) {
+        size_t off;
+        int found = fwd_frame_find_start(p + pos, len - pos, FWD_FRAME_MAX, &off);
+        uint32_t n;
+
+        skip(c, off);
+        pos += off;
+        if (!found)
+            return pos;
+        n = be32(p + pos);
+        if (len - pos - 4 < n)
+            return pos; /* not complete yet: decide when the rest is here */
+        if (plausible(c, p + pos + 4, n))
+            break;
+        skip(c, 1);
+        pos++;
+    }
+    c->resync = false;
+    if (!c->resync_logged || c->skipped > 0)
+        fwd_log_c(FWD_LOG_WARN, c->cid, "log stream back in step after skipping %llu bytes",
+                  (unsigned long long)c->skipped);
+    c->resync_logged = true;
+    c->skipped = 0;
+    c->r->st.resyncs++;
+    return pos;
+}
+
 static void process(struct fwd_container *c, size_t len)
 {
     struct fwd_registry *r = c->r;
-    size_t used = 0;
+    const uint8_t *p = r->scratch;
+    size_t pos = 0, used;
     int rc;
 
-    if (c->corrupt) {
-        r->st.discarded_bytes += len;
-        return;
+    for (;;) {
+        if (c->resync) {
+            pos = resync(c, p, pos, len);
+            if (c->resync)
+                break;
+        }
+        rc = fwd_frame_split(p + pos, len - pos, FWD_FRAME_MAX, on_frame, c, &used);
+        pos += used;
+        if (rc == -EMSGSIZE) {
+            lose_framing(c, "a frame length over the 1 MiB limit");
+            continue;
+        }
+        if (rc == -EPROTO) {
+            pos -= 4 + c->bad_len; /* back to the prefix of the frame that did not decode */
+            skip(c, 1);
+            pos++;
+            lose_framing(c, "a frame that is not a LogEntry");
+            continue;
+        }
+        break;
     }
-    rc = fwd_frame_split(r->scratch, len, FWD_FRAME_MAX, on_frame, c, &used);
-    if (rc == -EMSGSIZE) {
-        const uint8_t *p = r->scratch + used;
+    if (pos < len && fwd_buf_append(&c->pending, p + pos, len - pos) != 0) {
+        /* more than a frame's worth that is not a frame yet: drop the oldest part */
+        size_t keep = c->pending.cap;
 
-        c->corrupt = true;
-        r->st.corrupt_streams++;
-        r->st.discarded_bytes += len - used;
-        fwd_log_c(FWD_LOG_ERROR, c->cid,
-                  "corrupt log stream: frame length %u exceeds the %u-byte limit; this "
-                  "container's remaining output is discarded (the FIFO is still drained so it "
-                  "never blocks)",
-                  (unsigned)p[0] << 24 | (unsigned)p[1] << 16 | (unsigned)p[2] << 8 | p[3],
-                  FWD_FRAME_MAX);
-        return;
-    }
-    if (used < len && fwd_buf_append(&c->pending, r->scratch + used, len - used) != 0) {
-        c->corrupt = true;
-        r->st.corrupt_streams++;
-        fwd_log_c(FWD_LOG_ERROR, c->cid, "out of memory keeping a partial frame; discarding");
+        lose_framing(c, "more than a frame's worth of bytes that are not a frame");
+        skip(c, len - pos - keep);
+        fwd_buf_reset(&c->pending);
+        if (fwd_buf_append(&c->pending, p + len - keep, keep) != 0)
+            skip(c, keep);
     }
     arm_partial_timer(c);
 }
@@ -270,8 +360,12 @@ static int read_fifo(struct fwd_container *c, bool drain, size_t *got)
     return 0;
 }
 
-/* Drain, flush the partial line, seal the batch and free the container. */
-static void finish(struct fwd_container *c, const char *why)
+/*
+ * Drain, flush the partial line, seal the batch and free the container.
+ * forget: the stream is over for dockerd too (StopLogging, EOF), so its
+ * state goes; at shutdown it stays for the next start.
+ */
+static void finish(struct fwd_container *c, const char *why, bool forget)
 {
     size_t got;
     int rc = read_fifo(c, true, &got);
@@ -285,6 +379,8 @@ static void finish(struct fwd_container *c, const char *why)
     fwd_stream_flush(c->stream);
     fwd_src_log_drops(c->src);
     fwd_log_c(FWD_LOG_DEBUG, c->cid, "stopped (%s)", why);
+    if (forget)
+        fwd_state_forget(c->r->state_dir, c->file);
     container_free(c);
 }
 
@@ -324,10 +420,10 @@ static void on_fifo(struct fwd_io *io, uint32_t events)
     if (rc == 1) {
         /* dockerd closed its end without StopLogging (it exited, e.g. live-restore). */
         fwd_log_c(FWD_LOG_INFO, c->cid, "FIFO closed by dockerd; stream finished");
-        finish(c, "EOF");
+        finish(c, "EOF", true);
     } else if (rc < 0) {
         fwd_log_c(FWD_LOG_ERROR, c->cid, "reading FIFO: %s; stream finished", strerror(-rc));
-        finish(c, "read error");
+        finish(c, "read error", true);
     }
 }
 
@@ -378,8 +474,8 @@ static int open_fifo(const char *file, char *err, size_t errlen)
     return fd;
 }
 
-int fwd_registry_start(struct fwd_registry *r, const char *file, struct fwd_info *info, char *err,
-                       size_t errlen)
+int fwd_registry_start(struct fwd_registry *r, const char *file, struct fwd_info *info,
+                       const char *body, size_t body_len, char *err, size_t errlen)
 {
     struct fwd_container *c = NULL, *old;
     struct fwd_config cfg;
@@ -426,7 +522,7 @@ int fwd_registry_start(struct fwd_registry *r, const char *file, struct fwd_info
     while ((old = find_file(r, file)) != NULL || (old = find_cid(r, c->cid)) != NULL) {
         fwd_log_c(FWD_LOG_INFO, old->cid, "StartLogging again for this container: replacing %s",
                   old->file);
-        finish(old, "replaced");
+        finish(old, "replaced", strcmp(old->file, file) != 0);
     }
     c->stream = fwd_stream_acquire(r->outputs, &cfg, tag, err, errlen);
     if (c->stream == NULL) {
@@ -437,6 +533,19 @@ int fwd_registry_start(struct fwd_registry *r, const char *file, struct fwd_info
     if (rc < 0) {
         snprintf(err, errlen, "cannot watch log FIFO: %s", strerror(-rc));
         goto out;
+    }
+    if (body == NULL) {
+        c->resync = true; /* restored: the FIFO may begin mid-frame */
+        c->resync_logged = true;
+        r->st.restored++;
+    } else if ((rc = fwd_state_save(r->state_dir, file, body, body_len)) != 0) {
+        /* the container still logs; only a restart of fwdlogd would not find it */
+        r->st.state_failures++;
+        fwd_log_c(FWD_LOG_ERROR, c->cid,
+                  "cannot keep the stream's state in %s/streams: %s; if fwdlogd restarts, "
+                  "this container's output is not read until it restarts too",
+                  r->state_dir, strerror(-rc));
+        rc = 0;
     }
     c->next = r->head;
     if (r->head)
@@ -472,13 +581,13 @@ void fwd_registry_stop(struct fwd_registry *r, const char *file)
         fwd_log(FWD_LOG_DEBUG, "StopLogging for unknown stream %s (already finished)", file);
         return;
     }
-    finish(c, "StopLogging");
+    finish(c, "StopLogging", true);
 }
 
 void fwd_registry_stop_all(struct fwd_registry *r)
 {
     while (r->head != NULL)
-        finish(r->head, "shutdown");
+        finish(r->head, "shutdown", false);
 }
 
 void fwd_registry_stats(const struct fwd_registry *r, struct fwd_registry_stats *st)
@@ -498,4 +607,51 @@ int fwd_registry_metrics(const struct fwd_registry *r, struct fwd_buf *out)
             return -1;
     }
     return 0;
+}
+
+struct restore_ctx {
+    struct fwd_registry *r;
+    size_t ok, gone;
+};
+
+static int restore_one(void *ctx, const char *body, size_t len)
+{
+    struct restore_ctx *x = ctx;
+    struct fwd_info info;
+    char *file = NULL, err[2048];
+    int rc = fwd_info_parse_start(body, len, &file, &info, err, sizeof(err));
+
+    if (rc < 0) {
+        fwd_log(FWD_LOG_WARN, "a kept stream state does not parse (%s): ignored", err);
+        return 0; /* its file is named by the FIFO path we cannot read: left for a human */
+    }
+    rc = fwd_registry_start(x->r, file, &info, NULL, 0, err, sizeof(err));
+    if (rc == 0) {
+        x->ok++;
+    } else {
+        /* The FIFO is gone (its container ended while we were down), or the options no
+         * longer start: nothing will come of it, so it is forgotten. */
+        fwd_log(rc == -ENOENT ? FWD_LOG_INFO : FWD_LOG_ERROR, "not resuming %s: %s", file, err);
+        fwd_state_forget(x->r->state_dir, file);
+        x->gone++;
+    }
+    free(file);
+    return 0;
+}
+
+size_t fwd_registry_restore(struct fwd_registry *r)
+{
+    struct restore_ctx x = {.r = r};
+    size_t bad = 0;
+    char err[512];
+
+    if (fwd_state_init(r->state_dir, err, sizeof(err)) != 0) {
+        fwd_log(FWD_LOG_ERROR, "%s: streams cannot be kept across restarts", err);
+        return 0;
+    }
+    fwd_state_each(r->state_dir, restore_one, &x, &bad);
+    if (x.ok + x.gone + bad > 0)
+        fwd_log(FWD_LOG_INFO, "resumed %zu streams of an earlier run (%zu gone, %zu unreadable)",
+                x.ok, x.gone, bad);
+    return x.ok;
 }

@@ -198,11 +198,15 @@ int main(int argc, char **argv)
         fwd_log(FWD_LOG_ERROR, "cannot initialise: %s", err);
         goto out;
     }
-    reg = outputs ? fwd_registry_create(loop, outputs, defaults, ndefaults, hostname) : NULL;
+    reg = outputs ? fwd_registry_create(loop, outputs, defaults, ndefaults, hostname, o.state_dir)
+                  : NULL;
     if (reg == NULL || fwd_loop_io_add(loop, &sigio, sfd, EPOLLIN, on_signal, NULL) < 0) {
         fwd_log(FWD_LOG_ERROR, "cannot initialise: %s", strerror(errno ? errno : ENOMEM));
         goto out;
     }
+    /* Before the API answers (dockerd never sends StartLogging again to a restarted
+     * plugin): the streams an earlier run read are read again. */
+    fwd_registry_restore(reg);
     api = fwd_plugin_api_create(loop, o.socket, reg, outputs, err, sizeof(err));
     if (api == NULL) {
         fwd_log(FWD_LOG_ERROR, "%s", err);

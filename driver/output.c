@@ -488,6 +488,7 @@ static int on_spool_item(void *ctx, const struct fwd_spool_item *it);
 static int spool_open(struct fwd_output *g, char *err, size_t errlen)
 {
     char base[FWD_PATH_MAX];
+    uint64_t before;
 
     if (g->spool_tried)
         return g->spool ? 0 : -1;
@@ -512,6 +513,7 @@ static int spool_open(struct fwd_output *g, char *err, size_t errlen)
             return -1;
         }
     }
+    before = g->m->st.replayed_records;
     if (fwd_spool_open(g->spool_dir, &g->spool, on_spool_item, g, err, errlen) < 0)
         return -1;
     if (write_meta(g) != 0) {
@@ -520,6 +522,10 @@ static int spool_open(struct fwd_output *g, char *err, size_t errlen)
         g->spool = NULL;
         return -1;
     }
+    g->m->st.spool_corrupt += fwd_spool_corrupt(g->spool);
+    if (g->m->st.replayed_records > before)
+        fwd_log(FWD_LOG_INFO, "%s: sending %llu records left in the spool by an earlier run",
+                g->label, (unsigned long long)(g->m->st.replayed_records - before));
     return 0;
 }
 
@@ -1805,6 +1811,7 @@ static struct fwd_output *output_get(struct fwd_outputs *m, const struct fwd_con
             output_destroy(g);
             return NULL;
         }
+        ensure_connections(g); /* what an earlier run left in it goes first */
     }
     return g;
 }
@@ -1975,7 +1982,6 @@ size_t fwd_outputs_replay(struct fwd_outputs *m)
         size_t n;
         struct fwd_config cfg;
         struct fwd_output *g;
-        uint64_t before = m->st.replayed_records;
 
         if (e->d_name[0] == '.')
             continue;
@@ -1991,7 +1997,19 @@ size_t fwd_outputs_replay(struct fwd_outputs *m)
             fwd_kv_free(kv, n);
             continue;
         }
-        g = output_new(m, &cfg, dir, err, sizeof(err));
+        for (g = m->outs; g != NULL && strcmp(g->key, cfg.dest_key) != 0; g = g->next)
+            ;
+        if (g != NULL && g->spool_tried) {
+            /* a resumed stream's destination (buffer-type=file) opened it already */
+            fwd_kv_free(kv, n);
+            continue;
+        }
+        if (g == NULL) {
+            g = output_new(m, &cfg, dir, err, sizeof(err));
+        } else if (g->spool_dir == NULL && (g->spool_dir = strdup(dir)) == NULL) {
+            snprintf(err, sizeof(err), "out of memory");
+            g = NULL;
+        }
         if (g == NULL) {
             fwd_log(FWD_LOG_ERROR, "spool %s: %s: left alone", dir, err);
             fwd_kv_free(kv, n);
@@ -2001,18 +2019,9 @@ size_t fwd_outputs_replay(struct fwd_outputs *m)
         if (spool_open(g, err, sizeof(err)) < 0)
             fwd_log(FWD_LOG_ERROR, "spool %s: %s", dir, err);
         fwd_kv_free(kv, n);
-        if (g->spool != NULL)
-            m->st.spool_corrupt += fwd_spool_corrupt(g->spool);
         if (g->phead != NULL) {
-            size_t batches = 0;
-
             for (struct batch *b = g->phead; b != NULL; b = b->next)
-                batches++;
-            found += batches;
-            fwd_log(FWD_LOG_INFO,
-                    "%s: sending %llu records in %zu batches left in the spool by "
-                    "an earlier run",
-                    g->label, (unsigned long long)(m->st.replayed_records - before), batches);
+                found++;
             ensure_connections(g);
         } else
             output_maybe_free(g);

@@ -86,7 +86,8 @@ static enum MHD_Result start_logging(struct fwd_plugin_api *api, struct MHD_Conn
                               sizeof(err));
     if (rc < 0)
         return reply_err(conn, rc == -ENOMEM ? 500 : 400, err);
-    rc = fwd_registry_start(api->reg, file, &info, err, sizeof(err));
+    rc = fwd_registry_start(api->reg, file, &info, (const char *)req->body.data, req->body.len, err,
+                            sizeof(err));
     if (rc < 0) {
         /* dockerd shows this as: failed to initialize logging driver: <Err> */
         fwd_log(FWD_LOG_WARN, "StartLogging refused for %s: %s", file, err);
@@ -143,7 +144,10 @@ static enum MHD_Result metrics(struct fwd_plugin_api *api, struct MHD_Connection
              "fwdlog_spooled_batches_total %llu\n"
              "fwdlog_replayed_records_total %llu\n"
              "fwdlog_spool_corrupt_records_total %llu\n"
-             "fwdlog_blocked_destinations %llu\n",
+             "fwdlog_blocked_destinations %llu\n"
+             "fwdlog_resyncs_total %llu\n"
+             "fwdlog_restored_streams_total %llu\n"
+             "fwdlog_stream_state_failures_total %llu\n",
              (unsigned long long)rs.containers, (unsigned long long)rs.frames,
              (unsigned long long)rs.records, (unsigned long long)rs.bytes_read,
              (unsigned long long)rs.corrupt_streams, (unsigned long long)rs.discarded_bytes,
@@ -154,7 +158,9 @@ static enum MHD_Result metrics(struct fwd_plugin_api *api, struct MHD_Connection
              (unsigned long long)os.queued_bytes, (unsigned long long)os.destinations,
              (unsigned long long)os.memory_bytes, (unsigned long long)os.spool_bytes,
              (unsigned long long)os.spooled_batches, (unsigned long long)os.replayed_records,
-             (unsigned long long)os.spool_corrupt, (unsigned long long)os.blocked);
+             (unsigned long long)os.spool_corrupt, (unsigned long long)os.blocked,
+             (unsigned long long)rs.resyncs, (unsigned long long)rs.restored,
+             (unsigned long long)rs.state_failures);
     fwd_buf_init(&out, 4u * 1024u * 1024u);
     if (fwd_buf_append(&out, buf, strlen(buf)) != 0 || fwd_registry_metrics(api->reg, &out) != 0 ||
         fwd_buf_append(&out, "", 1) != 0) {

@@ -28,31 +28,43 @@ struct fwd_registry_stats {
     uint64_t frames;
     uint64_t records;
     uint64_t bytes_read;
-    uint64_t corrupt_streams;
-    uint64_t discarded_bytes;
-    uint64_t records_lost; /* out of memory while packing */
+    uint64_t corrupt_streams; /* times a stream lost its framing */
+    uint64_t discarded_bytes; /* skipped to find the framing again */
+    uint64_t resyncs;         /* times it was found again */
+    uint64_t records_lost;    /* out of memory while packing */
+    uint64_t restored;        /* streams of an earlier run opened again */
+    uint64_t state_failures;  /* streams whose state could not be kept */
 };
 
 /*
  * defaults: plugin-wide option defaults (borrowed for the registry's life).
- * hostname: for {{.Hostname}} (copied). NULL on ENOMEM.
+ * hostname: for {{.Hostname}}; state_dir: where streams are kept (both
+ * copied). NULL on ENOMEM.
  */
 struct fwd_registry *fwd_registry_create(struct fwd_loop *loop, struct fwd_outputs *outputs,
                                          const struct fwd_kv *defaults, size_t ndefaults,
-                                         const char *hostname);
+                                         const char *hostname, const char *state_dir);
 /* Closes every FIFO without draining (call fwd_registry_stop_all first). NULL is fine. */
 void fwd_registry_destroy(struct fwd_registry *r);
 
 /*
- * StartLogging. info is consumed on every path. 0, or -EINVAL / -ENOENT /
+ * StartLogging. info is consumed on every path. body: the request as
+ * received, kept on disk for a restart (state.c); NULL when restoring such a
+ * state (the FIFO may then begin mid-frame). 0, or -EINVAL / -ENOENT /
  * -ENOMEM with a user-facing message in err. A second start for the same
  * ContainerID or File replaces the old stream after draining it.
  */
-int fwd_registry_start(struct fwd_registry *r, const char *file, struct fwd_info *info, char *err,
-                       size_t errlen) __attribute__((warn_unused_result));
-/* StopLogging. An unknown file is not an error. */
+int fwd_registry_start(struct fwd_registry *r, const char *file, struct fwd_info *info,
+                       const char *body, size_t body_len, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+/*
+ * At start, before the API answers: open again every stream an earlier run
+ * kept; states whose FIFO is gone are forgotten. Returns the streams resumed.
+ */
+size_t fwd_registry_restore(struct fwd_registry *r);
+/* StopLogging (the stream's state is forgotten). An unknown file is not an error. */
 void fwd_registry_stop(struct fwd_registry *r, const char *file);
-/* Drain and stop every container (shutdown). */
+/* Drain and stop every container (shutdown): their states stay for the next start. */
 void fwd_registry_stop_all(struct fwd_registry *r);
 void fwd_registry_stats(const struct fwd_registry *r, struct fwd_registry_stats *st);
 /* Per-container metrics lines (Prometheus text) appended to out. 0, or -1 when out is full. */

@@ -201,6 +201,12 @@ class Receiver:
         self.out = os.path.join(tmpdir, name + ".jsonl")
         if not append:
             open(self.out, "w").close()
+        else:
+            # A receiver killed mid-write left half a line: that event was never recorded
+            # (nor acknowledged); cut it, or the next receiver's first line is glued to it.
+            with open(self.out, "rb+") as f:
+                data = f.read()
+                f.truncate(data.rfind(b"\n") + 1)
         args = [PYTHON, os.path.join(HERE, "forward_receiver.py"), "--out", self.out]
         if unix:
             args += ["--unix", unix]

@@ -1,14 +1,15 @@
 """What fwdlogd opens at run time inside a plugin rootfs, not only what ldd prints.
 
 trace(rootfs, tmp) runs /usr/bin/fwdlogd from a copy of a plugin rootfs (chroot, as root,
-under strace -ff for open/openat), with the host's /etc/hosts and /etc/resolv.conf the
-way dockerd bind-mounts them into a managed plugin. It has fwdlogd resolve a host name
+under strace -ff for open/openat), with the env of the config.json beside it and the
+host's /etc/hosts and /etc/resolv.conf, as dockerd gives them to a managed plugin. It has fwdlogd resolve a host name
 (localhost) and send 100 lines over TLS with a CA file, waits past the resolver thread's
 idle exit and stops it with SIGTERM. It returns (opened, missing, failure): the files
 fwdlogd opened, the shared objects it looked for and never found, and None or what went
 wrong (e.g. fwdlogd aborting after the lookup for want of libgcc_s). Everything it talks
 to is on 127.0.0.1.
 """
+import json
 import os
 import re
 import shutil
@@ -90,10 +91,13 @@ def trace(rootfs, tmp, name_lookup="localhost"):
     traces = os.path.join(tmp, "trace")
     os.makedirs(traces)
     log = open(os.path.join(tmp, "fwdlogd.log"), "w")
+    # the environment dockerd gives the plugin: config.json's env values
+    with open(os.path.join(os.path.dirname(rootfs), "config.json")) as f:
+        env = {e["name"]: e["value"] for e in json.load(f)["env"] if e.get("value")}
+    env["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin"
     proc = subprocess.Popen(["strace", "-ff", "-qq", "-e", "trace=open,openat,execve", "-o",
                              os.path.join(traces, "t"), "chroot", root, "/usr/bin/fwdlogd"],
-                            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-                                 "FWDLOG_LOG_LEVEL": "info"},
+                            env=env,
                             stdout=log, stderr=log, preexec_fn=fwdtest._die_with_parent)
     fifo, failure = None, None
     try:

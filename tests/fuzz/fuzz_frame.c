@@ -74,6 +74,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     (void)fwd_frame_split(data, size, FWD_FRAME_MAX, on_frame, &c, &used);
     if (used > size)
         abort();
+    /* resync, as a restarted reader does: every candidate must be a real prefix */
+    for (size_t pos = 0, off; pos < size; pos += off + 1) {
+        int found = fwd_frame_find_start(data + pos, size - pos, FWD_FRAME_MAX, &off);
+
+        if (off > size - pos || (found && size - pos - off < FWD_FRAME_SIG_LEN))
+            abort();
+        if (!found)
+            break;
+    }
     fwd_partial_flush(c.partial, on_line, &c);
     fwd_buf_release(&c.out);
     fwd_record_tmpl_destroy(c.tmpl);

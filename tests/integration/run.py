@@ -335,21 +335,26 @@ class TestRecords(Base):
 
 
 class TestStreams(Base):
-    def test_over_cap_frame_stops_only_that_stream(self):
+    def test_over_cap_frame_resyncs_only_that_stream(self):
         bad, good = self.fifo(), self.fifo()
         self.start(bad, cid=cid(20))
         self.start(good, cid=cid(21))
         bad.write(frame(time_nano=1, line=b"before"))
         self.assertEqual(len(self.recv.wait(1)), 1)
-        bad.write(struct.pack(">I", 2 * 1024 * 1024) + b"garbage")
-        # the corrupt FIFO is still drained: 1 MiB more must not block the writer
-        bad.write(b"\0" * (1024 * 1024))
+        junk = struct.pack(">I", 2 * 1024 * 1024) + b"garbage" + b"\0" * (1024 * 1024)
+        bad.write(junk)  # the FIFO is still drained: 1 MiB of junk must not block the writer
         good.write(frame(time_nano=2, line=b"good"))
-        evs = self.recv.wait(2)
-        self.assertEqual([e["record"]["log"] for e in evs], ["before", "good"])
+        self.assertEqual(len(self.recv.wait(2)), 2)
+        # then the stream finds its framing again
+        bad.write(frame(time_nano=time.time_ns(), line=b"after"))
+        evs = self.recv.wait(3)
+        time.sleep(0.3)
+        self.assertEqual(sorted(e["record"]["log"] for e in self.recv.records()),
+                         ["after", "before", "good"])
         m = self.d.api.metrics()
         self.assertEqual(m["fwdlog_corrupt_streams_total"], 1)
-        self.assertIn("corrupt log stream", self.d.logtext())
+        self.assertEqual(m["fwdlog_discarded_bytes_total"], len(junk))
+        self.assertIn("log stream out of step", self.d.logtext())
 
     def test_lines_before_stoplogging_all_arrive(self):
         f = self.fifo()
@@ -403,6 +408,121 @@ class TestStreams(Base):
         while self.d.api.metrics()["fwdlog_containers"] != 0 and time.time() < deadline:
             time.sleep(0.02)
         self.assertEqual(self.d.api.metrics()["fwdlog_containers"], 0)
+
+
+class TestRestart(ProcTest):
+    """fwdlogd killed or stopped with containers running: the next fwdlogd reads their FIFOs
+    again from the states it kept (dockerd never sends StartLogging again)."""
+
+    def setUp(self):
+        super().setUp()
+        self.recv = self.receiver()
+        self.env = {"FLUENTD_ADDRESS": "127.0.0.1:%d" % self.recv.port}
+
+    def states(self):
+        d = os.path.join(self.tmp, "state", "streams")
+        return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+    def logs(self):
+        return [e["record"]["log"] for e in self.recv.records()]
+
+    def exact(self, want, timeout=20):
+        self.recv.wait(len(want), timeout=timeout)
+        time.sleep(0.5)
+        self.assertEqual(self.logs(), want)
+        self.assertEqual(self.recv.errors(), [])
+
+    def lines(self, a, b, prefix="r"):
+        return b"".join(frame(time_nano=time.time_ns(), line=b"%s%d" % (prefix.encode(), i))
+                        for i in range(a, b))
+
+    def test_sigkill_then_restart_reads_the_fifo_again(self):
+        d = self.daemon(self.env)
+        f = self.fifo()
+        self.assertEqual(d.api.start(f.path, info(cid(80))), (200, {"Err": ""}))
+        self.assertEqual(len(self.states()), 1, "kept before StartLogging answered")
+        st = os.stat(os.path.join(self.tmp, "state", "streams", self.states()[0]))
+        self.assertEqual(st.st_mode & 0o777, 0o600)
+        f.write(self.lines(0, 100))
+        self.exact(["r%d" % i for i in range(100)])
+        self.kill_daemon(d)
+        f.write(self.lines(100, 200))  # the pipe holds them meanwhile
+        d = self.daemon(self.env)
+        f.write(self.lines(200, 300))
+        self.exact(["r%d" % i for i in range(300)])
+        m = d.api.metrics()
+        self.assertEqual((m["fwdlog_containers"], m["fwdlog_restored_streams_total"]), (1, 1))
+        self.assertEqual(m["fwdlog_discarded_bytes_total"], 0)
+        self.assertEqual(d.api.stop(f.path), (200, {"Err": ""}))
+        self.assertEqual(self.states(), [], "StopLogging forgets the stream")
+
+    def test_sigterm_keeps_the_stream_for_the_next_start(self):
+        d = self.daemon(self.env)
+        f = self.fifo()
+        d.api.start(f.path, info(cid(81)))
+        f.write(self.lines(0, 50))
+        self.assertEqual(d.stop(), 0)
+        self.procs.remove(d)
+        self.assertEqual(len(self.states()), 1)
+        f.write(self.lines(50, 100))
+        d = self.daemon(self.env)
+        self.exact(["r%d" % i for i in range(100)])
+
+    def test_restart_mid_frame_resyncs_and_counts_the_skip(self):
+        d = self.daemon(self.env)
+        f = self.fifo()
+        d.api.start(f.path, info(cid(82)))
+        f.write(self.lines(0, 10))
+        self.exact(["r%d" % i for i in range(10)])
+        self.kill_daemon(d)
+        # what the dead process left: the rest of a frame it had begun, then garbage
+        # (including a fake length prefix), then frames, garbage between frames
+        cut = frame(time_nano=time.time_ns(), line=b"half-read")[7:]
+        junk = b"\x00\x00\x00\x20not-a-frame" + b"\xff" * 40
+        f.write(cut + junk + self.lines(10, 20) + junk + self.lines(20, 30))
+        d = self.daemon(self.env)
+        self.exact(["r%d" % i for i in range(30)])
+        m = d.api.metrics()
+        self.assertEqual(m["fwdlog_discarded_bytes_total"], len(cut) + 2 * len(junk))
+        self.assertEqual(m["fwdlog_resyncs_total"], 2)
+        self.assertEqual(d.logtext().count("back in step"), 2)
+
+    def test_stream_whose_fifo_went_away_is_forgotten(self):
+        d = self.daemon(self.env)
+        f, g = self.fifo(), self.fifo()
+        d.api.start(f.path, info(cid(83)))
+        d.api.start(g.path, info(cid(84)))
+        f.write(self.lines(0, 5, "f"))
+        g.write(self.lines(0, 5, "g"))
+        self.recv.wait(10)
+        self.kill_daemon(d)
+        f.close()  # its container ended while fwdlogd was down: dockerd removed the FIFO
+        g.write(self.lines(5, 10, "g"))
+        d = self.daemon(self.env)
+        want = sorted(["f%d" % i for i in range(5)] + ["g%d" % i for i in range(10)])
+        self.recv.wait(15)
+        time.sleep(0.5)
+        self.assertEqual(sorted(self.logs()), want)
+        self.assertEqual(len(self.states()), 1)
+        self.assertEqual(d.api.metrics()["fwdlog_containers"], 1)
+
+    def test_writer_gone_while_down_drains_then_forgets(self):
+        d = self.daemon(self.env)
+        f = self.fifo()
+        d.api.start(f.path, info(cid(85)))
+        self.kill_daemon(d)
+        # dockerd still holds the FIFO open, then lets go (its container ended) after the
+        # new fwdlogd opened it: what is in the pipe is read, then EOF forgets the stream
+        f.write(self.lines(0, 20))
+        d = self.daemon(self.env)
+        self.exact(["r%d" % i for i in range(20)])
+        os.close(f.fd)
+        f.fd = None
+        deadline = time.time() + 5
+        while self.states() and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(self.states(), [])
+        self.assertEqual(d.api.metrics()["fwdlog_containers"], 0)
 
 
 class TestAggregatorDown(ProcTest):

@@ -1,6 +1,7 @@
 /* Unit tests for frame.c and entry.c: framing, short reads, caps, protobuf decoding. */
 #include "fwd_entry.h"
 #include "fwd_frame.h"
+#include "fwd_limits.h"
 
 #include "unit.h"
 
@@ -103,6 +104,29 @@ static struct fwd_entry mk(const char *src, const char *line, size_t len)
     return e;
 }
 
+START_TEST(test_frame_find_start_skips_to_a_dockerd_frame)
+{
+    /* a frame as dockerd writes it: length, then field 1 (source) first */
+    static const uint8_t f[] = {0, 0, 0, 10, 0x0a, 6, 's', 't', 'd', 'e', 'r', 'r', 0x10, 1};
+    uint8_t buf[64];
+    size_t off;
+
+    memset(buf, 0xff, sizeof(buf));
+    buf[3] = 20; /* a plausible length, then no source field: not a start */
+    memcpy(buf + 17, f, sizeof(f));
+    ck_assert_int_eq(fwd_frame_find_start(buf, sizeof(buf), FWD_FRAME_MAX, &off), 1);
+    ck_assert_uint_eq(off, 17);
+    /* the same start with a length over the cap is no start */
+    ck_assert_int_eq(fwd_frame_find_start(buf, sizeof(buf), 9, &off), 0);
+    ck_assert_uint_eq(off, sizeof(buf) - (FWD_FRAME_SIG_LEN - 1));
+    /* too short to tell: nothing may be dropped yet */
+    ck_assert_int_eq(fwd_frame_find_start(f, 11, FWD_FRAME_MAX, &off), 0);
+    ck_assert_uint_eq(off, 0);
+    ck_assert_int_eq(fwd_frame_find_start(f, 12, FWD_FRAME_MAX, &off), 1);
+    ck_assert_uint_eq(off, 0);
+}
+END_TEST
+
 START_TEST(test_entry_roundtrip)
 {
     struct fwd_entry_decoder *d = fwd_entry_decoder_create();
@@ -187,6 +211,7 @@ int main(void)
     TCase *core = tcase_create("core"), *limits = tcase_create("limits");
 
     tcase_add_test(core, test_frame_splits_whole_frames);
+    tcase_add_test(core, test_frame_find_start_skips_to_a_dockerd_frame);
     tcase_add_test(core, test_frame_short_reads_keep_tail);
     tcase_add_test(core, test_entry_roundtrip);
     tcase_add_test(core, test_entry_empty_and_unknown_fields);
