@@ -9,8 +9,12 @@
 #   make fuzz             build the libFuzzer targets (clang) and run each briefly
 #   make bench            benchmarks against the built-in fluentd driver (see tests/bench/run.py)
 #   make format / format-check / lint
-#   make plugin           build the managed plugin from the Dockerfile (needs a registry)
-#   make plugin-local     the same plugin from the host build, without any registry
+#   make plugin           build the managed plugin from the Dockerfile (no registry needed:
+#                         the base image is made with debootstrap when the daemon lacks it)
+#   make plugin-local     the same plugin from the host build, without docker build
+#   make plugin PLUGIN=REGISTRY/fwdlog:TAG plugin-push   publish the plugin
+#   make release-test     the release path: Dockerfile, push to a local registry,
+#                         docker plugin install, the e2e suite against it (not under SAN)
 #   make plugin-enable / plugin-disable / plugin-rm
 #   make e2e              end-to-end tests against a real (private) dockerd, as root
 #   make demo             build, enable and show records arriving
@@ -53,7 +57,8 @@ UNITS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/chec
 FUZZERS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 
 .PHONY: all deps check-deps test unit integration e2e demo valgrind fuzz bench bench-deps format format-check lint clean \
-        plugin plugin-rootfs-local plugin-local plugin-create plugin-enable plugin-disable plugin-rm
+        plugin plugin-rootfs-local plugin-local plugin-create plugin-enable plugin-disable plugin-rm \
+        plugin-push base-image release-test
 all: $(BUILD)/fwdlogd
 
 $(GEN)/entry.pb-c.c $(GEN)/entry.pb-c.h: proto/entry.proto
@@ -82,7 +87,8 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(LIBOBJS)
 # Debian 12 packages for building, testing and the end-to-end suite.
 DEB_BUILD := build-essential pkg-config libmicrohttpd-dev libjansson-dev libmsgpack-dev \
              libprotobuf-c-dev protobuf-c-compiler libpcre2-dev zlib1g-dev libssl-dev libc-ares-dev
-DEB_TEST  := check python3 python3-msgpack valgrind docker.io busybox-static openssl
+DEB_TEST  := check python3 python3-msgpack valgrind docker.io busybox-static openssl \
+             debootstrap docker-registry strace tzdata ca-certificates
 deps:
 	@if [ "$$(id -u)" != 0 ]; then echo "make deps: run as root (apt-get)"; exit 1; fi
 	apt-get update -qq
@@ -94,7 +100,9 @@ check-deps:
 	for p in $(PKGS) check; do pkg-config --exists $$p || missing=1; done; \
 	command -v protoc-c >/dev/null || missing=1; \
 	$(PYTHON) -c 'import msgpack' 2>/dev/null || missing=1; \
-	command -v dockerd >/dev/null || missing=1; \
+	for c in dockerd debootstrap docker-registry strace openssl; do \
+	    command -v $$c >/dev/null || missing=1; done; \
+	[ -f /usr/share/zoneinfo/Etc/UTC ] || missing=1; \
 	[ -x /bin/busybox ] && /bin/busybox --list | grep -qx seq || missing=1; \
 	if [ $$missing = 1 ]; then echo "make: installing missing dependencies"; $(MAKE) deps; fi
 
@@ -113,6 +121,17 @@ integration: $(BUILD)/fwdlogd
 e2e: $(BUILD)/fwdlogd
 	$(Q)SAN=$(SAN) $(PYTHON) tests/e2e/run.py
 
+# The plugin as it is released: `make plugin` from the Dockerfile, pushed to a local
+# registry (Debian's docker-registry on 127.0.0.1), `docker plugin install`ed, then the
+# e2e suite against it, plus the check that both rootfs variants open the same files.
+# Once per CI run (.ci/run), not under the sanitizers: the image builds its own fwdlogd.
+release-test: check-deps
+ifneq ($(SAN),)
+	$(error release-test builds the plugin from the Dockerfile: run it without SAN)
+endif
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)FWDLOG_E2E_PLUGIN=release $(PYTHON) tests/e2e/run.py
+
 demo: check-deps all
 	$(Q)SAN=$(SAN) $(PYTHON) tests/e2e/demo.py
 
@@ -122,32 +141,76 @@ PLUGIN      ?= fwdlog
 PLUGIN_DIR  := build/plugin
 DOCKER      ?= docker
 
-# From the Dockerfile (multi-stage, debian:bookworm-slim): needs a reachable registry.
-plugin:
+# The Dockerfile's base, debian:bookworm-slim. A daemon that lacks it (no registry
+# reachable, as in CI's private dockerd) gets it made here: debootstrap's minbase, the
+# variant Debian's own images start from, from this machine's Debian mirror, imported
+# under that name. The tarball stays in build/base/ for the next daemon.
+BASE_IMAGE    := debian:bookworm-slim
+BASE_TAR      := build/base/bookworm-minbase.tar
+DEBIAN_MIRROR ?= $(or $(shell cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
+    /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '($$1 == "URIs:" || $$1 == "deb") { \
+    for (i = 2; i <= NF; i++) if ($$i ~ /^https?:\/\/.*\/debian\/?$$/) { print $$i; exit } }'), \
+    http://deb.debian.org/debian)
+
+$(BASE_TAR):
+	@if [ "$$(id -u)" != 0 ]; then echo "debootstrap needs root (or: docker pull $(BASE_IMAGE))"; \
+	    exit 1; fi
+	@mkdir -p $(dir $@) && rm -rf $(dir $@)root
+	@echo "  DEBOOTSTRAP bookworm minbase from $(DEBIAN_MIRROR)"
+	$(Q)debootstrap --variant=minbase bookworm $(dir $@)root $(DEBIAN_MIRROR) \
+	    >$(dir $@)debootstrap.log 2>&1 || { tail -20 $(dir $@)debootstrap.log; exit 1; }
+	$(Q)tar -C $(dir $@)root --exclude='./var/cache/apt/archives/*.deb' \
+	    --exclude='./var/cache/apt/*.bin' --exclude='./var/lib/apt/lists/*_*' \
+	    --exclude='./usr/share/man/*' --exclude='./usr/share/locale/*' \
+	    --exclude='./usr/share/info/*' -cf $@.tmp . && mv $@.tmp $@
+	$(Q)rm -rf $(dir $@)root
+
+base-image:
+	$(Q)if ! $(DOCKER) image inspect $(BASE_IMAGE) >/dev/null 2>&1; then \
+	    $(MAKE) --no-print-directory $(BASE_TAR) && \
+	    $(DOCKER) import - $(BASE_IMAGE) <$(BASE_TAR) >/dev/null; fi
+
+# From the Dockerfile (multi-stage): the rootfs users get. --network host: the build's
+# apt-get needs the host's network (a daemon may run with its bridge off).
+# PLUGIN names the plugin created, e.g. REGISTRY/fwdlog:TAG for plugin-push.
+plugin: base-image
 	rm -rf $(PLUGIN_DIR) && mkdir -p $(PLUGIN_DIR)/rootfs
-	$(DOCKER) build -t $(PLUGIN):rootfs .
+	$(DOCKER) build --network host --build-arg VERSION=$(VERSION) -t fwdlog:rootfs .
 	$(DOCKER) rm -vf fwdlog-rootfs >/dev/null 2>&1 || true
-	$(DOCKER) create --name fwdlog-rootfs $(PLUGIN):rootfs true
+	$(DOCKER) create --name fwdlog-rootfs fwdlog:rootfs true
 	$(DOCKER) export fwdlog-rootfs | tar -x -C $(PLUGIN_DIR)/rootfs
 	$(DOCKER) rm -vf fwdlog-rootfs
 	cp config.json $(PLUGIN_DIR)/
 	$(MAKE) --no-print-directory plugin-create
 
-# The same layout from the host build: fwdlogd, exactly the shared libraries it links
-# (as ldd resolves them, symlinks dereferenced) and the dynamic loader, CA certificates,
-# /run/docker/plugins and the state directory. No registry, no image pull.
+plugin-push:
+	$(DOCKER) plugin push $(PLUGIN)
+
+# The same layout from the host build: fwdlogd, the shared libraries ldd resolves for it
+# (symlinks dereferenced) and the dynamic loader, and what is loaded or read at run time
+# that ldd never lists, as Debian's image has it: libgcc_s (glibc's pthread_exit and
+# pthread_cancel dlopen it), Debian's default nsswitch.conf (hosts: files dns), host.conf,
+# UTC as localtime, OpenSSL's openssl.cnf, the CA bundle and an ld.so.cache. dockerd
+# bind-mounts /etc/hosts and /etc/resolv.conf into a plugin. tests/e2e/rootfs.py checks
+# that this rootfs and the Dockerfile's open the same files. No docker build.
+PLUGIN_DLOPEN := libgcc_s.so.1
 plugin-rootfs-local: $(BUILD)/fwdlogd
 	$(Q)rm -rf $(PLUGIN_DIR) && mkdir -p $(PLUGIN_DIR)/rootfs/usr/bin \
 	    $(PLUGIN_DIR)/rootfs/run/docker/plugins $(PLUGIN_DIR)/rootfs/run/docker/logging \
-	    $(PLUGIN_DIR)/rootfs/etc $(PLUGIN_DIR)/rootfs/tmp
+	    $(PLUGIN_DIR)/rootfs/etc/ssl/certs $(PLUGIN_DIR)/rootfs/usr/lib/ssl \
+	    $(PLUGIN_DIR)/rootfs/etc/fwdlog $(PLUGIN_DIR)/rootfs/tmp
 	$(Q)cp $(BUILD)/fwdlogd $(PLUGIN_DIR)/rootfs/usr/bin/fwdlogd
 	$(Q)for lib in $$(ldd $(BUILD)/fwdlogd | awk '$$2 == "=>" && $$3 ~ /^\// {print $$3} \
 	        $$1 ~ /^\// {print $$1}'); do \
 	    mkdir -p $(PLUGIN_DIR)/rootfs$$(dirname $$lib) && cp -L $$lib $(PLUGIN_DIR)/rootfs$$lib \
 	    || exit 1; done
-	$(Q)if [ -f /etc/ssl/certs/ca-certificates.crt ]; then mkdir -p $(PLUGIN_DIR)/rootfs/etc/ssl/certs \
-	    && cp -L /etc/ssl/certs/ca-certificates.crt $(PLUGIN_DIR)/rootfs/etc/ssl/certs/; fi
-	$(Q)for f in nsswitch.conf; do [ -f /etc/$$f ] && cp /etc/$$f $(PLUGIN_DIR)/rootfs/etc/; done; true
+	$(Q)libdir=$$(dirname $$(ldd $(BUILD)/fwdlogd | awk '$$1 == "libc.so.6" {print $$3}')) && \
+	    for so in $(PLUGIN_DLOPEN); do cp -L $$libdir/$$so $(PLUGIN_DIR)/rootfs$$libdir/ || exit 1; done
+	$(Q)cp -L /etc/ssl/certs/ca-certificates.crt $(PLUGIN_DIR)/rootfs/etc/ssl/certs/
+	$(Q)cp -L /usr/lib/ssl/openssl.cnf $(PLUGIN_DIR)/rootfs/usr/lib/ssl/
+	$(Q)cp /usr/share/libc-bin/nsswitch.conf /etc/host.conf $(PLUGIN_DIR)/rootfs/etc/
+	$(Q)cp -L /usr/share/zoneinfo/Etc/UTC $(PLUGIN_DIR)/rootfs/etc/localtime
+	$(Q)ldconfig -r $(PLUGIN_DIR)/rootfs
 	$(Q)cp config.json $(PLUGIN_DIR)/
 	@echo "  PLUGIN  $(PLUGIN_DIR) ($$(du -sh $(PLUGIN_DIR) | cut -f1))"
 

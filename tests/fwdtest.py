@@ -31,6 +31,27 @@ def _die_with_parent():
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
 
 
+def terminate(proc, sig=signal.SIGTERM, timeout=15):
+    """Send sig, wait up to timeout seconds, then SIGKILL; returns the exit status."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+def tail(path, n=None):
+    """The last n lines of a log file (all of it when n is None); "" if it is not there."""
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:]) if n else f.read()
+    except OSError:
+        return ""
+
+
 def _varint(n):
     n &= (1 << 64) - 1
     out = bytearray()
@@ -286,15 +307,9 @@ class Daemon:
             return f.read()
 
     def stop(self, timeout=15):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        rc = terminate(self.proc, timeout=timeout)
         self.logf.close()
-        return self.proc.returncode
+        return rc
 
 
 class Fifo:

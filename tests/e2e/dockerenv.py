@@ -11,8 +11,12 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import fwdtest  # noqa: E402
 
 IMAGE = "fwdtest-busybox:latest"
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
@@ -40,6 +44,8 @@ class Dockerd:
             self.host = "unix://%s/docker.sock" % self.base
         self.env = dict(os.environ, DOCKER_HOST=self.host)
         self.log = os.path.join(self.base, "dockerd.log")
+        self.registry = None
+        self.timings = {}
 
     # ---- lifecycle --------------------------------------------------------------
     def start(self, config=None):
@@ -72,12 +78,7 @@ class Dockerd:
     def stop(self):
         if self.proc is None:
             return
-        self.proc.terminate()
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        fwdtest.terminate(self.proc, timeout=60)
         self.proc = None
 
     def restart(self, config=None):
@@ -85,7 +86,9 @@ class Dockerd:
         self.start(config)
 
     def cleanup(self):
-        """Stop a private daemon and remove everything it had."""
+        """Stop a private daemon (and the registry) and remove everything they had."""
+        if self.registry is not None:
+            self.registry.stop()
         if self.external:
             self.docker("plugin", "rm", "-f", "fwdlog", check=False)
             shutil.rmtree(self.base, ignore_errors=True)
@@ -99,11 +102,7 @@ class Dockerd:
         shutil.rmtree(self.base, ignore_errors=True)
 
     def logtail(self, n=40):
-        try:
-            with open(self.log) as f:
-                return "".join(f.readlines()[-n:])
-        except OSError:
-            return ""
+        return fwdtest.tail(self.log, n)
 
     # ---- commands ---------------------------------------------------------------
     def docker(self, *args, check=True, timeout=120, input=None):
@@ -114,11 +113,11 @@ class Dockerd:
                                                               r.stderr.strip()))
         return r
 
-    def make(self, *targets):
+    def make(self, *targets, timeout=300):
         san = os.environ.get("SAN", "")
         r = subprocess.run(["make", "--no-print-directory"] + (["SAN=" + san] if san else []) +
                            list(targets), cwd=ROOT, env=self.env,
-                           capture_output=True, text=True, timeout=300)
+                           capture_output=True, text=True, timeout=timeout)
         if r.returncode != 0:
             raise DockerError("make %s failed:\n%s%s" % (" ".join(targets), r.stdout, r.stderr))
         return r
@@ -181,7 +180,67 @@ class Dockerd:
                 raise DockerError("no fwdlogd process for plugin %s" % name)
             time.sleep(0.1)
 
+
+    # ---- the plugin ---------------------------------------------------------------
+    # FWDLOG_E2E_PLUGIN=release (make release-test) installs the plugin as users get it:
+    # built from the Dockerfile, pushed to a local registry, `docker plugin install`ed.
+    # Otherwise (make e2e) from `make plugin-local`. Either way the plugin's /etc/fwdlog
+    # mount points at self.config_dir, where cases put CA files and secrets: a temporary
+    # directory with the private daemon, the default /etc/fwdlog with a daemon of the
+    # machine's (make demo leaves the plugin there, so its mount must outlive the run).
     def install_plugin(self):
-        """make plugin-local (rootfs from the host build + docker plugin create), then enable."""
-        self.make("plugin-local")
-        self.make("plugin-enable")
+        self.config_dir = (os.path.join(self.base, "etc-fwdlog") if not self.external
+                           else "/etc/fwdlog")
+        os.makedirs(self.config_dir, exist_ok=True)
+        self.mode = os.environ.get("FWDLOG_E2E_PLUGIN", "local")
+        if self.mode == "release":
+            from registry import Registry
+            self.registry = Registry(self.base)
+            self.plugin_ref = self.publish_plugin(self.registry.ref("e2e"))
+            self.install_from_registry(self.plugin_ref)
+            # both variants' rootfs, for tests/e2e/rootfs.py
+            self.release_rootfs = os.path.join(ROOT, "build", "plugin", "rootfs")
+            self.make("plugin-rootfs-local", "PLUGIN_DIR=build/plugin-local")
+            self.local_rootfs = os.path.join(ROOT, "build", "plugin-local", "rootfs")
+        elif self.mode == "local":
+            self.make("plugin-local")
+            self.docker("plugin", "set", "fwdlog", "config.source=" + self.config_dir)
+            self.make("plugin-enable")
+        else:
+            raise DockerError("FWDLOG_E2E_PLUGIN=%r: use local or release" % self.mode)
+
+    def reinstall_plugin(self):
+        """The suite's plugin again, as install_plugin made it (after a case replaced it)."""
+        if self.mode == "release":
+            self.install_from_registry(self.plugin_ref)
+        else:
+            self.make("plugin-local")
+            self.docker("plugin", "set", "fwdlog", "config.source=" + self.config_dir)
+            self.make("plugin-enable")
+
+    def publish_plugin(self, ref, *make_vars):
+        """What a maintainer does: `make plugin` (the Dockerfile's rootfs) as REF, then
+        `docker plugin push REF`; the local copy is removed. make_vars: e.g. VERSION=..."""
+        t0 = time.time()
+        self.make("base-image", timeout=900)
+        self.timings["base image"] = time.time() - t0
+        t0 = time.time()
+        self.make("plugin", "PLUGIN=" + ref, *make_vars, timeout=900)
+        t1 = time.time()
+        self.docker("plugin", "push", ref, timeout=600)
+        self.docker("plugin", "rm", "-f", ref)
+        self.timings["build"] = t1 - t0
+        self.timings["push"] = time.time() - t1
+        return ref
+
+    def install_from_registry(self, ref, alias="fwdlog"):
+        """What a user does: docker plugin install --alias fwdlog REF (it enables too),
+        with the config mount's source set at install."""
+        t0 = time.time()
+        self.docker("plugin", "install", "--grant-all-permissions", "--alias", alias, ref,
+                    "config.source=" + self.config_dir, timeout=600)
+        self.timings["install"] = time.time() - t0
+
+    def logtext(self):
+        """dockerd's log so far (fwdlogd's stderr is in it)."""
+        return fwdtest.tail(self.log)

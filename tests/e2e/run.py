@@ -18,8 +18,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
 import fwdtest  # noqa: E402
-from dockerenv import IMAGE, Dockerd  # noqa: E402
+from dockerenv import IMAGE, ROOT, Dockerd  # noqa: E402
 from fwdtest import Receiver  # noqa: E402
+from rootfs import trace as rootfs_trace  # noqa: E402
 
 D = None
 # fwdlogd starts the cases cause on purpose (kills, disable/enable), besides the first
@@ -32,7 +33,11 @@ def setUpModule():
     try:
         D.start()
         D.import_busybox()
+        t0 = time.time()
         D.install_plugin()
+        print("e2e: plugin (%s) ready in %.0f s%s" % (
+            D.mode, time.time() - t0, "".join(", %s %.0f s" % kv for kv in D.timings.items())),
+            file=sys.stderr)
     except Exception:
         D.cleanup()
         raise
@@ -41,12 +46,7 @@ def setUpModule():
 def tearDownModule():
     if D is None:
         return
-    log = ""
-    try:
-        with open(D.log) as f:
-            log = f.read()
-    except OSError:
-        pass
+    log = D.logtext()
     D.cleanup()
     # fwdlogd's stderr reaches dockerd's log: a crash there must fail the suite even when
     # dockerd restarted the plugin and the cases themselves passed.
@@ -94,6 +94,14 @@ class E2E(unittest.TestCase):
         if detach and r.returncode == 0:
             self.containers.append(r.stdout.strip())
         return r
+
+    def assert_plugin_never_restarted(self, since):
+        """since: len(D.logtext()) when the case began."""
+        log = D.logtext()[since:]
+        lacked = [ln for ln in log.splitlines() if "must be installed for" in ln]
+        self.assertEqual(lacked, [], "fwdlogd lacked a library at run time")
+        starts = [ln for ln in log.splitlines() if re.search(r"fwdlogd \S+ listening", ln)]
+        self.assertEqual(starts, [], "fwdlogd started again: it crashed, dockerd restarted it")
 
     def cid_of(self, name):
         return D.docker("inspect", "-f", "{{.Id}}", name).stdout.strip()
@@ -225,6 +233,25 @@ class TestDelivery(E2E):
         for nm in names:
             for src in ("stdout", "stderr"):
                 self.assertEqual(seqs[("/" + nm, src)], want, "%s %s" % (nm, src))
+        self.assertEqual(r.errors(), [])
+
+    def test_aggregator_by_name(self):
+        # localhost:PORT, like the default address and the README's examples: the plugin
+        # resolves the name itself. With glibc's getaddrinfo_a (before c-ares), a rootfs
+        # without libgcc_s made fwdlogd abort when the resolver thread exited, and dockerd
+        # restarted it: all 100 records arrived, then the plugin was gone.
+        r = self.receiver()
+        before = len(D.logtext())
+        self.run_container("--rm", IMAGE, "seq", "1", "100",
+                           opts=["fluentd-address=localhost:%d" % r.port])
+        evs = r.wait(100)
+        self.assertEqual([e["record"]["log"] for e in evs], [str(i) for i in range(1, 101)])
+        # getaddrinfo_a's thread exited after 1 s idle; the crash came then.
+        time.sleep(3)
+        self.run_container("--rm", IMAGE, "echo", "after",
+                           opts=["fluentd-address=localhost:%d" % r.port])
+        self.assertEqual([e["record"]["log"] for e in r.wait(101)][100:], ["after"])
+        self.assert_plugin_never_restarted(before)
         self.assertEqual(r.errors(), [])
 
     def test_docker_logs_works(self):
@@ -439,6 +466,144 @@ class TestLiveRestore(E2E):
         finally:
             D.restart({})
             RESTARTS += D.plugin_starts() - starts
+
+
+class TestUpgrade(E2E):
+    def test_upgrade_through_a_registry_with_containers_running(self):
+        # v1 installed as users do, 5 containers writing, then the documented upgrade to a
+        # v2 whose version string differs: disable -f, upgrade, enable. No dockerd restart,
+        # no container restart; the FIFOs and the streams' states are in the
+        # propagatedMount, which an upgrade keeps (the rootfs is replaced).
+        global RESTARTS
+        from registry import Registry
+        reg = getattr(D, "registry", None) or Registry(D.base)
+        D.registry = reg
+        refs = {}
+        for tag, make_vars in (("v1", []), ("v2", ["BUILD=build/upgrade/v2-build",
+                                                   "VERSION=0.1.0-upgraded"])):
+            pdir = "build/upgrade/" + tag
+            D.make("plugin-rootfs-local", "PLUGIN_DIR=" + pdir, *make_vars, timeout=900)
+            refs[tag] = reg.ref("upgrade-" + tag)
+            D.docker("plugin", "create", refs[tag], os.path.join(ROOT, pdir))
+            D.docker("plugin", "push", refs[tag], timeout=300)
+            D.docker("plugin", "rm", "-f", refs[tag])
+        starts = D.plugin_starts()
+        D.docker("plugin", "rm", "-f", "fwdlog")
+        try:
+            D.install_from_registry(refs["v1"])
+            r = self.receiver()
+            names = ["up%d" % i for i in range(5)]
+            for n in names:
+                self.run_container("--name", n, IMAGE, "sh", "-c", COUNTER, detach=True,
+                                   port=r.port, opts=["mode=blocking"])
+            self.assertTrue(self.wait_progress(r, names, {}, 20))
+            t0 = time.time()
+            D.docker("plugin", "disable", "-f", "fwdlog", timeout=60)
+            # --skip-remote-check: another tag of the same repository counts as "images do
+            # not match" to the CLI, which would prompt
+            D.docker("plugin", "upgrade", "--grant-all-permissions", "--skip-remote-check",
+                     "fwdlog", refs["v2"], timeout=300)
+            # dockerd keeps the env settings across an upgrade, but mounts the new version's
+            # default source for a mount whose source was set: set it again
+            D.docker("plugin", "set", "fwdlog", "config.source=" + D.config_dir)
+            D.docker("plugin", "enable", "--timeout", "0", "fwdlog", timeout=60)
+            took = time.time() - t0
+            before = {n: len(v) for n, v in self.per_container(r).items()}
+            self.assertTrue(self.wait_progress(r, names, before, 10), "lines after the upgrade")
+            self.assertIn("fwdlogd 0.1.0-upgraded listening", D.logtext())
+            for n in names:
+                st = D.docker("inspect", "-f", "{{.State.Running}}", n).stdout.strip()
+                self.assertEqual(st, "true", "%s kept running" % n)
+            self.stop_all(names)
+            lost, dups = self.check_counts(r, names, lossless=True)
+            self.assertEqual(dups, 0, "SIGTERM flushed what was read: nothing is sent twice")
+            # how long a container was held back: the largest gap between its lines' times
+            gap = 0.0
+            for n in names:
+                ts = [e["time"][0] + e["time"][1] / 1e9 for e in r.records()
+                      if e["record"]["container_name"] == "/" + n]
+                gap = max([gap] + [b - a for a, b in zip(ts, ts[1:])])
+            print("  upgrade took %.1fs; a container's largest gap between lines %.2fs"
+                  % (took, gap), file=sys.stderr)
+        finally:
+            D.docker("plugin", "rm", "-f", "fwdlog", check=False)
+            D.reinstall_plugin()
+            RESTARTS += D.plugin_starts() - starts
+
+
+class TestConfigMount(E2E):
+    """The plugin's read-only /etc/fwdlog mount (config.json `mounts`, source settable):
+    files named by TLS and *-file options reach an installed plugin through it."""
+
+    def test_tls_with_a_ca_file_through_the_mount(self):
+        pki = fwdtest.make_certs(self.tmp)
+        shutil.copy(pki["ca.pem"], os.path.join(D.config_dir, "ca.crt"))
+        self.addCleanup(os.unlink, os.path.join(D.config_dir, "ca.crt"))
+        r = self.receiver(tls_cert=pki["server.pem"], tls_key=pki["server.key"])
+        before = len(D.logtext())
+        # by name: the certificate is for localhost, so the name is verified too. No acks:
+        # a container that exits at once must not lose its tail over TLS 1.3 (the
+        # connection is closed gracefully, after the receiver's session tickets were read)
+        self.run_container("--rm", IMAGE, "seq", "1", "1000",
+                           opts=["fluentd-address=tls://localhost:%d" % r.port,
+                                 "fluentd-tls-ca-file=/etc/fwdlog/ca.crt"])
+        evs = r.wait(1000)
+        self.assertEqual([e["record"]["log"] for e in evs], [str(i) for i in range(1, 1001)])
+        self.assertEqual(r.errors(), [])
+        self.assertEqual([a for a in r.auths() if "fail" in a["auth"]], [])
+        time.sleep(3)
+        self.assert_plugin_never_restarted(before)
+
+    def test_a_wrong_ca_through_the_mount_is_refused(self):
+        pki = fwdtest.make_certs(self.tmp)
+        shutil.copy(pki["other-ca.pem"], os.path.join(D.config_dir, "other.crt"))
+        self.addCleanup(os.unlink, os.path.join(D.config_dir, "other.crt"))
+        r = self.receiver(tls_cert=pki["server.pem"], tls_key=pki["server.key"])
+        # a CA that did not sign the server: the handshake fails, nothing arrives
+        self.run_container("--name", "wrongca", IMAGE, "echo", "x",
+                           opts=["fluentd-address=tls://127.0.0.1:%d" % r.port,
+                                 "fluentd-tls-ca-file=/etc/fwdlog/other.crt",
+                                 "fluentd-retry-wait=100ms"])
+        self.containers.append("wrongca")
+        deadline = time.time() + 20
+        while time.time() < deadline and not r.auths():
+            time.sleep(0.1)
+        self.assertTrue(r.auths() and "tls failed" in r.auths()[0]["auth"], r.auths())
+        self.assertEqual(r.records(), [])
+        # and a file that is not there names the option in docker run's error
+        res = self.run_container("--rm", IMAGE, "echo", "x", check=False,
+                                 opts=["fluentd-address=tls://127.0.0.1:%d" % r.port,
+                                       "fluentd-tls-ca-file=/etc/fwdlog/missing.crt"])
+        self.assertNotEqual(res.returncode, 0)
+        self.assertIn("fluentd-tls-ca-file", res.stderr)
+        mounts = D.docker("plugin", "inspect", "-f", "{{json .Settings.Mounts}}",
+                          "fwdlog").stdout
+        self.assertIn('"Destination":"/etc/fwdlog"', mounts.replace(" ", ""))
+        self.assertIn('"ro"', mounts)
+
+
+class TestRootfs(E2E):
+    def test_both_rootfs_variants_open_the_same_files(self):
+        # What fwdlogd loads and reads at run time, resolving a name and using TLS, from
+        # the Dockerfile's rootfs (what users install) and plugin-local's: a library or
+        # file that one lacks is a crash or a different behaviour in the other.
+        if D.mode != "release":
+            self.skipTest("needs the Dockerfile's rootfs: make release-test")
+        seen = {}
+        for variant, rootfs in (("Dockerfile", D.release_rootfs), ("plugin-local",
+                                                                  D.local_rootfs)):
+            t = os.path.join(self.tmp, variant)
+            os.makedirs(t)
+            opened, missing, failure = rootfs_trace(rootfs, t)
+            self.assertIsNone(failure, "%s rootfs: %s" % (variant, failure))
+            self.assertEqual(sorted(missing), [], "%s rootfs lacks these" % variant)
+            self.assertIn("so libssl.so.3", opened)
+            self.assertIn("/etc/hosts", opened)
+            seen[variant] = opened
+        self.assertEqual(sorted(seen["Dockerfile"] - seen["plugin-local"]), [],
+                         "opened from the Dockerfile's rootfs only")
+        self.assertEqual(sorted(seen["plugin-local"] - seen["Dockerfile"]), [],
+                         "opened from plugin-local's rootfs only")
 
 
 class TestCompatibility(E2E):
