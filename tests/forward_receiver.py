@@ -10,7 +10,10 @@ event as one JSON line:
 
   {"tag": ..., "time": [sec, nsec] | sec, "time_type": "eventtime"|"int",
    "record": {...}, "mode": "Message"|"Forward"|"PackedForward"|"CompressedPackedForward",
-   "conn": N}
+   "conn": N, "req": M, "run": PID, "chunk": ...}
+
+conn numbers the connections and req the requests (both from the first, across all
+connections; run tells a restarted receiver's apart); chunk is there when the request carried one.
 
 Everything that breaks the spec (wrong types, a size option that does not match the
 entries, undecodable bytes) becomes a {"error": "..."} line, so tests can assert there
@@ -26,6 +29,7 @@ Scripted misbehaviour, for delivery tests:
   --wrong-acks N       the first N acks carry a wrong chunk id
   --drop-acks N        the first N requests with a chunk get no ack at all
   --close-after-bytes N  the first connection is closed after N bytes (mid-batch)
+  --rcvbuf N           SO_RCVBUF of every connection (a small one fills up sooner)
 Events are written to the file before their ack is sent, so an acknowledged event is on disk.
 Shared-key authentication (spec v1 handshake: HELO, PING, PONG):
   --shared-key K       require the handshake; each outcome is written as an {"auth": ...} line
@@ -119,6 +123,8 @@ class Script:
         self.lock = threading.Lock()
         self.acks = 0
         self.chunks = 0
+        self.reqs = 0
+        self.run = os.getpid()  # tells a restarted receiver's connections apart
         self.first_conn_closed = False
 
     def take(self, attr):
@@ -264,8 +270,10 @@ def serve_conn(sock, sink, conn_id, sc):
                 except Exception as e:  # noqa: BLE001 - report, keep serving
                     sink.write([{"error": str(e), "conn": conn_id}])
                     continue
-                if ack is not None:
-                    for e in evs:
+                req_id = sc.take("reqs")
+                for e in evs:
+                    e["req"], e["run"] = req_id, sc.run
+                    if ack is not None:
                         e["chunk"] = ack
                 sink.write(evs)  # on disk before the ack goes out
                 if ack is None:
@@ -298,6 +306,7 @@ def main():
     ap.add_argument("--wrong-acks", type=int, default=0)
     ap.add_argument("--drop-acks", type=int, default=0)
     ap.add_argument("--close-after-bytes", type=int, default=0)
+    ap.add_argument("--rcvbuf", type=int, default=0)
     ap.add_argument("--shared-key")
     ap.add_argument("--nonce-type", choices=("bin", "str"), default="bin")
     ap.add_argument("--user")
@@ -317,6 +326,8 @@ def main():
         fam = socket.AF_INET6 if ":" in a.host else socket.AF_INET
         ls = socket.socket(fam, socket.SOCK_STREAM)
         ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if a.rcvbuf:  # before listen, so the window is sized from it; accepted sockets inherit it
+            ls.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, a.rcvbuf)
         ls.bind((a.host, a.port))
         where = ls.getsockname()[1]
     ls.listen(256)

@@ -7,6 +7,7 @@ addresses used are loopback. It never touches a Docker daemon it did not start, 
 FWDLOG_E2E_DOCKER_HOST names one (e.g. unix:///var/run/docker.sock) to use instead.
 The image is imported from Debian's busybox-static (docker import), no registry needed.
 """
+import glob
 import json
 import os
 import shutil
@@ -140,6 +141,36 @@ class Dockerd:
                            capture_output=True)
         if r.returncode != 0:
             raise DockerError("docker import failed: %s" % r.stderr.decode())
+
+    # ---- the plugin's process and state ----------------------------------------------
+    def plugin_dir(self):
+        pid = self.docker("plugin", "inspect", "-f", "{{.Id}}", "fwdlog").stdout.strip()
+        return os.path.join(self.base, "root", "plugins", pid)
+
+    def plugin_spool_segments(self):
+        """The spool's segment files in the plugin's state directory (/var/lib/fwdlog, its
+        propagated mount), as the host sees them."""
+        top = os.path.join(self.plugin_dir(), "propagated-mount", "spool")
+        return sorted(glob.glob(os.path.join(top, "**", "*.seg"), recursive=True))
+
+    def plugin_pid(self):
+        """The pid of this dockerd's fwdlogd, or None while there is none: the process whose
+        executable is the very file in this plugin's rootfs (same device and inode; the
+        process lives in its own mount namespace, so paths cannot tell)."""
+        try:
+            want = os.stat(os.path.join(self.plugin_dir(), "rootfs", "usr", "bin", "fwdlogd"))
+        except OSError:
+            return None
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                st = os.stat("/proc/%s/exe" % d)
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) == (want.st_dev, want.st_ino):
+                return int(d)
+        return None
 
     def install_plugin(self):
         """make plugin-local (rootfs from the host build + docker plugin create), then enable."""
