@@ -1150,5 +1150,142 @@ class TestShutdownAndTransports(ProcTest):
         self.assertIn("FLUENTD_RETRY_WAIT", str(cm.exception))
 
 
+class TestStrictReceiver(ProcTest):
+    """The receiver's strict rules and scripted misbehaviour (tests/forward_receiver.py):
+    first that it refuses what it must, then fwdlogd against each switch."""
+
+    def raw(self, r, payload):
+        """Send payload on a fresh connection; True if the receiver closed it."""
+        s = socket.create_connection(("127.0.0.1", r.port), timeout=10)
+        try:
+            s.sendall(payload)
+            return s.recv(100) == b""
+        except ConnectionError:
+            return True
+        finally:
+            s.close()
+
+    def test_receiver_refuses_and_closes(self):
+        import msgpack
+        r = self.receiver(expect_errors="this test sends what the receiver must refuse",
+                          max_message_size=100000)
+        et = msgpack.ExtType(0, struct.pack(">II", 1, 5))
+        entry = msgpack.packb([et, {"log": "x"}])
+        ok = msgpack.packb(["t", entry, {"size": 1}], use_bin_type=True)
+        bad = {
+            "str entries": msgpack.packb(["t", entry.decode("latin-1"), {"size": 1}],
+                                         use_bin_type=False),
+            "missing size": msgpack.packb(["t", entry, {}], use_bin_type=True),
+            "no option": msgpack.packb(["t", entry], use_bin_type=True),
+            "wrong size": msgpack.packb(["t", entry, {"size": 2}], use_bin_type=True),
+            "nanoseconds": msgpack.packb(["t", msgpack.packb(
+                [msgpack.ExtType(0, struct.pack(">II", 1, 10 ** 9)), {"log": "x"}]),
+                {"size": 1}], use_bin_type=True),
+            "nil heartbeat": msgpack.packb(None),
+            "chunk not str": msgpack.packb(["t", entry, {"size": 1, "chunk": b"x"}],
+                                           use_bin_type=True),
+            "over the size limit": msgpack.packb(["t", b"\x00" * 200000, {"size": 1}],
+                                                 use_bin_type=True),
+        }
+        for what, payload in bad.items():
+            self.assertTrue(self.raw(r, payload), "%s: connection left open" % what)
+        self.assertEqual(len(r.errors()), len(bad), r.errors())
+        self.assertEqual(r.records(), [])
+        # and what is right is taken, on a connection that stays open
+        s = socket.create_connection(("127.0.0.1", r.port), timeout=10)
+        self.addCleanup(s.close)
+        s.sendall(ok + msgpack.packb(["t", 1, {"log": "m"}]))
+        self.assertEqual(logs(r.wait_exact(2)), ["x", "m"])
+
+    def strict_case(self, recv_kw, config=None, n=20000, env=None, tls=False):
+        """A receiver with recv_kw, one daemon, one container writing n lines."""
+        if tls:
+            self.pki = fwdtest.make_certs(self.tmp)
+            recv_kw = dict(recv_kw, tls_cert=self.pki["server.pem"],
+                           tls_key=self.pki["server.key"])
+        r = self.receiver(**recv_kw)
+        e = {"FLUENTD_RETRY_WAIT": "50ms", "FWDLOG_MAX_RETRY_WAIT": "300ms"}
+        e.update(env or {})
+        d = self.daemon(e, level="debug")
+        f = self.fifo()
+        cfg = {"fluentd-address": "%s127.0.0.1:%d" % ("tls://" if tls else "", r.port)}
+        if tls:
+            cfg["fluentd-tls-ca-file"] = self.pki["ca.pem"]
+        cfg.update(config or {})
+        st, body = d.api.start(f.path, info(cid(0xc0), config=cfg))
+        self.assertEqual(body, {"Err": ""})
+        if n:
+            f.write(lines(b"s", 0, n))
+        return r, d, f
+
+    def want(self, n, prefix="s"):
+        return ["%s%07d" % (prefix, i) for i in range(n)]
+
+    def test_throttled_reader_with_stalls(self):
+        r, d, f = self.strict_case({"throttle": 2000000, "stall_every": 300000,
+                                    "stall_for": 1.0}, {"batch-size": "32k"})
+        self.assertEqual(logs(r.wait_exact(20000, timeout=60)), self.want(20000))
+
+    def test_close_after_each_request_with_acks(self):
+        r, d, f = self.strict_case({"close_after_requests": 1}, {
+            "fluentd-request-ack": "true", "batch-size": "16k"}, n=5000)
+        self.assert_at_least_once([r], set(self.want(5000)))
+        self.assertGreater(len({e["conn"] for e in r.records()}), 3)
+
+    def test_idle_close_then_more_lines(self):
+        # The receiver closes a connection idle for 1 s. fwdlogd must see the close before
+        # it writes again: without acks, a batch written into a closed connection is lost.
+        r, d, f = self.strict_case({"idle_close": 1.0}, n=100)
+        self.assertEqual(logs(r.wait_exact(100)), self.want(100))
+        wait_until(lambda: "closed by aggregator" in d.logtext(), 10, "the idle close seen")
+        f.write(lines(b"s", 100, 200))
+        self.assertEqual(logs(r.wait_exact(200)), self.want(200))
+
+    def test_reply_that_is_not_an_ack(self):
+        r, d, f = self.strict_case({"bad_replies": 1}, {"fluentd-request-ack": "true",
+                                                         "batch-size": "16k"}, n=3000)
+        wait_until(lambda: set(self.want(3000)) <= set(logs(r.records())), 20, "every line")
+        self.assertGreater(self.assert_at_least_once([r], set(self.want(3000))), 0)
+        self.assertIn("not an ack", d.logtext())
+
+    def test_tls12_only(self):
+        r, d, f = self.strict_case({"tls_max": "1.2"}, n=3000, tls=True)
+        self.assertEqual(logs(r.wait_exact(3000)), self.want(3000))
+        self.assertIn("TLS TLSv1.2 established", d.logtext())
+
+    def test_tls_idle_close_with_close_notify(self):
+        r, d, f = self.strict_case({"idle_close": 1.0, "tls_close_notify": True}, n=100,
+                                   tls=True)
+        self.assertEqual(logs(r.wait_exact(100)), self.want(100))
+        wait_until(lambda: "closed by aggregator" in d.logtext(), 10, "the idle close seen")
+        f.write(lines(b"s", 100, 200))
+        self.assertEqual(logs(r.wait_exact(200)), self.want(200))
+
+    def test_message_size_limit_holds(self):
+        # every batch (batch-size 64k) fits a 100 kB limit; one over it would close the
+        # connection and show as a receiver error
+        r, d, f = self.strict_case({"max_message_size": 100000}, {"batch-size": "64k"})
+        self.assertEqual(logs(r.wait_exact(20000)), self.want(20000))
+
+    def test_slow_tls13_reader_through_sigterm(self):
+        # OpenSSL's TLS 1.3 server sends session tickets after the handshake, and this
+        # receiver reads slowly: SIGTERM once everything is written, then every line must
+        # still arrive.
+        r, d, f = self.strict_case({"throttle": 300000}, {"batch-size": "32k"}, n=20000,
+                                   tls=True)
+        wait_until(lambda: d.api.metrics()["fwdlog_records_sent_total"] == 20000, 30,
+                   "every record written to the socket")
+        self.assertEqual(d.stop(timeout=20), 0)
+        self.assertEqual(logs(r.wait_exact(20000, timeout=60)), self.want(20000))
+
+    def test_slow_reader_sigterm_at_once(self):
+        # SIGTERM right after the lines were read: the shutdown connects, writes everything
+        # and closes while the receiver has most of it still unread; an orderly close keeps it.
+        r, d, f = self.strict_case({"throttle": 100000}, {"batch-size": "32k"}, n=5000)
+        wait_until(lambda: d.api.metrics()["fwdlog_records_total"] == 5000, 10, "all read")
+        self.assertEqual(d.stop(timeout=20), 0)
+        self.assertEqual(logs(r.wait_exact(5000, timeout=60)), self.want(5000))
+
+
 if __name__ == "__main__":
     sys.exit(fwdtest.summarize("integration", unittest.main(exit=False, verbosity=2).result))
