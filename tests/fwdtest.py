@@ -408,21 +408,25 @@ class Fifo:
 
 def make_certs(d):
     """A test PKI made now with the openssl CLI (EC keys, valid one day): ca.pem signs
-    server.pem (localhost, 127.0.0.1) and client.pem; other-ca.pem signs nothing of ours."""
+    server.pem (localhost, 127.0.0.1), client.pem, name-only.pem (localhost, no IP) and
+    other-name.pem (fluentd.example, 127.0.0.1); other-ca.pem signs nothing of ours."""
     def run(*args):
         subprocess.run(["openssl"] + list(args), cwd=d, check=True, capture_output=True)
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     for ca in ("ca", "other-ca"):
         run("req", "-x509", *ec, "-keyout", ca + ".key", "-out", ca + ".pem", "-days", "1",
             "-subj", "/CN=fwdlog test " + ca)
-    for name, san in (("server", "DNS:localhost,IP:127.0.0.1"), ("client", "DNS:fwdlog-client")):
+    for name, san in (("server", "DNS:localhost,IP:127.0.0.1"), ("client", "DNS:fwdlog-client"),
+                      ("name-only", "DNS:localhost"),
+                      ("other-name", "DNS:fluentd.example,IP:127.0.0.1")):
         run("req", *ec, "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + name)
         with open(os.path.join(d, name + ".ext"), "w") as f:
             f.write("subjectAltName=%s\n" % san)
         run("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
             "-CAcreateserial", "-out", name + ".pem", "-days", "1", "-extfile", name + ".ext")
-    return {k: os.path.join(d, k) for k in ("ca.pem", "other-ca.pem", "server.pem",
-                                               "server.key", "client.pem", "client.key")}
+    return {k: os.path.join(d, k) for k in (
+        "ca.pem", "other-ca.pem", "server.pem", "server.key", "client.pem", "client.key",
+        "name-only.pem", "name-only.key", "other-name.pem", "other-name.key")}
 
 
 def summarize(suite, result, skip_fails=False):

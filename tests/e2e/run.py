@@ -5,7 +5,6 @@ Setup (tests/e2e/dockerenv.py): a private dockerd with container networking off,
 busybox-static image, the plugin from `make plugin-local` enabled with --timeout 0, and
 the project's Forward receiver on 127.0.0.1. Every container runs with --network none.
 Each case checks the records that arrive, exactly."""
-import glob
 import os
 import re
 import shutil
@@ -187,7 +186,8 @@ class TestDelivery(E2E):
         out = D.docker("logs", "logs1")
         self.assertEqual(out.stdout, "one\n")
         self.assertEqual(out.stderr, "two\n")
-        self.assertEqual(sorted((e["record"]["source"], e["record"]["log"]) for e in r.wait_exact(2)),
+        evs = r.wait_exact(2)
+        self.assertEqual(sorted((e["record"]["source"], e["record"]["log"]) for e in evs),
                          [("stderr", "two"), ("stdout", "one")])
 
 

@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import struct
+import subprocess
 import sys
 import time
 import unittest
@@ -1285,6 +1286,183 @@ class TestStrictReceiver(ProcTest):
         wait_until(lambda: d.api.metrics()["fwdlog_records_total"] == 5000, 10, "all read")
         self.assertEqual(d.stop(timeout=20), 0)
         self.assertEqual(logs(r.wait_exact(5000, timeout=60)), self.want(5000))
+
+
+class TestPromises(ProcTest):
+    """README promises, each with a test that fails when the promise breaks."""
+
+    def tls_case(self, cert, address, opts, n=300):
+        r = self.receiver(tls_cert=self.pki[cert + ".pem"], tls_key=self.pki[cert + ".key"])
+        d = self.daemon({"FLUENTD_RETRY_WAIT": "100ms"})
+        f = self.fifo()
+        cfg = {"fluentd-address": "tls://%s:%d" % (address, r.port)}
+        cfg.update(opts)
+        st, body = d.api.start(f.path, info(cid(0xd0), config=cfg))
+        self.assertEqual(body, {"Err": ""})
+        f.write(b"".join(frame(time_nano=i + 1, line=b"v%d" % i) for i in range(n)))
+        return r, d
+
+    def assert_tls_refused(self, r, d):
+        wait_until(lambda: "certificate verification failed" in d.logtext(), 10,
+                   "the verification failure")
+        wait_until(lambda: d.api.metrics()["fwdlog_connection_failures_total"] >= 3, 10,
+                   "two retries")
+        self.assertEqual(r.records(), [], "nothing may pass a refused certificate")
+
+    def test_tls_verification_is_on_by_default(self):
+        self.pki = fwdtest.make_certs(self.tmp)
+        # no fluentd-tls-ca-file: the system store, which does not know the test CA
+        r, d = self.tls_case("server", "127.0.0.1", {})
+        self.assert_tls_refused(r, d)
+
+    def test_tls_ip_not_in_the_certificate_is_refused(self):
+        self.pki = fwdtest.make_certs(self.tmp)
+        r, d = self.tls_case("name-only", "127.0.0.1", {"fluentd-tls-ca-file": self.pki["ca.pem"]})
+        self.assert_tls_refused(r, d)
+
+    def test_tls_localhost_checks_the_name(self):
+        self.pki = fwdtest.make_certs(self.tmp)
+        # a certificate for 127.0.0.1 but not for the name "localhost" we asked for
+        r, d = self.tls_case("other-name", "localhost", {"fluentd-tls-ca-file": self.pki["ca.pem"]})
+        self.assert_tls_refused(r, d)
+
+    def test_tls_localhost_with_its_name_is_accepted(self):
+        self.pki = fwdtest.make_certs(self.tmp)
+        r, d = self.tls_case("name-only", "localhost", {"fluentd-tls-ca-file": self.pki["ca.pem"]})
+        self.assertEqual(logs(r.wait_exact(300)), ["v%d" % i for i in range(300)])
+
+    def test_tls_below_1_2_is_refused(self):
+        self.pki = fwdtest.make_certs(self.tmp)
+        r = self.receiver(tls_cert=self.pki["server.pem"], tls_key=self.pki["server.key"],
+                          tls_max="1.1")
+        # the receiver really speaks TLS 1.1 (so a refusal is fwdlogd's doing)
+        ctl = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % r.port,
+                              "-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0"], input=b"",
+                             capture_output=True, timeout=20)
+        self.assertIn(b"TLSv1.1", ctl.stdout, "the receiver does not speak TLS 1.1")
+        d = self.daemon({"FLUENTD_RETRY_WAIT": "100ms"})
+        f = self.fifo()
+        d.api.start(f.path, info(cid(0xd1), config={
+            "fluentd-address": "tls://127.0.0.1:%d" % r.port,
+            "fluentd-tls-ca-file": self.pki["ca.pem"]}))
+        f.write(frame(time_nano=1, line=b"x"))
+        wait_until(lambda: d.api.metrics()["fwdlog_connection_failures_total"] >= 3, 10,
+                   "three refused handshakes")
+        self.assertIn("TLS handshake failed", d.logtext())
+        self.assertEqual(r.records(), [])
+
+    def test_sigterm_gives_up_after_8s_on_a_stalled_receiver(self):
+        # The receiver accepts and never reads; its small buffer fills at once. SIGTERM:
+        # fwdlogd keeps trying for 8 s (FWD_SHUTDOWN_FLUSH_MS), spools the rest, exits 0,
+        # inside dockerd's 10 s.
+        r = self.receiver(stall=120, rcvbuf=65536)
+        d = self.daemon({"FLUENTD_ADDRESS": "127.0.0.1:%d" % r.port,
+                         "FLUENTD_BUFFER_LIMIT": "256m"}, level="info")
+        f = self.fifo()
+        d.api.start(f.path, info(cid(0xd2)))
+        n = 50000
+        for j in range(0, n, 10000):
+            f.write(lines(b"x", j, j + 10000, pad=100))
+        wait_until(lambda: d.api.metrics()["fwdlog_records_total"] == n, 20, "all read")
+        wait_until(lambda: d.api.metrics()["fwdlog_queued_bytes"] > 1024 * 1024, 10,
+                   "a backlog behind the stalled receiver")
+        t0 = time.time()
+        self.assertEqual(d.stop(timeout=30), 0)
+        took = time.time() - t0
+        self.procs.remove(d)
+        self.assertGreater(took, 7.5, "gave up before 8 s")
+        self.assertLess(took, 10.0, "past dockerd's 10 s")
+        self.assertIn("kept in the spool", d.logtext())
+
+    def test_at_most_32_batches_unacknowledged(self):
+        # A receiver that never acks and an ack timeout far away: fwdlogd sends 32 batches
+        # and then waits; the 33rd would break the window.
+        r = self.receiver(drop_acks=10 ** 9)
+        d = self.daemon({"FLUENTD_ADDRESS": "127.0.0.1:%d" % r.port,
+                         "FLUENTD_REQUEST_ACK": "true", "FLUENTD_READ_TIMEOUT": "60s",
+                         "FWDLOG_BATCH_SIZE": "4k"}, level="info")
+        f = self.fifo()
+        d.api.start(f.path, info(cid(0xd3)))
+        f.write(lines(b"w", 0, 10000))  # ~450 batches of 4 KiB
+        wait_until(lambda: len({e["req"] for e in r.records()}) >= 32, 20, "32 batches")
+        r.settle(quiet=2)
+        self.assertEqual(len({e["req"] for e in r.records()}), 32)
+
+    def test_equal_options_share_one_connection_different_ones_split(self):
+        r = self.receiver()
+        d = self.daemon({"FLUENTD_ADDRESS": "127.0.0.1:%d" % r.port})
+        fs = [self.fifo() for _ in range(3)]
+        for i, f in enumerate(fs[:2]):
+            self.assertEqual(d.api.start(f.path, info(cid(0xe0 + i), name="/same%d" % i)),
+                             (200, {"Err": ""}))
+        for i, f in enumerate(fs[:2]):
+            f.write(lines(b"e%d" % i, 0, 500))
+        evs = r.wait_exact(1000)
+        self.assertEqual({e["conn"] for e in evs}, {1}, "one connection for equal options")
+        self.assertEqual(d.api.metrics()["fwdlog_destinations"], 1)
+        self.assertEqual(d.api.start(fs[2].path, info(cid(0xe2), name="/gz", config={
+            "fluentd-compress": "gzip"})), (200, {"Err": ""}))
+        fs[2].write(lines(b"g", 0, 500))
+        gz = r.wait_exact(500, pred=lambda e: e["record"]["container_name"] == "/gz")
+        self.assertEqual({e["mode"] for e in gz}, {"CompressedPackedForward"})
+        self.assertEqual({e["conn"] for e in gz}, {2}, "other options, another connection")
+        self.assertEqual(d.api.metrics()["fwdlog_destinations"], 2)
+        self.assertEqual(len(r.records()), 1500)
+
+    def test_file_buffer_sigkill_while_sending_with_acks(self):
+        # buffer-type=file with acks, killed while batches are in flight (slow acks): the next
+        # fwdlogd replays the spool and every line arrives (some twice: at-least-once).
+        r = self.receiver(ack_delay=0.02)
+        env = {"FLUENTD_ADDRESS": "127.0.0.1:%d" % r.port, "FWDLOG_BUFFER_TYPE": "file",
+               "FLUENTD_REQUEST_ACK": "true", "FLUENTD_RETRY_WAIT": "50ms",
+               "FWDLOG_BATCH_SIZE": "4k"}
+        d = self.daemon(env, level="info")
+        f = self.fifo()
+        d.api.start(f.path, info(cid(0xd4)))
+        n = 20000
+        f.write(lines(b"k", 0, n))
+        wait_until(lambda: len(r.records()) >= 2000, 20, "sending under way")
+        self.kill_daemon(d)
+        self.assertLess(len(r.records()), n, "everything was sent before the kill")
+        d2 = self.daemon(env, level="info")
+        wait_until(lambda: {"k%07d" % i for i in range(n)} <= set(logs(r.records())), 60,
+                   "every line after the restart")
+        self.assert_at_least_once([r], {"k%07d" % i for i in range(n)})
+        self.assertIn("left in the spool by an earlier run", d2.logtext())
+
+    def test_start_logging_does_not_wait_for_a_silent_peer(self):
+        # A peer that accepts and then never reads or answers: neither a TLS handshake nor a
+        # HELO ever completes. StartLogging must answer at once all the same.
+        r = self.receiver(stall=60)
+        d = self.daemon({"FLUENTD_ADDRESS": "127.0.0.1:%d" % r.port})
+        tls = {"fluentd-address": "tls://127.0.0.1:%d" % r.port,
+               "fluentd-tls-insecure-skip-verify": "true"}
+        for i, cfg in enumerate(({}, {"fluentd-shared-key": "k"}, tls)):
+            f = self.fifo()
+            t0 = time.time()
+            self.assertEqual(d.api.start(f.path, info(cid(0xd6 + i), config=cfg)),
+                             (200, {"Err": ""}))
+            self.assertLess(time.time() - t0, 1.0, "StartLogging waited for the network")
+            f.write(frame(time_nano=1, line=b"x"))
+        wait_until(lambda: d.api.metrics()["fwdlog_connects_total"] >= 1, 10, "a connect")
+        self.assertEqual(r.records(), [])
+
+    def test_helo_keepalive_false_with_acks(self):
+        # Fluentd's deny_keepalive: HELO says keepalive=false and the server closes after the
+        # first request. fwdlogd must handshake again on each new connection; with acks it
+        # loses nothing.
+        r = self.receiver(shared_key="k", no_keepalive=True)
+        d = self.daemon({"FLUENTD_ADDRESS": "127.0.0.1:%d" % r.port, "FLUENTD_SHARED_KEY": "k",
+                         "FLUENTD_REQUEST_ACK": "true", "FLUENTD_RETRY_WAIT": "50ms",
+                         "FWDLOG_BATCH_SIZE": "16k"})
+        f = self.fifo()
+        d.api.start(f.path, info(cid(0xd5)))
+        f.write(lines(b"h", 0, 3000))
+        want = {"h%07d" % i for i in range(3000)}
+        wait_until(lambda: want <= set(logs(r.records())), 30, "every line")
+        self.assert_at_least_once([r], want)
+        self.assertGreater(len([a for a in r.auths() if a["auth"] == "ok"]), 3,
+                           "a handshake on each new connection")
 
 
 if __name__ == "__main__":
