@@ -694,6 +694,11 @@ class TestSpool(ProcTest):
         self.wait_all_read(d, n)
         self.kill_daemon(d)
         self.assertTrue(self.spool_files())
+        # options.json can hold a shared key or password: the owner's alone
+        metas = [os.path.join(root, "options.json") for root, _, files in
+                 os.walk(os.path.join(self.tmp, "state", "spool")) if "options.json" in files]
+        self.assertEqual(len(metas), 1)
+        self.assertEqual(os.stat(metas[0]).st_mode & 0o777, 0o600)
         r = self.receiver(port=port)
         d2 = self.spool_daemon(port, **env)
         got = r.wait_exact(n, timeout=30)
