@@ -1452,6 +1452,26 @@ class TestPromises(ProcTest):
         wait_until(lambda: d.api.metrics()["fwdlog_connects_total"] >= 1, 10, "a connect")
         self.assertEqual(r.records(), [])
 
+    def test_max_retries_drops_the_queue_then_new_lines_flow(self):
+        # fluentd-max-retries=2 with the aggregator down: after the third failure the queued
+        # records are dropped (counted and logged); once it is up, new lines go through and
+        # the dropped ones never come back.
+        port = fwdtest.free_port()
+        d = self.daemon({"FLUENTD_ADDRESS": "127.0.0.1:%d" % port, "FLUENTD_RETRY_WAIT": "50ms",
+                         "FWDLOG_MAX_RETRY_WAIT": "100ms", "FLUENTD_MAX_RETRIES": "2",
+                         "FWDLOG_SPOOL_LIMIT": "0"})
+        f = self.fifo()
+        d.api.start(f.path, info(cid(0xd7)))
+        f.write(lines(b"o", 0, 100))
+        wait_until(lambda: d.api.metrics()["fwdlog_records_dropped_total"] == 100, 10,
+                   "the queue dropped")
+        self.assertIn("dropped 100 queued records: fluentd-max-retries reached", d.logtext())
+        self.assertGreaterEqual(d.api.metrics()["fwdlog_connection_failures_total"], 3)
+        r = self.receiver(port=port)
+        f.write(lines(b"n", 0, 100))
+        self.assertEqual(logs(r.wait_exact(100)), ["n%07d" % i for i in range(100)])
+        self.assertEqual(d.api.metrics()["fwdlog_records_dropped_total"], 100)
+
     def test_helo_keepalive_false_with_acks(self):
         # Fluentd's deny_keepalive: HELO says keepalive=false and the server closes after the
         # first request. fwdlogd must handshake again on each new connection; with acks it
