@@ -8,6 +8,7 @@
 - Receiver: runs tests/forward_receiver.py and reads the events it wrote.
 - Daemon: runs fwdlogd on a temporary socket and state directory.
 """
+import atexit
 import http.client
 import json
 import os
@@ -186,18 +187,66 @@ def info(cid, name="/web", config=None, labels=None, env=None, args=None, image=
     }
 
 
+_RESERVED = {}
+
+
 def free_port():
+    """A loopback port reserved for the rest of this test process: bound (SO_REUSEADDR) but
+    never listening, so connections to it are refused until a Receiver listens on it, and
+    nothing else can take it meanwhile (not an ephemeral port, not a program binding without
+    SO_REUSEADDR). For tests about an aggregator that is down first, or restarted on the same
+    port; everything else binds port 0 and uses the port the receiver reports."""
     s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("127.0.0.1", 0))
     p = s.getsockname()[1]
-    s.close()
+    _RESERVED[p] = s
     return p
 
 
+@atexit.register
+def _release_ports():
+    for s in _RESERVED.values():
+        s.close()
+
+
+def wait_until(cond, timeout=20, what="the condition", interval=0.05):
+    """Poll cond() until it returns something true; return it, or raise AssertionError
+    naming `what` after timeout seconds."""
+    deadline = time.time() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.time() > deadline:
+            raise AssertionError("%s did not happen within %ss" % (what, timeout))
+        time.sleep(interval)
+
+
+def logs(evs):
+    return [e["record"]["log"] for e in evs]
+
+
+def streams(evs, key="container_id"):
+    """{(record[key], source): [log, ...]} in arrival order: the order fwdlog promises is
+    per container and stream."""
+    out = {}
+    for e in evs:
+        r = e["record"]
+        out.setdefault((r.get(key), r.get("source")), []).append(r.get("log"))
+    return out
+
+
 class Receiver:
-    def __init__(self, tmpdir, port=0, unix=None, name="recv", append=False, **script):
-        """script: stall, ack_delay, wrong_acks, drop_acks, close_after_bytes (see
-        forward_receiver.py). append: keep the events file (a restarted receiver)."""
+    QUIET = 1.0  # seconds with nothing new before wait_exact counts
+
+    def __init__(self, tmpdir, port=0, unix=None, name="recv", append=False, expect_errors=None,
+                 **script):
+        """script: the receiver's switches as keywords (stall=1.5, drop_acks=1, ...; see
+        forward_receiver.py). append: keep the events file (a restarted receiver).
+        expect_errors: why this test expects the receiver to report errors; without it the
+        test's tearDown asserts that errors() is empty."""
+        self.expect_errors = expect_errors
         self.out = os.path.join(tmpdir, name + ".jsonl")
         if not append:
             open(self.out, "w").close()
@@ -261,7 +310,8 @@ class Receiver:
         return list(self._records)
 
     def wait(self, n, timeout=20, pred=None):
-        """The first n records (matching pred), or fewer if timeout passes first."""
+        """The first n records (matching pred), or fewer if timeout passes first. Says
+        nothing about what came after them: use wait_exact when a test means exactly n."""
         deadline = time.time() + timeout
         matched, checked = [], 0
         while True:
@@ -273,6 +323,41 @@ class Receiver:
             if len(matched) >= n or time.time() > deadline:
                 return matched
             time.sleep(0.05)
+
+    def _size(self):
+        try:
+            return os.path.getsize(self.out)
+        except OSError:
+            return 0
+
+    def settle(self, quiet=None, timeout=60):
+        """Wait until nothing new has been written for `quiet` seconds."""
+        quiet = self.QUIET if quiet is None else quiet
+        deadline = time.time() + timeout
+        size, since = self._size(), time.time()
+        while time.time() - since < quiet:
+            if time.time() > deadline:
+                raise AssertionError("receiver %s never went quiet for %ss" % (self.out, quiet))
+            time.sleep(0.05)
+            now = self._size()
+            if now != size:
+                size, since = now, time.time()
+
+    def wait_exact(self, n, timeout=20, quiet=None, pred=None):
+        """Exactly n records (matching pred): wait for n, then for `quiet` seconds with
+        nothing new, then assert that there are exactly n and return them in arrival
+        order. Duplicates, extra records and late resends fail here."""
+        got = self.wait(n, timeout=timeout, pred=pred)
+        if len(got) == n:
+            self.settle(quiet)
+        self._poll()
+        allm = [e for e in self._records if pred is None or pred(e)]
+        if len(allm) != n:
+            sample = [str(e["record"].get("log"))[:40] for e in allm[-5:]]
+            raise AssertionError("receiver %s: %d records, want exactly %d (last: %r; "
+                                 "errors: %r)" % (os.path.basename(self.out), len(allm), n,
+                                                  sample, self._errors[:3]))
+        return allm
 
     def stop(self):
         if self.proc.poll() is None:
@@ -352,21 +437,39 @@ def hosts_file(path):
 
 def make_certs(d):
     """A test PKI made now with the openssl CLI (EC keys, valid one day): ca.pem signs
-    server.pem (localhost, 127.0.0.1) and client.pem; other-ca.pem signs nothing of ours."""
+    server.pem (localhost, 127.0.0.1), client.pem, name-only.pem (localhost, no IP) and
+    other-name.pem (fluentd.example, 127.0.0.1); other-ca.pem signs nothing of ours."""
     def run(*args):
         subprocess.run(["openssl"] + list(args), cwd=d, check=True, capture_output=True)
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     for ca in ("ca", "other-ca"):
         run("req", "-x509", *ec, "-keyout", ca + ".key", "-out", ca + ".pem", "-days", "1",
             "-subj", "/CN=fwdlog test " + ca)
-    for name, san in (("server", "DNS:localhost,IP:127.0.0.1"), ("client", "DNS:fwdlog-client")):
+    for name, san in (("server", "DNS:localhost,IP:127.0.0.1"), ("client", "DNS:fwdlog-client"),
+                      ("name-only", "DNS:localhost"),
+                      ("other-name", "DNS:fluentd.example,IP:127.0.0.1")):
         run("req", *ec, "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + name)
         with open(os.path.join(d, name + ".ext"), "w") as f:
             f.write("subjectAltName=%s\n" % san)
         run("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
             "-CAcreateserial", "-out", name + ".pem", "-days", "1", "-extfile", name + ".ext")
-    return {k: os.path.join(d, k) for k in ("ca.pem", "other-ca.pem", "server.pem",
-                                               "server.key", "client.pem", "client.key")}
+    return {k: os.path.join(d, k) for k in (
+        "ca.pem", "other-ca.pem", "server.pem", "server.key", "client.pem", "client.key",
+        "name-only.pem", "name-only.key", "other-name.pem", "other-name.key")}
+
+
+def summarize(suite, result, skip_fails=False):
+    """Print "<suite>: P passed, F failed, S skipped" and return the exit status. Skipped
+    cases are counted apart from passed ones; with skip_fails they fail the run."""
+    failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
+    skipped = len(result.skipped)
+    xfail = len(result.expectedFailures)
+    passed = result.testsRun - failed - skipped - xfail
+    print("%s: %d passed, %d failed, %d skipped, %d expected failures"
+          % (suite, passed, failed, skipped, xfail))
+    for test, reason in result.skipped:
+        print("%s: SKIPPED %s: %s" % (suite, test.id(), reason))
+    return 1 if failed or (skip_fails and skipped) or result.testsRun == 0 else 0
 
 
 def tmpdir():

@@ -7,6 +7,7 @@ addresses used are loopback. It never touches a Docker daemon it did not start, 
 FWDLOG_E2E_DOCKER_HOST names one (e.g. unix:///var/run/docker.sock) to use instead.
 The image is imported from Debian's busybox-static (docker import), no registry needed.
 """
+import glob
 import json
 import os
 import shutil
@@ -155,30 +156,30 @@ class Dockerd:
         """The plugin's directory on the host (rootfs/, propagated-mount/)."""
         return os.path.join(self.base, "root", "plugins", self.plugin_id(name))
 
-    def plugin_pid(self, name="fwdlog", timeout=20):
-        """fwdlogd's pid: the child of the containerd shim started for this plugin's id
-        (several private dockerds may run on one machine)."""
-        pid_of_plugin = self.plugin_id(name).encode()
-        deadline = time.time() + timeout
-        while True:
-            for p in os.listdir("/proc"):
-                if not p.isdigit():
-                    continue
-                try:
-                    with open("/proc/%s/cmdline" % p, "rb") as f:
-                        argv = f.read().split(b"\0")
-                    if not argv[0].endswith(b"fwdlogd"):
-                        continue
-                    with open("/proc/%s/status" % p) as f:
-                        ppid = [ln.split()[1] for ln in f if ln.startswith("PPid:")][0]
-                    with open("/proc/%s/cmdline" % ppid, "rb") as f:
-                        if pid_of_plugin in f.read():
-                            return int(p)
-                except (OSError, IndexError):
-                    continue
-            if time.time() > deadline:
-                raise DockerError("no fwdlogd process for plugin %s" % name)
-            time.sleep(0.1)
+    def plugin_spool_segments(self):
+        """The spool's segment files in the plugin's state directory (/run/docker/logging,
+        its propagated mount), as the host sees them."""
+        top = os.path.join(self.plugin_dir(), "propagated-mount", "spool")
+        return sorted(glob.glob(os.path.join(top, "**", "*.seg"), recursive=True))
+
+    def plugin_pid(self):
+        """The pid of this dockerd's fwdlogd, or None while there is none: the process whose
+        executable is the very file in this plugin's rootfs (same device and inode; the
+        process lives in its own mount namespace, so paths cannot tell)."""
+        try:
+            want = os.stat(os.path.join(self.plugin_dir(), "rootfs", "usr", "bin", "fwdlogd"))
+        except OSError:
+            return None
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                st = os.stat("/proc/%s/exe" % d)
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) == (want.st_dev, want.st_ino):
+                return int(d)
+        return None
 
 
     # ---- the plugin ---------------------------------------------------------------

@@ -19,12 +19,13 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
 import fwdtest  # noqa: E402
 from dockerenv import IMAGE, ROOT, Dockerd  # noqa: E402
-from fwdtest import Receiver  # noqa: E402
+from fwdtest import Receiver, logs, wait_until  # noqa: E402
 from rootfs import trace as rootfs_trace  # noqa: E402
 
 D = None
-# fwdlogd starts the cases cause on purpose (kills, disable/enable), besides the first
-RESTARTS = 0
+# fwdlogd starts once, once more per dockerd restart (the daemon.json case restarts it
+# twice) and once more per restart a case causes on purpose (each adds to this).
+EXPECTED_STARTS = 3
 
 
 def setUpModule():
@@ -56,10 +57,12 @@ def tearDownModule():
     print("e2e: fwdlogd started %d times in dockerd's log" % starts, file=sys.stderr)
     if bad:
         raise AssertionError("fwdlogd reported %s in the dockerd log" % ", ".join(bad))
-    # one start, plus one per dockerd restart of the daemon.json case (two restarts)
-    if not D.external and starts > 3 + RESTARTS:
-        raise AssertionError("fwdlogd started %d times: the plugin crashed and was restarted"
-                             % starts)
+    if not D.external and starts == 0:
+        raise AssertionError("no fwdlogd start in dockerd's log: the crash check below "
+                             "would see nothing (has the start message changed?)")
+    if not D.external and starts > EXPECTED_STARTS:
+        raise AssertionError("fwdlogd started %d times, %d expected: the plugin crashed and "
+                             "was restarted" % (starts, EXPECTED_STARTS))
 
 
 class E2E(unittest.TestCase):
@@ -71,9 +74,13 @@ class E2E(unittest.TestCase):
     def tearDown(self):
         for c in self.containers:
             D.docker("rm", "-f", c, check=False)
+        errs = []
         for r in self.recvs:
             r.stop()
+            if not r.expect_errors:
+                errs += r.errors()
         shutil.rmtree(self.tmp, ignore_errors=True)
+        self.assertEqual(errs, [], "the receiver reported protocol errors")
 
     def receiver(self, **kw):
         r = Receiver(self.tmp, name="r%d" % len(self.recvs), **kw)
@@ -167,8 +174,7 @@ class TestDelivery(E2E):
                            port=r.port, opts=["labels=team", "env=APP"])
         self.containers.append("web1")
         cid = self.cid_of("web1")
-        evs = r.wait(3)
-        self.assertEqual(len(evs), 3)
+        evs = r.wait_exact(3)
         base = {"container_id": cid, "container_name": "/web1", "team": "core", "APP": "shop"}
         by_src = {}
         for e in evs:
@@ -178,14 +184,13 @@ class TestDelivery(E2E):
         self.assertEqual(by_src["stdout"], [dict(base, source="stdout", log="out1"),
                                             dict(base, source="stdout", log="out2")])
         self.assertEqual(by_src["stderr"], [dict(base, source="stderr", log="err1")])
-        self.assertEqual(r.errors(), [])
 
     def test_custom_tag_template(self):
         r = self.receiver()
         self.run_container("--name", "tagged", IMAGE, "echo", "hi", port=r.port,
                            opts=["tag=docker.{{.Name}}.{{.ImageName}}.{{.ID}}"])
         self.containers.append("tagged")
-        ev = r.wait(1)[0]
+        ev = r.wait_exact(1)[0]
         self.assertEqual(ev["tag"], "docker.tagged.%s.%s" % (IMAGE, self.cid_of("tagged")[:12]))
 
     def test_100k_line_is_one_record(self):
@@ -194,8 +199,7 @@ class TestDelivery(E2E):
         self.run_container("--rm", IMAGE, "sh", "-c",
                            "head -c 102400 /dev/zero | tr '\\0' x; echo; echo next",
                            port=r.port)
-        evs = r.wait(2)
-        self.assertEqual(len(evs), 2)
+        evs = r.wait_exact(2)
         self.assertEqual(evs[0]["record"]["log"], "x" * 102400)
         self.assertNotIn("partial_message", evs[0]["record"])
         self.assertEqual(evs[1]["record"]["log"], "next")
@@ -223,8 +227,7 @@ class TestDelivery(E2E):
         for t in threads:
             t.join()
         self.assertEqual(errs, [])
-        evs = r.wait(n * per * 2, timeout=240)
-        self.assertEqual(len(evs), n * per * 2)
+        evs = r.wait_exact(n * per * 2, timeout=240, quiet=2)
         seqs = {}
         for e in evs:
             rec = e["record"]
@@ -233,7 +236,6 @@ class TestDelivery(E2E):
         for nm in names:
             for src in ("stdout", "stderr"):
                 self.assertEqual(seqs[("/" + nm, src)], want, "%s %s" % (nm, src))
-        self.assertEqual(r.errors(), [])
 
     def test_aggregator_by_name(self):
         # localhost:PORT, like the default address and the README's examples: the plugin
@@ -262,7 +264,9 @@ class TestDelivery(E2E):
         out = D.docker("logs", "logs1")
         self.assertEqual(out.stdout, "one\n")
         self.assertEqual(out.stderr, "two\n")
-        self.assertEqual(len(r.wait(2)), 2)
+        evs = r.wait_exact(2)
+        self.assertEqual(sorted((e["record"]["source"], e["record"]["log"]) for e in evs),
+                         [("stderr", "two"), ("stdout", "one")])
 
 
 class TestFailures(E2E):
@@ -280,45 +284,51 @@ class TestFailures(E2E):
         self.run_container("--name", "down1", IMAGE, "sh", "-c",
                            "seq 1 100; sleep 3; seq 101 200", detach=True, port=port,
                            opts=["fluentd-retry-wait=100ms"])
-        time.sleep(1)
+        # docker run -d returned: it started (StartLogging answered); it sleeps 3 s, so it
+        # must still be running, not held back by the missing Fluentd
         state = D.docker("inspect", "-f", "{{.State.Running}}", "down1").stdout.strip()
         self.assertEqual(state, "true", "the container must start and run without Fluentd")
         r = self.receiver(port=port)
-        evs = r.wait(200, timeout=30)
-        self.assertEqual([e["record"]["log"] for e in evs], [str(i) for i in range(1, 201)])
+        evs = r.wait_exact(200, timeout=30)
+        self.assertEqual(logs(evs), [str(i) for i in range(1, 201)])
 
     def test_stop_with_slow_aggregator_is_prompt_and_lossless(self):
         r = self.receiver(stall=8)
         self.run_container("--name", "slow1", IMAGE, "sh", "-c",
                            "seq 1 20000; sleep 600", detach=True, port=r.port)
-        time.sleep(1.5)
+        # until the container has written all 20000 lines (docker logs reads dockerd's cache)
+        wait_until(lambda: D.docker("logs", "--tail", "1", "slow1").stdout == "20000\n", 30,
+                   "the container's 20000 lines", interval=0.3)
         t0 = time.time()
         D.docker("stop", "-t", "1", "slow1")
         took = time.time() - t0
         self.assertLess(took, 6.0, "docker stop took %.1fs with a slow aggregator" % took)
-        evs = r.wait(20000, timeout=60)
-        self.assertEqual([e["record"]["log"] for e in evs], [str(i) for i in range(1, 20001)])
+        evs = r.wait_exact(20000, timeout=60)
+        self.assertEqual(logs(evs), [str(i) for i in range(1, 20001)])
 
 
 class TestOutage(E2E):
     def test_thirty_second_outage_never_blocks_the_container(self):
         # A burst far larger than the 64 KiB pipe, then a line every 100 ms for ~30 s, all
         # while nothing listens on the aggregator's port. If fwdlog stopped draining the FIFO
-        # the container would block on its first burst and finish late.
+        # the container would block: dockerd's copier stamps each line when it reads it, so
+        # a stall shows as a gap between the records' times (not as a slow machine's
+        # longer run).
         port = fwdtest.free_port()
         script = ("seq 1 20000; i=0; while [ $i -lt 300 ]; do echo tick $i; i=$((i+1)); "
                   "sleep 0.1; done")
-        t0 = time.time()
         self.run_container("--name", "outage", IMAGE, "sh", "-c", script, detach=True,
                            port=port, opts=["fluentd-retry-wait=100ms", "max-retry-wait=2s"])
         D.docker("wait", "outage", timeout=120)
-        ran = time.time() - t0
-        # 300 sleeps of 0.1 s: ~30 s plus busybox overhead; a blocked container never ends
-        self.assertLess(ran, 45, "the container ran %.1fs with its aggregator down" % ran)
         r = self.receiver(port=port)
         want = [str(i) for i in range(1, 20001)] + ["tick %d" % i for i in range(300)]
-        evs = r.wait(len(want), timeout=60)
-        self.assertEqual([e["record"]["log"] for e in evs], want)
+        evs = r.wait_exact(len(want), timeout=60)
+        self.assertEqual(logs(evs), want)
+        t = [e["time"][0] + e["time"][1] / 1e9 for e in evs]
+        gap, at = max((b - a, i) for i, (a, b) in enumerate(zip(t, t[1:])))
+        # ticks are 0.1 s apart; 3 s leaves room for a loaded machine, not for a block
+        self.assertLess(gap, 3.0, "the container was held %.1fs before %r" % (gap, want[at + 1]))
+        self.assertGreater(t[-1] - t[0], 25, "the ticks did not span the outage")
 
     def test_failover_to_a_second_aggregator_with_acks(self):
         # The first address has nobody listening; the second takes everything, acknowledged,
@@ -329,19 +339,31 @@ class TestOutage(E2E):
                            opts=["fluentd-address=127.0.0.1:%d,127.0.0.1:%d" % (dead, r.port),
                                  "fluentd-request-ack=true", "fluentd-retry-wait=100ms"])
         self.containers.append("failover")
-        evs = r.wait(30000, timeout=60)
-        self.assertEqual([e["record"]["log"] for e in evs], [str(i) for i in range(1, 30001)])
+        evs = r.wait_exact(30000, timeout=60)
+        self.assertEqual(logs(evs), [str(i) for i in range(1, 30001)])
 
-    def test_file_buffer_through_an_outage(self):
-        # buffer-type=file: the batches wait in the plugin's state directory, then arrive.
+    def test_file_buffer_through_an_outage_and_a_crash(self):
+        # buffer-type=file: the batches wait as segment files in the plugin's state directory
+        # (its propagated mount), survive a SIGKILL of fwdlogd, and arrive once dockerd has
+        # restarted the plugin and the aggregator is up. Memory buffering would lose them.
+        global EXPECTED_STARTS
+        if D.external:
+            self.skipTest("kills the plugin: only with the private daemon")
         port = fwdtest.free_port()
         self.run_container("--name", "filebuf", IMAGE, "seq", "1", "50000", port=port,
                            opts=["buffer-type=file", "fluentd-retry-wait=100ms",
                                  "max-retry-wait=500ms"])
         self.containers.append("filebuf")
+        segs = wait_until(lambda: D.plugin_spool_segments(), 20, "segment files in the spool")
+        pid = D.plugin_pid()
+        EXPECTED_STARTS += 1
+        os.kill(pid, signal.SIGKILL)
+        self.assertTrue(set(segs) <= set(D.plugin_spool_segments()),
+                        "the segments did not survive the crash")
+        wait_until(lambda: D.plugin_pid() not in (None, pid), 30, "dockerd restarting the plugin")
         r = self.receiver(port=port)
-        evs = r.wait(50000, timeout=60)
-        self.assertEqual([e["record"]["log"] for e in evs], [str(i) for i in range(1, 50001)])
+        evs = r.wait_exact(50000, timeout=60)
+        self.assertEqual(logs(evs), [str(i) for i in range(1, 50001)])
 
 
 # A container that prints numbered lines (20 every 10 ms) until docker stop, then "END n":
@@ -356,11 +378,11 @@ class TestPluginRestart(E2E):
     lost. dockerd never sends StartLogging again: fwdlogd re-attaches by itself."""
 
     def kill_plugin(self, sig=signal.SIGKILL):
-        global RESTARTS
-        pid = D.plugin_pid()
+        global EXPECTED_STARTS
+        pid = wait_until(D.plugin_pid, 20, "fwdlogd running")
         os.kill(pid, sig)
         if sig == signal.SIGKILL:
-            RESTARTS += 1
+            EXPECTED_STARTS += 1
         return pid
 
     def run_kills(self, opts, lossless):
@@ -397,7 +419,7 @@ class TestPluginRestart(E2E):
         self.run_kills([], lossless=False)
 
     def test_disable_force_then_enable_resumes(self):
-        global RESTARTS
+        global EXPECTED_STARTS
         r = self.receiver()
         names = ["de0", "de1"]
         for n in names:
@@ -409,7 +431,7 @@ class TestPluginRestart(E2E):
         time.sleep(2)  # the containers' pipes fill meanwhile; they block, and wait
         before = {n: len(v) for n, v in self.per_container(r).items()}
         D.docker("plugin", "enable", "--timeout", "0", "fwdlog")
-        RESTARTS += 1
+        EXPECTED_STARTS += 1
         self.assertTrue(self.wait_progress(r, names, before, 5.0), "lines after enable")
         took = self.stop_all(names)
         self.assertLess(max(took.values()), 10, "docker stop -t 2 took %r" % took)
@@ -443,7 +465,7 @@ class TestLiveRestore(E2E):
         # dockerd exits (containers and the plugin keep running), the old FIFO reaches EOF,
         # and the new dockerd sends StartLogging again with a new FIFO for the same
         # container: the two streams must not both read or send twice.
-        global RESTARTS
+        global EXPECTED_STARTS
         if D.external:
             self.skipTest("restarts dockerd: only with the private daemon")
         r = self.receiver()
@@ -453,7 +475,7 @@ class TestLiveRestore(E2E):
             self.run_container("--name", "lr1", IMAGE, "sh", "-c", COUNTER, detach=True,
                                port=r.port)
             self.assertTrue(self.wait_progress(r, ["lr1"], {}, 20))
-            pid = D.plugin_pid()
+            pid = wait_until(D.plugin_pid, 20, "fwdlogd running")
             D.restart({"live-restore": True})
             self.assertEqual(D.plugin_pid(), pid, "the plugin kept running")
             state = D.docker("inspect", "-f", "{{.State.Running}}", "lr1").stdout.strip()
@@ -465,7 +487,7 @@ class TestLiveRestore(E2E):
             self.assertEqual(dups, 0)
         finally:
             D.restart({})
-            RESTARTS += D.plugin_starts() - starts
+            EXPECTED_STARTS += D.plugin_starts() - starts
 
 
 class TestUpgrade(E2E):
@@ -474,7 +496,7 @@ class TestUpgrade(E2E):
         # v2 whose version string differs: disable -f, upgrade, enable. No dockerd restart,
         # no container restart; the FIFOs and the streams' states are in the
         # propagatedMount, which an upgrade keeps (the rootfs is replaced).
-        global RESTARTS
+        global EXPECTED_STARTS
         from registry import Registry
         reg = getattr(D, "registry", None) or Registry(D.base)
         D.registry = reg
@@ -528,7 +550,7 @@ class TestUpgrade(E2E):
         finally:
             D.docker("plugin", "rm", "-f", "fwdlog", check=False)
             D.reinstall_plugin()
-            RESTARTS += D.plugin_starts() - starts
+            EXPECTED_STARTS += D.plugin_starts() - starts
 
 
 class TestConfigMount(E2E):
@@ -617,8 +639,7 @@ class TestCompatibility(E2E):
             name = "cmp"
             self.run_container("--name", name, *common, driver=driver, port=r.port, opts=opts)
             cid = self.cid_of(name)
-            evs = r.wait(4, pred=lambda e, c=cid: e["record"].get("container_id") == c)
-            self.assertEqual(len(evs), 4, driver)
+            evs = r.wait_exact(4, pred=lambda e, c=cid: e["record"].get("container_id") == c)
             D.docker("rm", "-f", name)
             got[driver] = (cid, evs)
         (bcid, bevs), (fcid, fevs) = got["fluentd"], got["fwdlog"]
@@ -646,14 +667,14 @@ class TestDaemonJson(E2E):
         try:
             D.docker("run", "--rm", "--network", "none", "--name", "dflt", IMAGE, "echo",
                      "default driver")
-            ev = r.wait(1)[0]
+            ev = r.wait_exact(1)[0]
             self.assertEqual((ev["tag"], ev["record"]["log"]), ("dj.dflt", "default driver"))
         finally:
             D.restart({})
 
 
 if __name__ == "__main__":
-    result = unittest.main(exit=False, verbosity=2).result
-    failed = len(result.failures) + len(result.errors)
-    print("e2e: %d passed, %d failed" % (result.testsRun - failed, failed))
-    sys.exit(1 if failed else 0)
+    # A skipped case fails the e2e run (CI included): it tested nothing. FWDLOG_E2E_ALLOW_SKIP=1
+    # when running against an external dockerd on purpose.
+    sys.exit(fwdtest.summarize("e2e", unittest.main(exit=False, verbosity=2).result,
+                               skip_fails=not os.environ.get("FWDLOG_E2E_ALLOW_SKIP")))
