@@ -22,7 +22,7 @@ SAN     ?=
 comma   := ,
 BUILD   := build$(if $(SAN),/$(SAN))
 GEN     := $(BUILD)/gen
-PKGS    := libmicrohttpd jansson msgpack libprotobuf-c libpcre2-8 zlib libssl libcrypto
+PKGS    := libmicrohttpd jansson msgpack libprotobuf-c libpcre2-8 zlib libssl libcrypto yajl
 VERSION := 0.1.0
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wundef \
@@ -73,7 +73,7 @@ $(BUILD)/fwdlogd: $(OBJS)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(LIBOBJS)
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h tests/unit/show.h $(LIBOBJS)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CFLAGS) $(shell pkg-config --cflags check) $(LDFLAGS) -o $@ $< $(LIBOBJS) \
@@ -81,7 +81,8 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(LIBOBJS)
 
 # Debian 12 packages for building, testing and the end-to-end suite.
 DEB_BUILD := build-essential pkg-config libmicrohttpd-dev libjansson-dev libmsgpack-dev \
-             libprotobuf-c-dev protobuf-c-compiler libpcre2-dev zlib1g-dev libssl-dev
+             libprotobuf-c-dev protobuf-c-compiler libpcre2-dev zlib1g-dev libssl-dev \
+             libyajl-dev
 DEB_TEST  := check python3 python3-msgpack valgrind docker.io busybox-static openssl
 deps:
 	@if [ "$$(id -u)" != 0 ]; then echo "make deps: run as root (apt-get)"; exit 1; fi
