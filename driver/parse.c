@@ -77,7 +77,7 @@ struct fwd_parser {
 static bool is_reserved(const struct fwd_parser *p, const char *k, size_t n)
 {
     for (size_t i = 0; i < p->nreserved; i++)
-        if (strncmp(p->reserved[i], k, n) == 0 && p->reserved[i][n] == '\0')
+        if (strlen(p->reserved[i]) == n && memcmp(p->reserved[i], k, n) == 0)
             return true;
     return false;
 }
@@ -207,25 +207,24 @@ static void *arena_malloc(void *ctx, size_t sz)
 
 static void arena_free(void *ctx, void *ptr)
 {
-    struct arena_hdr *h = (struct arena_hdr *)ptr - 1;
-
     (void)ctx;
-    if (ptr != NULL && h->heap)
-        free(h);
+    if (ptr != NULL && ((struct arena_hdr *)ptr - 1)->heap)
+        free((struct arena_hdr *)ptr - 1);
 }
 
 static void *arena_realloc(void *ctx, void *ptr, size_t sz)
 {
-    struct arena_hdr *h = (struct arena_hdr *)ptr - 1;
+    size_t old;
     void *n;
 
     if (ptr == NULL)
         return arena_malloc(ctx, sz);
-    if (sz <= h->size)
+    old = ((struct arena_hdr *)ptr - 1)->size;
+    if (sz <= old)
         return ptr;
     n = arena_malloc(ctx, sz);
     if (n != NULL) {
-        memcpy(n, ptr, h->size);
+        memcpy(n, ptr, old);
         arena_free(ctx, ptr);
     }
     return n;

@@ -165,6 +165,10 @@ START_TEST(test_parse_reserved_names_get_underscore)
 
     ck_assert_int_eq(run(p, "{\"source\":\"db\",\"container_id\":1,\"sourcex\":2,\"sourc\":3}"), 0);
     ck_assert_str_eq(shown, "{\"_source\":\"db\",\"_container_id\":1,\"sourcex\":2,\"sourc\":3}");
+    /* a key holding NUL is compared by length, not as a C string (found by fuzz_parse) */
+    ck_assert_int_eq(run(p, "{\"source\\u0000xy\":1}"), 0);
+    ck_assert_uint_eq(res.len, 1 + 9 + 1);
+    ck_assert_int_eq(memcmp(res.pairs + 1, "source\0xy", 9), 0);
     fwd_parser_destroy(p);
 }
 END_TEST
