@@ -48,6 +48,7 @@ struct fwd_parser {
     struct fwd_timefmt time_format;
     bool time_keep;
     char **reserved;
+    size_t *reserved_len;
     size_t nreserved;
     struct fwd_buf out;
     struct fwd_buf tmp; /* logfmt: a quoted value, unescaped */
@@ -74,10 +75,26 @@ struct fwd_parser {
 
 /* ---- fields ------------------------------------------------------------------------------ */
 
+/*
+ * msgpack_packer write callback: a copy while there is room (run() reserves
+ * room for the usual case up front), fwd_buf_append's checks otherwise.
+ */
+static int out_write(void *data, const char *s, size_t n)
+{
+    struct fwd_buf *b = data;
+
+    if (n <= b->cap - b->len) { /* cap <= max: the cap holds */
+        memcpy(b->data + b->len, s, n);
+        b->len += n;
+        return 0;
+    }
+    return fwd_buf_append(b, s, n) == 0 ? 0 : -1;
+}
+
 static bool is_reserved(const struct fwd_parser *p, const char *k, size_t n)
 {
     for (size_t i = 0; i < p->nreserved; i++)
-        if (strlen(p->reserved[i]) == n && memcmp(p->reserved[i], k, n) == 0)
+        if (p->reserved_len[i] == n && memcmp(p->reserved[i], k, n) == 0)
             return true;
     return false;
 }
@@ -595,14 +612,17 @@ struct fwd_parser *fwd_parser_create(const struct fwd_parse_opts *o, char *err, 
     p->time_keep = o->time_keep;
     fwd_buf_init(&p->out, o->max_out);
     fwd_buf_init(&p->tmp, o->max_out);
-    msgpack_packer_init(&p->pk, &p->out, fwd_buf_msgpack_write);
+    msgpack_packer_init(&p->pk, &p->out, out_write);
     p->spans = calloc(FWD_PARSE_MAX_FIELDS, sizeof(*p->spans));
     p->reserved = calloc(o->nreserved + 1, sizeof(char *));
-    if (p->spans == NULL || p->reserved == NULL)
+    p->reserved_len = calloc(o->nreserved + 1, sizeof(size_t));
+    if (p->spans == NULL || p->reserved == NULL || p->reserved_len == NULL)
         goto enomem;
-    for (; p->nreserved < o->nreserved; p->nreserved++)
+    for (; p->nreserved < o->nreserved; p->nreserved++) {
         if ((p->reserved[p->nreserved] = strdup(o->reserved[p->nreserved])) == NULL)
             goto enomem;
+        p->reserved_len[p->nreserved] = strlen(o->reserved[p->nreserved]);
+    }
     if (o->time_key != NULL && o->time_key[0] != '\0') {
         if ((p->time_key = strdup(o->time_key)) == NULL)
             goto enomem;
@@ -631,6 +651,7 @@ void fwd_parser_destroy(struct fwd_parser *p)
     for (size_t i = 0; i < p->nreserved; i++)
         free(p->reserved[i]);
     free(p->reserved);
+    free(p->reserved_len);
     free(p->spans);
     free(p->time_key);
     fwd_buf_release(&p->out);
@@ -647,6 +668,8 @@ int fwd_parser_run(struct fwd_parser *p, const uint8_t *line, size_t len, struct
 
     reset(p);
     memset(out, 0, sizeof(*out));
+    /* room for what a line usually becomes, so out_write rarely checks (best effort) */
+    (void)!fwd_buf_reserve(&p->out, len + 64 < p->out.max ? len + 64 : p->out.max);
     switch (p->kind) {
         case FWD_PARSE_JSON:
             rc = run_json(p, line, len);
