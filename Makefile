@@ -185,14 +185,14 @@ bench-deps:
 	$(Q)command -v gnuplot >/dev/null || { apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BENCH_DEB); }
 
-bench: bench-deps $(BUILD)/fwdlogd $(BUILD)/bench/framegen $(BUILD)/bench/sink $(BUILD)/bench/jsonparse
+bench: bench-deps $(BUILD)/fwdlogd $(BUILD)/bench/framegen $(BUILD)/bench/sink $(BUILD)/bench/parsecost
 	$(Q)BUILD=$(BUILD) $(PYTHON) tests/bench/run.py $(BENCH_ARGS)
 
 $(BUILD)/bench/framegen: tests/bench/framegen.c $(LIBOBJS)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBOBJS) $(LDLIBS)
 
-$(BUILD)/bench/jsonparse: tests/bench/jsonparse.c $(LIBOBJS)
+$(BUILD)/bench/parsecost: tests/bench/parsecost.c $(LIBOBJS)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBOBJS) $(LDLIBS)
 
