@@ -835,7 +835,7 @@ static int apply(struct fwd_config *c, int id, const char *v, struct origin o, c
         default:
             break;
     }
-    if (id >= O_PARSE) {
+    if (id >= O_PARSE && id < O_COUNT) {
         char want[200];
         int rc = fwd_pipeline_cfg_apply(&c->pl, opts_table[id].name, v, want, sizeof(want));
 
