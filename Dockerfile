@@ -9,6 +9,7 @@ RUN apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       build-essential pkg-config libmicrohttpd-dev libjansson-dev libmsgpack-dev \
       libprotobuf-c-dev protobuf-c-compiler libpcre2-dev zlib1g-dev libssl-dev libc-ares-dev \
+      libyajl-dev \
  && apt-get clean && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Makefile ./
@@ -22,7 +23,8 @@ RUN make ERR=1 ${VERSION:+VERSION=$VERSION}
 FROM debian:bookworm-slim
 RUN apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      libmicrohttpd12 libjansson4 libprotobuf-c1 libpcre2-8-0 zlib1g libssl3 libc-ares2 ca-certificates \
+      libmicrohttpd12 libjansson4 libprotobuf-c1 libpcre2-8-0 zlib1g libssl3 libc-ares2 libyajl2 \
+      ca-certificates \
  && apt-get clean && rm -rf /var/lib/apt/lists/* \
  && mkdir -p /run/docker/plugins /run/docker/logging
 COPY --from=build /src/build/fwdlogd /usr/bin/fwdlogd

@@ -26,7 +26,7 @@ SAN     ?=
 comma   := ,
 BUILD   := build$(if $(SAN),/$(SAN))
 GEN     := $(BUILD)/gen
-PKGS    := libmicrohttpd jansson msgpack libprotobuf-c libpcre2-8 zlib libssl libcrypto libcares
+PKGS    := libmicrohttpd jansson msgpack libprotobuf-c libpcre2-8 zlib libssl libcrypto libcares yajl
 VERSION := 0.1.0
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wundef \
@@ -78,7 +78,7 @@ $(BUILD)/fwdlogd: $(OBJS)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(LIBOBJS)
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h tests/unit/show.h $(LIBOBJS)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CFLAGS) $(shell pkg-config --cflags check) $(LDFLAGS) -o $@ $< $(LIBOBJS) \
@@ -86,7 +86,8 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(LIBOBJS)
 
 # Debian 12 packages for building, testing and the end-to-end suite.
 DEB_BUILD := build-essential pkg-config libmicrohttpd-dev libjansson-dev libmsgpack-dev \
-             libprotobuf-c-dev protobuf-c-compiler libpcre2-dev zlib1g-dev libssl-dev libc-ares-dev
+             libprotobuf-c-dev protobuf-c-compiler libpcre2-dev zlib1g-dev libssl-dev libc-ares-dev \
+             libyajl-dev
 DEB_TEST  := check python3 python3-msgpack valgrind docker.io busybox-static openssl \
              debootstrap docker-registry strace tzdata ca-certificates
 deps:
@@ -247,10 +248,14 @@ bench-deps:
 	$(Q)command -v gnuplot >/dev/null || { apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BENCH_DEB); }
 
-bench: bench-deps $(BUILD)/fwdlogd $(BUILD)/bench/framegen $(BUILD)/bench/sink
+bench: bench-deps $(BUILD)/fwdlogd $(BUILD)/bench/framegen $(BUILD)/bench/sink $(BUILD)/bench/parsecost
 	$(Q)BUILD=$(BUILD) $(PYTHON) tests/bench/run.py $(BENCH_ARGS)
 
 $(BUILD)/bench/framegen: tests/bench/framegen.c $(LIBOBJS)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBOBJS) $(LDLIBS)
+
+$(BUILD)/bench/parsecost: tests/bench/parsecost.c $(LIBOBJS)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBOBJS) $(LDLIBS)
 

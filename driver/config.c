@@ -57,6 +57,20 @@ enum opt_id {
     O_BUFFER_TYPE,
     O_SPOOL_LIMIT,
     O_OVERFLOW,
+    O_PARSE,
+    O_PARSE_INTO,
+    O_PARSE_KEEP_LOG,
+    O_PARSE_REGEX,
+    O_TIME_KEY,
+    O_TIME_FORMAT,
+    O_TIME_KEEP,
+    O_MULTILINE,
+    O_MULTILINE_START,
+    O_MULTILINE_MAX_LINES,
+    O_MULTILINE_MAX_BYTES,
+    O_MULTILINE_FLUSH,
+    O_METADATA,
+    O_SEQ_KEY,
     O_COUNT,
 };
 
@@ -104,6 +118,20 @@ static const struct opt opts_table[O_COUNT] = {
     [O_BUFFER_TYPE] = {"buffer-type", "FWDLOG_BUFFER_TYPE"},
     [O_SPOOL_LIMIT] = {"spool-limit", "FWDLOG_SPOOL_LIMIT"},
     [O_OVERFLOW] = {"overflow-policy", "FWDLOG_OVERFLOW_POLICY"},
+    [O_PARSE] = {"parse", "FWDLOG_PARSE"},
+    [O_PARSE_INTO] = {"parse-into", "FWDLOG_PARSE_INTO"},
+    [O_PARSE_KEEP_LOG] = {"parse-keep-log", "FWDLOG_PARSE_KEEP_LOG"},
+    [O_PARSE_REGEX] = {"parse-regex", "FWDLOG_PARSE_REGEX"},
+    [O_TIME_KEY] = {"time-key", "FWDLOG_TIME_KEY"},
+    [O_TIME_FORMAT] = {"time-format", "FWDLOG_TIME_FORMAT"},
+    [O_TIME_KEEP] = {"time-keep", "FWDLOG_TIME_KEEP"},
+    [O_MULTILINE] = {"multiline", "FWDLOG_MULTILINE"},
+    [O_MULTILINE_START] = {"multiline-start", "FWDLOG_MULTILINE_START"},
+    [O_MULTILINE_MAX_LINES] = {"multiline-max-lines", "FWDLOG_MULTILINE_MAX_LINES"},
+    [O_MULTILINE_MAX_BYTES] = {"multiline-max-bytes", "FWDLOG_MULTILINE_MAX_BYTES"},
+    [O_MULTILINE_FLUSH] = {"multiline-flush", "FWDLOG_MULTILINE_FLUSH"},
+    [O_METADATA] = {"metadata", "FWDLOG_METADATA"},
+    [O_SEQ_KEY] = {"seq-key", "FWDLOG_SEQ_KEY"},
 };
 
 /*
@@ -807,6 +835,15 @@ static int apply(struct fwd_config *c, int id, const char *v, struct origin o, c
         default:
             break;
     }
+    if (id >= O_PARSE && id < O_COUNT) {
+        char want[200];
+        int rc = fwd_pipeline_cfg_apply(&c->pl, opts_table[id].name, v, want, sizeof(want));
+
+        if (rc < 0)
+            bad_value(err, errlen, o, v, want);
+        if (rc <= 0)
+            return rc;
+    }
     return -EINVAL;
 }
 
@@ -830,6 +867,7 @@ static void set_defaults(struct fwd_config *c)
     c->batch_size = FWD_DEFAULT_BATCH_SIZE;
     c->tag = FWD_DEFAULT_TAG;
     c->labels = c->labels_regex = c->env = c->env_regex = "";
+    fwd_pipeline_cfg_init(&c->pl);
 }
 
 int fwd_config_build(struct fwd_config *cfg, const struct fwd_kv *opts, size_t nopts,
@@ -886,6 +924,8 @@ int fwd_config_build(struct fwd_config *cfg, const struct fwd_kv *opts, size_t n
                  "256m)");
         return -EINVAL;
     }
+    if (fwd_pipeline_cfg_check(&cfg->pl, err, errlen) != 0)
+        return -EINVAL;
     cfg->dest_key[0] = '\0';
     for (unsigned i = 0; i < cfg->naddrs; i++) {
         const struct fwd_addr *a = &cfg->addrs[i];

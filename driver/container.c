@@ -32,6 +32,8 @@
 #include "fwd_frame.h"
 #include "fwd_limits.h"
 #include "fwd_log.h"
+#include "fwd_multiline.h"
+#include "fwd_parse.h"
 #include "fwd_partial.h"
 #include "fwd_state.h"
 #include "fwd_record.h"
@@ -66,7 +68,13 @@ struct fwd_container {
     struct fwd_src *src;      /* counts this container's records dropped downstream */
     struct fwd_waiter waiter; /* overflow-policy=block: waiting for room */
     struct fwd_timer ptimer;
-    struct fwd_timer rtimer; /* a trickle was read: look again after FWD_COALESCE_MS */
+    struct fwd_timer rtimer;   /* a trickle was read: look again after FWD_COALESCE_MS */
+    struct fwd_multiline *ml;  /* multiline=/multiline-start=; NULL: off */
+    struct fwd_timer mtimer;   /* multiline-flush of the oldest open event */
+    struct fwd_parser *parser; /* parse=; NULL: none */
+    bool more;                 /* parse or seq-key: records get fwd_record_more */
+    uint64_t seq;              /* seq-key: the next record's number */
+    uint64_t parse_failures;
 };
 
 struct fwd_registry {
@@ -125,7 +133,10 @@ static void container_free(struct fwd_container *c)
     }
     fwd_loop_timer_stop(r->loop, &c->ptimer);
     fwd_loop_timer_stop(r->loop, &c->rtimer);
+    fwd_loop_timer_stop(r->loop, &c->mtimer);
     fwd_partial_destroy(c->partial);
+    fwd_multiline_destroy(c->ml);
+    fwd_parser_destroy(c->parser);
     fwd_record_tmpl_destroy(c->tmpl);
     fwd_stream_unwait(c->stream, &c->waiter);
     fwd_stream_release(c->stream);
@@ -151,20 +162,44 @@ void fwd_registry_destroy(struct fwd_registry *r)
 
 /* ---- the pipeline --------------------------------------------------------------------- */
 
-static int on_line(void *ctx, const struct fwd_line *l)
+/* An event (a line, or lines multiline joined): parse it, pack it. */
+static int on_event(void *ctx, const struct fwd_line *l)
 {
     struct fwd_container *c = ctx;
+    struct fwd_parsed parsed;
+    struct fwd_record_more more = {NULL, c->seq};
     msgpack_packer pk;
 
-    if (fwd_stream_begin(c->stream, fwd_record_size_max(c->tmpl, l), &pk) != 0) {
+    if (c->parser != NULL) {
+        /* a piece of an over-long line is cut JSON/logfmt: not parsed, counted */
+        if (!l->piece && fwd_parser_run(c->parser, l->data, l->len, &parsed) == 0)
+            more.parsed = &parsed;
+        else
+            c->parse_failures++;
+    }
+    if (fwd_stream_begin(c->stream, fwd_record_size_max_more(c->tmpl, l, &more), &pk) != 0) {
         c->r->st.records_lost++;
         fwd_log_rl(FWD_LOG_ERROR, c->cid, "out of memory: lost a %zu-byte line", l->len);
         return 0;
     }
-    fwd_record_pack(c->tmpl, l, &pk);
+    if (c->more)
+        fwd_record_pack_more(c->tmpl, l, &more, &pk);
+    else
+        fwd_record_pack(c->tmpl, l, &pk);
     fwd_stream_commit(c->stream, c->src);
+    c->seq++;
     c->r->st.records++;
     return 0;
+}
+
+/* A whole line from partial.c: into multiline when it is on. */
+static int on_line(void *ctx, const struct fwd_line *l)
+{
+    struct fwd_container *c = ctx;
+
+    if (c->ml != NULL)
+        return fwd_multiline_feed(c->ml, l, fwd_loop_now(c->r->loop), on_event, c);
+    return on_event(c, l);
 }
 
 static int on_frame(void *ctx, const uint8_t *p, size_t len)
@@ -193,12 +228,33 @@ static void arm_partial_timer(struct fwd_container *c)
         fwd_loop_timer_at(c->r->loop, &c->ptimer, d, on_partial_timer, c);
 }
 
+static void on_multiline_timer(struct fwd_timer *t);
+
+static void arm_multiline_timer(struct fwd_container *c)
+{
+    uint64_t d = c->ml ? fwd_multiline_next_deadline(c->ml) : 0;
+
+    if (d == 0)
+        fwd_loop_timer_stop(c->r->loop, &c->mtimer);
+    else if (!fwd_timer_armed(&c->mtimer) || c->mtimer.deadline != d)
+        fwd_loop_timer_at(c->r->loop, &c->mtimer, d, on_multiline_timer, c);
+}
+
+static void on_multiline_timer(struct fwd_timer *t)
+{
+    struct fwd_container *c = t->ctx;
+
+    fwd_multiline_expire(c->ml, fwd_loop_now(c->r->loop), on_event, c);
+    arm_multiline_timer(c);
+}
+
 static void on_partial_timer(struct fwd_timer *t)
 {
     struct fwd_container *c = t->ctx;
 
     fwd_partial_expire(c->partial, fwd_loop_now(c->r->loop), on_line, c);
     arm_partial_timer(c);
+    arm_multiline_timer(c);
 }
 
 static void skip(struct fwd_container *c, size_t n)
@@ -308,6 +364,7 @@ static void process(struct fwd_container *c, size_t len)
             skip(c, keep);
     }
     arm_partial_timer(c);
+    arm_multiline_timer(c);
 }
 
 /*
@@ -377,6 +434,8 @@ static void finish(struct fwd_container *c, const char *why, bool forget)
         fwd_log_c(FWD_LOG_WARN, c->cid, "discarding %zu bytes of an incomplete last frame",
                   c->pending.len);
     fwd_partial_flush(c->partial, on_line, c);
+    if (c->ml != NULL)
+        fwd_multiline_flush(c->ml, on_event, c);
     fwd_stream_flush(c->stream);
     fwd_src_log_drops(c->src);
     fwd_log_c(FWD_LOG_DEBUG, c->cid, "stopped (%s)", why);
@@ -475,6 +534,52 @@ static int open_fifo(const char *file, char *err, size_t errlen)
     return fd;
 }
 
+/* The parser and the multiline joiner cfg asks for. 0, or -EINVAL / -ENOMEM with err set. */
+static int pipeline_create(struct fwd_container *c, const struct fwd_config *cfg, char *err,
+                           size_t errlen)
+{
+    const struct fwd_pipeline_cfg *pl = &cfg->pl;
+
+    if (pl->parse != FWD_PARSE_NONE) {
+        const char *const *keys;
+        bool log_stays, nested = fwd_record_parse_nested(c->tmpl);
+        size_t n = fwd_record_tmpl_keys(c->tmpl, &keys, &log_stays);
+        const char **reserved = calloc(n + 1, sizeof(*reserved));
+        struct fwd_parse_opts o = {.kind = pl->parse,
+                                   .regex = pl->parse_regex,
+                                   .time_key = pl->time_key,
+                                   .time_format = pl->time_format,
+                                   .time_keep = pl->time_keep,
+                                   .reserved = reserved,
+                                   .max_out = 3 * cfg->max_line + 4096};
+
+        if (reserved == NULL)
+            return -ENOMEM;
+        /* under parse-into nothing collides; otherwise fwdlog's keys keep their names */
+        for (size_t i = 0; !nested && i < n; i++)
+            reserved[o.nreserved++] = keys[i];
+        if (log_stays && !nested)
+            reserved[o.nreserved++] = "log";
+        c->parser = fwd_parser_create(&o, err, errlen);
+        free(reserved);
+        if (c->parser == NULL)
+            return strcmp(err, "out of memory") == 0 ? -ENOMEM : -EINVAL;
+    }
+    if (pl->multiline != FWD_MULTILINE_OFF || pl->multiline_start[0] != '\0') {
+        struct fwd_multiline_opts o = {
+            .mode = pl->multiline != FWD_MULTILINE_OFF ? pl->multiline : FWD_MULTILINE_START,
+            .start = pl->multiline_start,
+            .max_lines = pl->multiline_max_lines,
+            .max_bytes = pl->multiline_max_bytes ? pl->multiline_max_bytes : cfg->max_line,
+            .flush_ns = FWD_MS_TO_NS(pl->multiline_flush_ms)};
+
+        if ((c->ml = fwd_multiline_create(&o, err, errlen)) == NULL)
+            return strcmp(err, "out of memory") == 0 ? -ENOMEM : -EINVAL;
+    }
+    c->more = c->parser != NULL || pl->seq_key[0] != '\0';
+    return 0;
+}
+
 int fwd_registry_start(struct fwd_registry *r, const char *file, struct fwd_info *info,
                        const char *body, size_t body_len, char *err, size_t errlen)
 {
@@ -501,15 +606,19 @@ int fwd_registry_start(struct fwd_registry *r, const char *file, struct fwd_info
     c->fd = -1;
     fwd_buf_init(&c->pending, FWD_FRAME_MAX + 4);
     snprintf(c->cid, sizeof(c->cid), "%s", info->container_id);
-    c->tmpl = fwd_record_tmpl_create(info, &cfg, err, errlen);
+    c->tmpl = fwd_record_tmpl_create(info, &cfg, r->hostname, err, errlen);
     if (c->tmpl == NULL) {
         rc = -EINVAL;
         goto out;
     }
+    rc = pipeline_create(c, &cfg, err, errlen);
+    if (rc < 0)
+        goto out;
     c->file = strdup(file);
     c->partial = fwd_partial_create(cfg.max_line, FWD_MS_TO_NS(cfg.partial_timeout_ms));
     c->src = fwd_src_create(c->cid);
     c->waiter.wake = on_room;
+    c->seq = 1;
     if (c->file == NULL || c->partial == NULL || c->src == NULL) {
         rc = -ENOMEM;
         goto out;
@@ -563,6 +672,8 @@ out:
         if (c->fd >= 0)
             close(c->fd);
         fwd_partial_destroy(c->partial);
+        fwd_multiline_destroy(c->ml);
+        fwd_parser_destroy(c->parser);
         fwd_record_tmpl_destroy(c->tmpl);
         fwd_stream_release(c->stream);
         fwd_src_release(c->src);
@@ -599,10 +710,15 @@ void fwd_registry_stats(const struct fwd_registry *r, struct fwd_registry_stats 
 int fwd_registry_metrics(const struct fwd_registry *r, struct fwd_buf *out)
 {
     for (const struct fwd_container *c = r->head; c != NULL; c = c->next) {
-        char line[160];
+        char line[320];
         int n = snprintf(line, sizeof(line),
                          "fwdlog_container_records_dropped_total{container=\"%.12s\"} %llu\n",
                          c->cid, (unsigned long long)fwd_src_dropped(c->src));
+
+        if (c->parser != NULL)
+            n += snprintf(line + n, sizeof(line) - (size_t)n,
+                          "fwdlog_parse_failures_total{container=\"%.12s\"} %llu\n", c->cid,
+                          (unsigned long long)c->parse_failures);
 
         if (fwd_buf_append(out, line, (size_t)n) != 0)
             return -1;

@@ -9,13 +9,13 @@
  * wins on a collision. Go keeps them in a map (random order); we keep the
  * order they were first set in, so output is deterministic.
  */
-#define PCRE2_CODE_UNIT_WIDTH 8
 #include "fwd_record.h"
 #include "fwd_buf.h"
 #include "fwd_forward.h"
+#include "fwd_parse.h"
+#include "fwd_re.h"
 
 #include <errno.h>
-#include <pcre2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +29,12 @@ struct fwd_record_tmpl {
     size_t nextras_np;
     char *source_override; /* an attribute named "source" */
     char *log_override;    /* an attribute named "log" */
+    /* parse, seq-key */
+    bool keep_log;
+    struct fwd_buf into; /* packed parse-into key; empty: the top level */
+    struct fwd_buf seq;  /* packed seq-key key; empty: none */
+    char **keys;         /* the top-level keys fwdlog sets (besides log) */
+    size_t nkeys;
 };
 
 struct attrs {
@@ -103,19 +109,13 @@ static int apply_regex(struct attrs *a, const char *opt, const char *re, const s
 {
     pcre2_code *code;
     pcre2_match_data *md;
-    int errcode, rc = 0;
-    PCRE2_SIZE erroff;
+    int rc = 0;
 
     if (re[0] == '\0')
         return 0;
-    code = pcre2_compile((PCRE2_SPTR)re, PCRE2_ZERO_TERMINATED, 0, &errcode, &erroff, NULL);
-    if (code == NULL) {
-        PCRE2_UCHAR msg[120];
-        pcre2_get_error_message(errcode, msg, sizeof(msg));
-        snprintf(err, errlen, "invalid log-opt %s=\"%s\": %s at offset %zu", opt, re, (char *)msg,
-                 (size_t)erroff);
+    code = fwd_re_compile(re, opt, err, errlen);
+    if (code == NULL)
         return -EINVAL;
-    }
     md = pcre2_match_data_create_from_pattern(code, NULL);
     if (md == NULL) {
         pcre2_code_free(code);
@@ -150,6 +150,62 @@ static int env_pairs(const struct fwd_info *info, struct fwd_kv **out, size_t *n
     return 0;
 }
 
+static const char *label(const struct fwd_info *info, const char *k)
+{
+    for (size_t i = info->nlabels; i-- > 0;)
+        if (strcmp(info->labels[i].key, k) == 0)
+            return info->labels[i].value;
+    return NULL;
+}
+
+/* The entrypoint and args joined by spaces, as {{.Command}}. NULL on ENOMEM. */
+static char *command(const struct fwd_info *info)
+{
+    size_t n = strlen(info->entrypoint) + 1;
+    char *s;
+
+    for (size_t i = 0; i < info->nargs; i++)
+        n += strlen(info->args[i]) + 1;
+    if ((s = malloc(n)) == NULL)
+        return NULL;
+    strcpy(s, info->entrypoint);
+    for (size_t i = 0; i < info->nargs; i++) {
+        if (s[0] != '\0')
+            strcat(s, " ");
+        strcat(s, info->args[i]);
+    }
+    return s;
+}
+
+/* metadata=: each name under its own key (compose: compose_project, compose_service). */
+static int apply_metadata(struct attrs *a, unsigned bits, const struct fwd_info *info,
+                          const char *host)
+{
+    const char *project = label(info, "com.docker.compose.project");
+    const char *service = label(info, "com.docker.compose.service");
+    int rc = 0;
+
+    if (bits & FWD_META_IMAGE_NAME)
+        rc = attrs_set(a, "image_name", info->image_name);
+    if (rc == 0 && (bits & FWD_META_IMAGE_ID))
+        rc = attrs_set(a, "image_id", info->image_id);
+    if (rc == 0 && (bits & FWD_META_HOST))
+        rc = attrs_set(a, "host", host);
+    if (rc == 0 && (bits & FWD_META_COMMAND)) {
+        char *cmd = command(info);
+
+        rc = cmd ? attrs_set(a, "command", cmd) : -ENOMEM;
+        free(cmd);
+    }
+    if (rc == 0 && (bits & FWD_META_CREATED))
+        rc = attrs_set(a, "created", info->created);
+    if (rc == 0 && (bits & FWD_META_COMPOSE) && project != NULL)
+        rc = attrs_set(a, "compose_project", project);
+    if (rc == 0 && (bits & FWD_META_COMPOSE) && service != NULL)
+        rc = attrs_set(a, "compose_service", service);
+    return rc;
+}
+
 static int pack_str(struct fwd_buf *b, const char *s, size_t len)
 {
     msgpack_packer pk;
@@ -172,9 +228,49 @@ static bool is_partial_key(const char *k)
            strcmp(k, "partial_ordinal") == 0 || strcmp(k, "partial_last") == 0;
 }
 
+static int add_key(struct fwd_record_tmpl *t, const char *k)
+{
+    char **n = realloc(t->keys, (t->nkeys + 1) * sizeof(*n));
+
+    if (n == NULL)
+        return -ENOMEM;
+    t->keys = n;
+    if ((n[t->nkeys] = strdup(k)) == NULL)
+        return -ENOMEM;
+    t->nkeys++;
+    return 0;
+}
+
+/* parse-into and seq-key: packed once; an attribute of the same name is an error. */
+static int pipeline_keys(struct fwd_record_tmpl *t, const struct attrs *a,
+                         const struct fwd_pipeline_cfg *pl, char *err, size_t errlen)
+{
+    const char *names[2] = {pl->parse != FWD_PARSE_NONE ? pl->parse_into : "", pl->seq_key};
+    const char *opt[2] = {"parse-into", "seq-key"};
+    struct fwd_buf *dst[2] = {&t->into, &t->seq};
+
+    t->keep_log = pl->parse_keep_log;
+    for (int i = 0; i < 2; i++) {
+        if (names[i][0] == '\0')
+            continue;
+        for (size_t j = 0; j < a->n; j++) {
+            if (strcmp(a->kv[j].key, names[i]) == 0) {
+                snprintf(err, errlen,
+                         "invalid log-opt %s=\"%s\": an attribute (labels, env or metadata) "
+                         "has that name; pick another",
+                         opt[i], names[i]);
+                return -EINVAL;
+            }
+        }
+        if (pack_str(dst[i], names[i], strlen(names[i])) != 0 || add_key(t, names[i]) != 0)
+            return -ENOMEM;
+    }
+    return 0;
+}
+
 struct fwd_record_tmpl *fwd_record_tmpl_create(const struct fwd_info *info,
-                                               const struct fwd_config *cfg, char *err,
-                                               size_t errlen)
+                                               const struct fwd_config *cfg, const char *host,
+                                               char *err, size_t errlen)
 {
     struct fwd_record_tmpl *t = calloc(1, sizeof(*t));
     struct attrs a = {0};
@@ -189,7 +285,11 @@ struct fwd_record_tmpl *fwd_record_tmpl_create(const struct fwd_info *info,
     fwd_buf_init(&t->prefix, 1u << 30);
     fwd_buf_init(&t->extras, 1u << 30);
     fwd_buf_init(&t->extras_np, 1u << 30);
+    fwd_buf_init(&t->into, 1u << 10);
+    fwd_buf_init(&t->seq, 1u << 10);
     rc = env_pairs(info, &envkv, &nenv);
+    if (rc == 0)
+        rc = apply_metadata(&a, cfg->pl.metadata, info, host);
     if (rc == 0)
         rc = apply_list(&a, cfg->labels, info->labels, info->nlabels);
     if (rc == 0)
@@ -199,6 +299,14 @@ struct fwd_record_tmpl *fwd_record_tmpl_create(const struct fwd_info *info,
         rc = apply_list(&a, cfg->env, envkv, nenv);
     if (rc == 0)
         rc = apply_regex(&a, "env-regex", cfg->env_regex, envkv, nenv, err, errlen);
+    if (rc == 0)
+        rc = pipeline_keys(t, &a, &cfg->pl, err, errlen);
+    for (size_t i = 0; rc == 0 && i < a.n; i++)
+        rc = strcmp(a.kv[i].key, "log") == 0 ? 0 : add_key(t, a.kv[i].key);
+    if (rc == 0)
+        rc = add_key(t, "container_id") || add_key(t, "container_name") || add_key(t, "source")
+                 ? -ENOMEM
+                 : 0;
     if (rc == -EINVAL)
         goto fail;
     if (rc != 0)
@@ -252,7 +360,25 @@ void fwd_record_tmpl_destroy(struct fwd_record_tmpl *t)
     fwd_buf_release(&t->extras_np);
     free(t->source_override);
     free(t->log_override);
+    fwd_buf_release(&t->into);
+    fwd_buf_release(&t->seq);
+    for (size_t i = 0; i < t->nkeys; i++)
+        free(t->keys[i]);
+    free(t->keys);
     free(t);
+}
+
+size_t fwd_record_tmpl_keys(const struct fwd_record_tmpl *t, const char *const **keys,
+                            bool *log_stays)
+{
+    *keys = (const char *const *)t->keys;
+    *log_stays = t->keep_log || t->log_override != NULL;
+    return t->nkeys;
+}
+
+bool fwd_record_parse_nested(const struct fwd_record_tmpl *t)
+{
+    return t->into.len > 0;
 }
 
 size_t fwd_record_nattrs(const struct fwd_record_tmpl *t)
@@ -262,12 +388,22 @@ size_t fwd_record_nattrs(const struct fwd_record_tmpl *t)
 
 size_t fwd_record_size_max(const struct fwd_record_tmpl *t, const struct fwd_line *l)
 {
+    return fwd_record_size_max_more(t, l, NULL);
+}
+
+size_t fwd_record_size_max_more(const struct fwd_record_tmpl *t, const struct fwd_line *l,
+                                const struct fwd_record_more *m)
+{
     size_t n = FWD_FORWARD_ENTRY_START_MAX + 5 + t->prefix.len + 12 + 9 + t->extras.len;
 
     n += t->source_override ? strlen(t->source_override) : l->source_len;
     n += t->log_override ? strlen(t->log_override) : l->len;
     if (l->piece)
         n += 4 * 21 + l->id_len + 12 + 5 + 5;
+    if (m != NULL && m->parsed != NULL)
+        n += t->into.len + 5 + m->parsed->len;
+    if (m != NULL)
+        n += t->seq.len + 9;
     return n;
 }
 
@@ -283,39 +419,73 @@ static void str(msgpack_packer *pk, const char *s, size_t len)
     msgpack_pack_str_body(pk, s, len);
 }
 
+static void pack_piece(const struct fwd_line *l, msgpack_packer *pk)
+{
+    char ord[12];
+    int n = snprintf(ord, sizeof(ord), "%u", l->ordinal);
+
+    str(pk, "partial_message", 15);
+    str(pk, "true", 4);
+    str(pk, "partial_id", 10);
+    str(pk, l->id, l->id_len);
+    str(pk, "partial_ordinal", 15);
+    str(pk, ord, (size_t)n);
+    str(pk, "partial_last", 12);
+    if (l->last)
+        str(pk, "true", 4);
+    else
+        str(pk, "false", 5);
+}
+
+/* The parsed fields: at the top level, or one map under parse-into. */
+static void pack_parsed(const struct fwd_record_tmpl *t, const struct fwd_parsed *p,
+                        msgpack_packer *pk)
+{
+    if (t->into.len > 0) {
+        raw(pk, &t->into);
+        msgpack_pack_map(pk, p->npairs);
+    }
+    if (p->len)
+        pk->callback(pk->data, (const char *)p->pairs, p->len);
+}
+
 void fwd_record_pack(const struct fwd_record_tmpl *t, const struct fwd_line *l, msgpack_packer *pk)
+{
+    fwd_record_pack_more(t, l, NULL, pk);
+}
+
+void fwd_record_pack_more(const struct fwd_record_tmpl *t, const struct fwd_line *l,
+                          const struct fwd_record_more *m, msgpack_packer *pk)
 {
     const struct fwd_buf *extras = l->piece ? &t->extras_np : &t->extras;
     size_t nextras = l->piece ? t->nextras_np : t->nextras;
+    const struct fwd_parsed *p = m ? m->parsed : NULL;
+    bool log = p == NULL || t->keep_log || t->log_override != NULL;
+    bool seq = m != NULL && t->seq.len > 0;
+    size_t nparsed = p == NULL ? 0 : t->into.len > 0 ? 1 : p->npairs;
 
-    fwd_forward_pack_entry_start(pk, l->time_nano, t->subsecond);
-    msgpack_pack_map(pk, 4 + nextras + (l->piece ? 4 : 0));
+    fwd_forward_pack_entry_start(pk, p && p->has_time ? p->time_nano : l->time_nano, t->subsecond);
+    msgpack_pack_map(pk, 3 + log + nparsed + nextras + (l->piece ? 4 : 0) + seq);
     raw(pk, &t->prefix);
     str(pk, "source", 6);
     if (t->source_override)
         str(pk, t->source_override, strlen(t->source_override));
     else
         str(pk, l->source_str, l->source_len);
-    str(pk, "log", 3);
-    if (t->log_override)
-        str(pk, t->log_override, strlen(t->log_override));
-    else
-        str(pk, (const char *)l->data, l->len);
-    raw(pk, extras);
-    if (l->piece) {
-        char ord[12];
-        int n = snprintf(ord, sizeof(ord), "%u", l->ordinal);
-
-        str(pk, "partial_message", 15);
-        str(pk, "true", 4);
-        str(pk, "partial_id", 10);
-        str(pk, l->id, l->id_len);
-        str(pk, "partial_ordinal", 15);
-        str(pk, ord, (size_t)n);
-        str(pk, "partial_last", 12);
-        if (l->last)
-            str(pk, "true", 4);
+    if (log) {
+        str(pk, "log", 3);
+        if (t->log_override)
+            str(pk, t->log_override, strlen(t->log_override));
         else
-            str(pk, "false", 5);
+            str(pk, (const char *)l->data, l->len);
+    }
+    if (p != NULL)
+        pack_parsed(t, p, pk);
+    raw(pk, extras);
+    if (l->piece)
+        pack_piece(l, pk);
+    if (seq) {
+        raw(pk, &t->seq);
+        msgpack_pack_uint64(pk, m->seq);
     }
 }

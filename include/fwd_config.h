@@ -13,6 +13,7 @@
 #ifndef FWD_CONFIG_H
 #define FWD_CONFIG_H
 
+#include "fwd_config_pipeline.h"
 #include "fwd_info.h"
 
 #include <stdbool.h>
@@ -96,6 +97,7 @@ struct fwd_config {
     const char *labels_regex;
     const char *env;
     const char *env_regex;
+    struct fwd_pipeline_cfg pl; /* parse*, time-*, multiline*, metadata, seq-key */
     /* The lists it was built from (borrowed), recorded with a spool so a later run can send it. */
     const struct fwd_kv *opts;
     size_t nopts;

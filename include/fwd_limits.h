@@ -51,6 +51,8 @@
 #define FWD_DEFAULT_FLUSH_INTERVAL  100u
 #define FWD_DEFAULT_BATCH_SIZE      (512u * 1024u)
 #define FWD_DEFAULT_SPOOL_LIMIT     (256ull * 1024u * 1024u)
+#define FWD_DEFAULT_MULTILINE_LINES 500u
+#define FWD_DEFAULT_MULTILINE_FLUSH 1000u
 
 /* Option ranges. */
 #define FWD_MIN_BUFFER_LIMIT (64u * 1024u)
@@ -66,8 +68,9 @@
 /* Paths built under the state directory, at most (the directory itself: 200 less). */
 #define FWD_PATH_MAX 4096
 /* A spool segment file is closed (and a new one begun) past this size. */
-#define FWD_SPOOL_SEGMENT  (4u * 1024u * 1024u)
-#define FWD_MAX_RETRY_WAIT (10u * 60u * 1000u)
+#define FWD_SPOOL_SEGMENT       (4u * 1024u * 1024u)
+#define FWD_MAX_RETRY_WAIT      (10u * 60u * 1000u)
+#define FWD_MAX_MULTILINE_LINES 100000u
 
 /* Default reconnect back-off cap (fluent-logger-golang MaxRetryWait); max-retry-wait sets it. */
 #define FWD_BACKOFF_CAP_MS 60000u

@@ -17,6 +17,7 @@
 #include "fwd_partial.h"
 
 #include <msgpack.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 struct fwd_record_tmpl;
@@ -26,15 +27,42 @@ struct fwd_record_tmpl;
  * and pack the constant part. NULL with the reason in err (a bad regex names
  * the option), or "out of memory".
  */
+/* host: the value of metadata=host (the daemon's host name). */
 struct fwd_record_tmpl *fwd_record_tmpl_create(const struct fwd_info *info,
-                                               const struct fwd_config *cfg, char *err,
-                                               size_t errlen);
+                                               const struct fwd_config *cfg, const char *host,
+                                               char *err, size_t errlen);
 void fwd_record_tmpl_destroy(struct fwd_record_tmpl *t);
 
 /* An upper bound of the bytes fwd_record_pack writes for line l. */
 size_t fwd_record_size_max(const struct fwd_record_tmpl *t, const struct fwd_line *l);
 /* Pack one Forward entry [time, record] for l. */
 void fwd_record_pack(const struct fwd_record_tmpl *t, const struct fwd_line *l, msgpack_packer *pk);
+/*
+ * What a record gets besides the line: the fields parsed from it (NULL: not
+ * parsed; the line stays as log) and the value of seq-key (ignored without).
+ */
+struct fwd_record_more {
+    const struct fwd_parsed *parsed;
+    uint64_t seq;
+};
+size_t fwd_record_size_max_more(const struct fwd_record_tmpl *t, const struct fwd_line *l,
+                                const struct fwd_record_more *m);
+/*
+ * Pack [time, record]: base keys, log (left out when parsed, unless
+ * parse-keep-log), the parsed fields (or parse-into: {...}), attributes,
+ * partial_*, seq-key. A parsed time replaces the line's.
+ */
+void fwd_record_pack_more(const struct fwd_record_tmpl *t, const struct fwd_line *l,
+                          const struct fwd_record_more *m, msgpack_packer *pk);
+/*
+ * The top-level keys the template sets besides log (base keys, attributes,
+ * metadata, parse-into, seq-key), for the parser to rename colliding fields;
+ * *log_stays: log is in every record. Borrowed for the template's life.
+ */
+size_t fwd_record_tmpl_keys(const struct fwd_record_tmpl *t, const char *const **keys,
+                            bool *log_stays);
+/* parse-into is set: parsed fields go under one key, so nothing collides. */
+bool fwd_record_parse_nested(const struct fwd_record_tmpl *t);
 /* The number of extra attributes (for tests and logs). */
 size_t fwd_record_nattrs(const struct fwd_record_tmpl *t);
 

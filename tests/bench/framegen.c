@@ -3,9 +3,15 @@
  * prefixed LogEntry protobuf, lines over 16 KiB split into partial chunks
  * with partial_log_metadata), for the benchmarks.
  *
- *   framegen --lines N --size S [--rate R] [--stamp] FIFO...
+ *   framegen --lines N --size S [--rate R] [--stamp] [--kind K] FIFO...
  *
- * Every FIFO gets N lines of S bytes (without the newline). As fast as the
+ * Every FIFO gets N lines of S bytes (without the newline). --kind picks
+ * what the lines say instead (S is then ignored):
+ *   json   200-byte JSON objects of 8 fields (strings, integers, a float, a
+ *          boolean and a nested object);
+ *   java   a Java service log that is 30% stack traces: in every 10 lines,
+ *          7 log lines, an exception line and 2 "\tat" frames (8 events);
+ *   access access-log lines for a pattern with 4 named groups. As fast as the
  * pipes take them, or R lines per second in all (then one FIFO is usual).
  * --stamp starts every line with "@<19 digits>", its CLOCK_REALTIME send time
  * in ns, for the sink's latency report (frames are then encoded as they are
@@ -66,6 +72,56 @@ static void append(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *p, si
     *len += n;
 }
 
+enum kind {
+    K_PLAIN = 0,
+    K_JSON,
+    K_JAVA,
+    K_ACCESS,
+};
+
+/* Line i of a --kind into line (room for 512 bytes); its length. */
+static size_t content(enum kind k, uint64_t i, uint8_t *line, size_t size)
+{
+    static const char *const frames[] = {
+        "\tat com.example.OrderService.find(OrderService.java:88)",
+        "\tat com.example.Api.handle(Api.java:31)",
+    };
+    unsigned n = (unsigned)(i % 100000);
+    int len;
+
+    switch (k) {
+        case K_JSON:
+            len = snprintf((char *)line, 512,
+                           "{\"time\":\"2026-11-24T10:00:00.123Z\",\"level\":\"info\","
+                           "\"msg\":\"request handled by the order service\",\"status\":200,"
+                           "\"bytes\":%05u,\"latency\":0.01234,\"ok\":true,"
+                           "\"req\":{\"method\":\"GET\",\"path\":\"/api/v1/items/%05u\"}}",
+                           n, n);
+            break;
+        case K_JAVA:
+            if (i % 10 < 7)
+                len = snprintf((char *)line, 512,
+                               "2026-11-24 10:00:00.123 INFO  [worker-3] c.e.OrderService - "
+                               "processed order %05u in 12 ms",
+                               n);
+            else if (i % 10 == 7)
+                len = snprintf((char *)line, 512,
+                               "java.lang.IllegalStateException: order %05u not found in the "
+                               "inventory database",
+                               n);
+            else
+                len = snprintf((char *)line, 512, "%s", frames[i % 10 - 8]);
+            break;
+        case K_ACCESS:
+            len = snprintf((char *)line, 512,
+                           "10.1.2.3 - GET /api/v1/items/%05u 200 5123 \"curl/8.5.0\"", n);
+            break;
+        default:
+            return size;
+    }
+    return (size_t)len;
+}
+
 /* The frames of one line (several if it is longer than a chunk). */
 static void encode_line(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *line, size_t n,
                         uint64_t seq)
@@ -109,6 +165,7 @@ int main(int argc, char **argv)
 {
     static struct out outs[MAX_FIFOS];
     uint64_t lines = 0, size = 100, rate = 0, total = 0, seq = 0;
+    enum kind kind = K_PLAIN;
     bool stamp = false;
     size_t nout = 0, cap = 0, len = 0;
     uint8_t *block = NULL, *line;
@@ -123,7 +180,13 @@ int main(int argc, char **argv)
             rate = strtoull(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--stamp") == 0)
             stamp = true;
-        else if (argv[i][0] != '-' && nout < MAX_FIFOS) {
+        else if (strcmp(argv[i], "--kind") == 0 && i + 1 < argc) {
+            i++;
+            kind = strcmp(argv[i], "json") == 0     ? K_JSON
+                   : strcmp(argv[i], "java") == 0   ? K_JAVA
+                   : strcmp(argv[i], "access") == 0 ? K_ACCESS
+                                                    : K_PLAIN;
+        } else if (argv[i][0] != '-' && nout < MAX_FIFOS) {
             outs[nout].fd = open(argv[i], O_WRONLY | O_NONBLOCK | O_CLOEXEC);
             if (outs[nout].fd < 0) {
                 fprintf(stderr, "framegen: %s: %s\n", argv[i], strerror(errno));
@@ -139,15 +202,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "framegen: need FIFOs, --lines and a --size (>= 20 with --stamp)\n");
         return 2;
     }
-    line = malloc(size);
+    line = malloc(size > 512 ? size : 512);
     for (uint64_t i = 0; i < size; i++)
         line[i] = (uint8_t)('a' + i % 26);
-    /* Without stamps every FIFO writes the same block of frames over and over. */
-    encode_line(&block, &len, &cap, line, size, 0);
-    block_lines = BLOCK_MAX / len ? BLOCK_MAX / len : 1;
+    /* Without stamps every FIFO writes the same block of frames over and over
+     * (a whole number of 10-line cycles, so each block has the same events). */
+    encode_line(&block, &len, &cap, line, content(kind, 0, line, size), 0);
+    block_lines = BLOCK_MAX / len ? BLOCK_MAX / len / 10 * 10 : 10;
     len = 0;
     for (uint64_t i = 0; i < block_lines; i++)
-        encode_line(&block, &len, &cap, line, size, i);
+        encode_line(&block, &len, &cap, line, content(kind, i, line, size), i);
     for (size_t i = 0; i < nout; i++)
         outs[i].left = lines;
     t0 = mono_ns();
@@ -219,7 +283,8 @@ int main(int argc, char **argv)
                             o->buf = NULL;
                             o->len = 0;
                             for (uint64_t k = 0; k < o->in_buf; k++)
-                                encode_line(&o->buf, &o->len, &c2, line, size, k);
+                                encode_line(&o->buf, &o->len, &c2, line,
+                                            content(kind, k, line, size), k);
                         }
                     }
                     w = write(o->fd, o->buf + o->off, o->len - o->off);

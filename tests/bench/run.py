@@ -14,7 +14,8 @@ and --log-driver fwdlog, alternating, to the same sink.
 
 Output: a table on stdout, build/bench/results.json, build/bench/chart.png (gnuplot).
 Options: --quick (1 round, shorter runs: a smoke test of the harness), --no-e2e,
---rounds N.
+--rounds N, --only TEXT (only the standalone scenarios whose name holds TEXT; no latency,
+memory or end-to-end runs: `make bench BENCH_ARGS="--only parse="`).
 """
 import argparse
 import json
@@ -37,6 +38,7 @@ BUILD = os.path.join(ROOT, os.environ.get("BUILD", "build"))
 OUT = os.path.join(ROOT, "build", "bench")
 FRAMEGEN = os.path.join(BUILD, "bench", "framegen")
 SINK = os.path.join(BUILD, "bench", "sink")
+PARSECOST = os.path.join(BUILD, "bench", "parsecost")
 
 TARGETS = {"lines_per_s": 3000000, "ns_per_line": 300, "e2e_ratio": 3.0, "idle_rss_mib": 16,
            "p99_ms": 150}
@@ -112,9 +114,10 @@ def cleanup(tmp, d=None, sink=None, fifos=()):
     subprocess.run(["rm", "-rf", tmp])
 
 
-def framegen(fifos, lines, size, rate=0, stamp=False):
+def framegen(fifos, lines, size, rate=0, stamp=False, kind=None):
     args = [FRAMEGEN, "--lines", str(lines), "--size", str(size)]
     args += ["--rate", str(rate)] if rate else []
+    args += ["--kind", kind] if kind else []
     args += ["--stamp"] if stamp else []
     return subprocess.Popen(args + [f.path for f in fifos], stdout=subprocess.PIPE, text=True)
 
@@ -123,7 +126,7 @@ class Standalone:
     def __init__(self, quick):
         self.quick = quick
 
-    def run(self, name, nfifo, lines, size, env=None):
+    def run(self, name, nfifo, lines, size, env=None, kind=None, events=1.0):
         tmp = tempfile.mkdtemp(prefix="fwdbench-")
         sink = Sink(tmp)
         e = {"FLUENTD_ADDRESS": "127.0.0.1:%d" % sink.port}
@@ -137,17 +140,18 @@ class Standalone:
                 st, body = d.api.start(f.path, info("%064x" % (i + 1)))
                 assert body == {"Err": ""}, body
             total = nfifo * lines
+            expect = int(total * events)  # multiline joins lines: fewer events than lines
             c0, t0 = cpu_ns(d.proc.pid), time.time()
-            g = framegen(fifos, lines, size)
+            g = framegen(fifos, lines, size, kind=kind)
             g.wait()
             # the containers exit: dockerd calls StopLogging, which seals the last batches
             # (otherwise the last one would wait for flush-interval)
             for f in fifos:
                 d.api.stop(f.path)
-            s = sink.wait(total, timeout=300)
+            s = sink.wait(expect, timeout=300)
             t1, c1 = time.time(), cpu_ns(d.proc.pid)
-            if s["events"] < total:
-                raise RuntimeError("%s: %d of %d events arrived" % (name, s["events"], total))
+            if s["events"] != expect:
+                raise RuntimeError("%s: %d of %d events arrived" % (name, s["events"], expect))
             return {"lines_per_s": total / (t1 - t0), "ns_per_line": (c1 - c0) / total,
                     "peak_rss_mib": status_kib(d.proc.pid, "VmHWM") / 1024.0,
                     "mb_per_s": total * size / (t1 - t0) / 1e6}
@@ -164,6 +168,14 @@ class Standalone:
             ("acks on", 1, n, 100, {"FLUENTD_REQUEST_ACK": "true"}),
             ("gzip on", 1, n, 100, {"FLUENTD_COMPRESS": "gzip"}),
             ("buffer-type=file", 1, n, 100, {"FWDLOG_BUFFER_TYPE": "file"}),
+            ("parse=json, 200 B lines of 8 fields", 1, n, 200, {"FWDLOG_PARSE": "json"},
+             "json"),
+            ("multiline=java, 30% stack traces", 1, n, 90, {"FWDLOG_MULTILINE": "java"},
+             "java", 0.8),
+            ("parse=regex, 4 named groups", 1, n, 60, {
+                "FWDLOG_PARSE": "regex",
+                "FWDLOG_PARSE_REGEX": r"^(?<ip>\S+) - (?<method>[A-Z]+) (?<path>\S+) "
+                                      r"(?<status>\d+) "}, "access"),
         ]
 
     def latency(self, seconds=10, rate=10000):
@@ -328,6 +340,7 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-e2e", action="store_true")
     ap.add_argument("--rounds", type=int, default=None)
+    ap.add_argument("--only", default=None)
     a = ap.parse_args()
     rounds = a.rounds or (1 if a.quick else 3)
     os.makedirs(OUT, exist_ok=True)
@@ -338,14 +351,29 @@ def main():
 
     sa = Standalone(a.quick)
     print("\n%-36s %12s %10s %10s %9s" % ("standalone", "lines/s", "ns/line", "peak RSS", "MB/s"))
-    for name, nf, lines, size, env in sa.scenarios():
-        runs = [sa.run(name, nf, lines, size, env) for _ in range(rounds)]
+    for sc in sa.scenarios():
+        name = sc[0]
+        if a.only is not None and a.only not in name:
+            continue
+        runs = [sa.run(*sc) for _ in range(rounds)]
         r = {k: median_of(runs, k) for k in runs[0]}
         r["rounds"] = runs
         res["standalone"][name] = r
         print("%-36s %12.0f %10.0f %8.1f M %9.0f" % (name, r["lines_per_s"], r["ns_per_line"],
                                                     r["peak_rss_mib"], r["mb_per_s"]))
 
+    if a.only is None or any(a.only in k for k in ("parse=json", "parse=regex", "multiline")):
+        r = json.loads(subprocess.run([PARSECOST], capture_output=True, text=True,
+                                      check=True).stdout)
+        res["parse_stages_alone"] = r
+        print("\nparsing stages alone, in process, ns per line (fastest of 15 rounds): "
+              "JSON with jansson (a tree) %.0f, parse=json %.0f, parse=regex %.0f, "
+              "multiline=java %.0f" % (r["jansson_ns"], r["json_ns"], r["regex_ns"],
+                                       r["java_ns"]))
+    if a.only is not None:
+        with open(os.path.join(OUT, "results-only.json"), "w") as f:
+            json.dump(res, f, indent=2)
+        return
     lat = sa.latency(seconds=3 if a.quick else 10)
     res["latency"] = lat
     print("\nlatency at %d lines/s (default flush settings): p50 %.1f ms, p99 %.1f ms, max "

@@ -656,6 +656,31 @@ class TestCompatibility(E2E):
         self.assertEqual({e["mode"] for e in fevs}, {"PackedForward"})
 
 
+class TestParseAtTheSource(E2E):
+    def test_json_lines_and_a_java_trace(self):
+        r = self.receiver()
+        script = ("printf '{\"level\":\"info\",\"msg\":\"hello\",\"n\":1}\\n"
+                  "java.lang.IllegalStateException: boom\\n"
+                  "\\tat com.example.Service.handle(Service.java:42)\\n"
+                  "\\tat com.example.Main.main(Main.java:7)\\n"
+                  "{\"level\":\"warn\",\"n\":2,\"ok\":true,\"source\":\"app\"}\\n'")
+        self.run_container("--name", "parsed", IMAGE, "sh", "-c", script, port=r.port,
+                           opts=["parse=json", "multiline=java", "seq-key=seq"])
+        self.containers.append("parsed")
+        base = {"container_id": self.cid_of("parsed"), "container_name": "/parsed",
+                "source": "stdout"}
+        evs = r.wait(3)
+        self.assertEqual([e["record"] for e in evs], [
+            dict(base, level="info", msg="hello", n=1, seq=1),
+            dict(base, seq=2, log="java.lang.IllegalStateException: boom\n"
+                                  "\tat com.example.Service.handle(Service.java:42)\n"
+                                  "\tat com.example.Main.main(Main.java:7)"),
+            dict(base, level="warn", n=2, ok=True, _source="app", seq=3)])
+        time.sleep(0.5)
+        self.assertEqual(len(r.records()), 3)
+        self.assertEqual(r.errors(), [])
+
+
 class TestDaemonJson(E2E):
     def test_daemon_json_makes_fwdlog_the_default(self):
         if D.external:

@@ -24,7 +24,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     if (fwd_config_build(&cfg, info.config, info.nconfig, NULL, 0, err, sizeof(err)) == 0) {
         char *tag = fwd_tag_render(cfg.tag, &info, "host", err, sizeof(err));
-        struct fwd_record_tmpl *t = fwd_record_tmpl_create(&info, &cfg, err, sizeof(err));
+        struct fwd_record_tmpl *t =
+            fwd_record_tmpl_create(&info, &cfg, "fuzzhost", err, sizeof(err));
 
         free(tag);
         fwd_record_tmpl_destroy(t);

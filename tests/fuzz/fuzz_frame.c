@@ -69,7 +69,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     c.dec = fwd_entry_decoder_create();
     c.partial = fwd_partial_create(20000, 1000000000ull);
-    c.tmpl = fwd_record_tmpl_create(&info, &cfg, err, sizeof(err));
+    c.tmpl = fwd_record_tmpl_create(&info, &cfg, "fuzzhost", err, sizeof(err));
     fwd_buf_init(&c.out, 1u << 30);
     (void)fwd_frame_split(data, size, FWD_FRAME_MAX, on_frame, &c, &used);
     if (used > size)

@@ -1806,5 +1806,191 @@ class TestPromises(ProcTest):
                            "a handshake on each new connection")
 
 
+JAVA_TRACE = [
+    "2026-11-24 10:00:00 ERROR request failed",
+    "java.lang.IllegalStateException: boom",
+    "\tat com.example.Service.handle(Service.java:42)",
+    "\tat com.example.Main.main(Main.java:7)",
+    "Caused by: java.io.IOException: disk full",
+    "\tat com.example.Disk.write(Disk.java:9)",
+    "\t... 2 more",
+]
+
+
+class TestParse(Base):
+    """parse=, time-*, multiline*, metadata=, seq-key= through fwdlogd."""
+
+    def records(self, f, lines, n, config, source="stdout", **kw):
+        self.start(f, cid=cid(0x61), config=config, **kw)
+        for i, ln in enumerate(lines):
+            f.write(frame(source=source, time_nano=1700000000000000000 + i, line=ln.encode()
+                          if isinstance(ln, str) else ln))
+        return self.recv.wait(n)
+
+    def failures(self):
+        return self.d.api.metrics()['fwdlog_parse_failures_total{container="%s"}' % cid(0x61)[:12]]
+
+    def test_json_fields_typed_failures_pass_through_and_are_counted(self):
+        f = self.fifo()
+        evs = self.records(f, ['{"msg":"hi","n":-3,"f":0.5,"ok":true,"nil":null,'
+                               '"o":{"a":[1,"x"]},"big":18446744073709551615}',
+                               "not json", '{"cut": "no end', '["array"]'], 4,
+                           {"parse": "json"})
+        base = {"container_id": cid(0x61), "container_name": "/web", "source": "stdout"}
+        self.assertEqual([e["record"] for e in evs], [
+            dict(base, msg="hi", n=-3, f=0.5, ok=True, nil=None, o={"a": [1, "x"]},
+                 big=18446744073709551615),
+            dict(base, log="not json"), dict(base, log='{"cut": "no end'),
+            dict(base, log='["array"]')])
+        self.assertEqual(len(self.recv.records()), 4)
+        self.assertEqual(self.failures(), 3)
+        self.assert_no_receiver_errors()
+
+    def test_json_collisions_renamed_keep_log_and_parse_into(self):
+        f = self.fifo()
+        line = '{"source":"app","container_id":"x","log":"inner","msg":"m"}'
+        evs = self.records(f, [line], 1, {"parse": "json", "parse-keep-log": "true",
+                                          "labels": "team"}, labels={"team": "core"})
+        self.assertEqual(evs[0]["record"], {
+            "container_id": cid(0x61), "container_name": "/web", "source": "stdout",
+            "log": line, "_source": "app", "_container_id": "x", "_log": "inner", "msg": "m",
+            "team": "core"})
+        f2 = self.fifo()
+        self.d.api.start(f2.path, info(cid(0x62), config={"parse": "json",
+                                                          "parse-into": "app"}))
+        f2.write(frame(time_nano=5, line=b'{"source":"app","n":1}'))
+        rec = self.recv.wait(2)[1]["record"]
+        self.assertEqual(rec, {"container_id": cid(0x62), "container_name": "/web",
+                               "source": "stdout", "app": {"source": "app", "n": 1}})
+
+    def test_time_key_sets_event_time_with_nanoseconds(self):
+        f = self.fifo()
+        evs = self.records(f, ['{"ts":"2026-11-24T10:00:00.123456789+01:00","m":1}',
+                               '{"ts":"garbage","m":2}'], 2,
+                           {"parse": "json", "time-key": "ts"})
+        self.assertEqual(evs[0]["time"], [1795510800, 123456789])
+        self.assertNotIn("ts", evs[0]["record"])
+        self.assertEqual(evs[1]["time"], [1700000000, 1])  # Docker's time stays
+        self.assertEqual(evs[1]["record"]["ts"], "garbage")
+        f2 = self.fifo()
+        self.d.api.start(f2.path, info(cid(0x63), config={
+            "parse": "logfmt", "time-key": "t", "time-format": "unix_ms", "time-keep": "true"}))
+        f2.write(frame(time_nano=5, line=b't=1700000000123 level=info msg="a \\"b\\""'))
+        ev = self.recv.wait(3)[2]
+        self.assertEqual(ev["time"], [1700000000, 123000000])
+        self.assertEqual(ev["record"], {"container_id": cid(0x63), "container_name": "/web",
+                                        "source": "stdout", "t": "1700000000123",
+                                        "level": "info", "msg": 'a "b"'})
+
+    def test_regex_named_groups(self):
+        f = self.fifo()
+        evs = self.records(f, ["10.0.0.1 GET /a 200", "garbage"], 2, {
+            "parse": "regex",
+            "parse-regex": r"^(?<ip>\S+) (?<method>\S+) (?<path>\S+) (?<code>\d+)$"})
+        self.assertEqual(evs[0]["record"], {"container_id": cid(0x61), "container_name": "/web",
+                                            "source": "stdout", "ip": "10.0.0.1",
+                                            "method": "GET", "path": "/a", "code": "200"})
+        self.assertEqual(evs[1]["record"]["log"], "garbage")
+        self.assertEqual(self.failures(), 1)
+
+    def test_multiline_java_per_stream_with_a_16k_partial(self):
+        f = self.fifo()
+        self.start(f, cid=cid(0x61), config={"multiline": "java"})
+        long_frame = "\tat " + "x" * 20000
+        t = 1700000000000000000
+        for i, ln in enumerate(JAVA_TRACE[:3]):
+            f.write(frame(source="stdout", time_nano=t + i, line=ln.encode()))
+        f.write(frame(source="stderr", time_nano=t + 10, line=b"err line 1"))
+        f.write(docker_lines(long_frame, time_nano=t + 11))
+        f.write(frame(source="stderr", time_nano=t + 12, line=b"\tat err.Frame(E.java:1)"))
+        for i, ln in enumerate(JAVA_TRACE[3:]):
+            f.write(frame(source="stdout", time_nano=t + 20 + i, line=ln.encode()))
+        f.write(frame(source="stdout", time_nano=t + 30, line=b"next event"))
+        self.d.api.stop(f.path)
+        evs = self.recv.wait(4)
+        got = sorted((e["record"]["source"], e["record"]["log"], e["time"][1]) for e in evs)
+        self.assertEqual(got, sorted([
+            ("stdout", JAVA_TRACE[0], 0),
+            ("stdout", "\n".join(JAVA_TRACE[1:3] + [long_frame] + JAVA_TRACE[3:]), 1),
+            ("stderr", "err line 1\n\tat err.Frame(E.java:1)", 10),
+            ("stdout", "next event", 30)]))
+        time.sleep(0.3)
+        self.assertEqual(len(self.recv.records()), 4)
+
+    def test_multiline_flush_timeout_and_max_lines(self):
+        f = self.fifo()
+        self.start(f, cid=cid(0x61), config={"multiline-start": "^START",
+                                             "multiline-flush": "200ms",
+                                             "multiline-max-lines": "3"})
+        for ln in [b"START a", b"1", b"2", b"3", b"4"]:
+            f.write(frame(time_nano=1, line=ln))
+        t0 = time.time()
+        evs = self.recv.wait(2)  # no StopLogging: the flush timer emits the open event
+        self.assertGreaterEqual(time.time() - t0, 0.15)
+        self.assertEqual([e["record"]["log"] for e in evs], ["START a\n1\n2", "3\n4"])
+        time.sleep(0.3)
+        self.assertEqual(len(self.recv.records()), 2)
+
+    def test_multiline_then_parse_metadata_seq(self):
+        f = self.fifo()
+        self.start(f, cid=cid(0x61), config={
+            "multiline": "python", "parse": "regex", "seq-key": "seq",
+            "parse-regex": r"(?s)^Traceback.*\n(?<exc>\w+): (?<why>[^\n]*)$",
+            "metadata": "image_name,image_id,host,command,created,compose"},
+            labels={"com.docker.compose.project": "shop", "com.docker.compose.service": "api"},
+            args=["-c", "run"])
+        trace = ["Traceback (most recent call last):", '  File "a.py", line 1, in <module>',
+                 "    1/0", "ZeroDivisionError: division by zero"]
+        for ln in trace + ["plain"]:
+            f.write(frame(time_nano=1, line=ln.encode()))
+        evs = self.recv.wait(2)
+        meta = {"image_name": "busybox:latest", "image_id": "sha256:" + "b" * 64,
+                "host": socket.gethostname(), "command": "sh -c run",
+                "created": "2026-11-24T10:00:00.123456789Z", "compose_project": "shop",
+                "compose_service": "api"}
+        base = {"container_id": cid(0x61), "container_name": "/web", "source": "stdout"}
+        self.assertEqual(evs[0]["record"], dict(base, exc="ZeroDivisionError",
+                                                why="division by zero", seq=1, **meta))
+        self.assertEqual(evs[1]["record"], dict(base, log="plain", seq=2, **meta))
+
+    def test_bad_options_name_the_option_and_the_fix(self):
+        def err(config):
+            f = self.fifo()
+            st, body = self.d.api.start(f.path, info(cid(9), config=config))
+            return body["Err"]
+        self.assertIn('invalid log-opt parse="yaml": want none, json, logfmt or regex',
+                      err({"parse": "yaml"}))
+        self.assertIn("parse=regex needs parse-regex", err({"parse": "regex"}))
+        self.assertIn("no named group", err({"parse": "regex", "parse-regex": "(a)"}))
+        self.assertIn('invalid log-opt parse-regex="(?<a>"',
+                      err({"parse": "regex", "parse-regex": "(?<a>"}))
+        self.assertIn("want none, java, python or go", err({"multiline": "ruby"}))
+        self.assertIn("exclude each other", err({"multiline": "go", "multiline-start": "^x"}))
+        self.assertIn('invalid log-opt multiline-start="("', err({"multiline-start": "("}))
+        self.assertIn("strptime", err({"time-format": "iso"}))
+        self.assertIn("other than container_id", err({"seq-key": "source"}))
+        self.assertIn("image_name, image_id", err({"metadata": "image,host"}))
+        self.assertIn("from 1 to 100000", err({"multiline-max-lines": "0"}))
+        self.assertIn("an attribute", err({"seq-key": "image_id", "metadata": "image_id"}))
+
+
+class TestParseEnv(ProcTest):
+    def test_plugin_wide_parse_from_environment(self):
+        recv = self.receiver()
+        d = self.daemon({"FLUENTD_ADDRESS": "127.0.0.1:%d" % recv.port,
+                         "FWDLOG_PARSE": "json", "FWDLOG_SEQ_KEY": "n"})
+        f = self.fifo()
+        d.api.start(f.path, info(cid(0x64)))
+        f.write(frame(time_nano=1, line=b'{"a":1}'))
+        self.assertEqual(recv.wait(1)[0]["record"], {
+            "container_id": cid(0x64), "container_name": "/web", "source": "stdout", "a": 1,
+            "n": 1})
+
+    def test_bad_plugin_wide_parse_fails_start(self):
+        with self.assertRaises(RuntimeError) as cm:
+            self.daemon({"FWDLOG_PARSE": "yaml"})
+        self.assertIn('invalid FWDLOG_PARSE="yaml"', str(cm.exception))
+
+
 if __name__ == "__main__":
     sys.exit(fwdtest.summarize("integration", unittest.main(exit=False, verbosity=2).result))

@@ -235,6 +235,77 @@ START_TEST(test_config_env_defaults)
 }
 END_TEST
 
+START_TEST(test_config_pipeline_options)
+{
+    struct fwd_config c;
+    struct fwd_kv opts[] = {KV("parse", "regex"),
+                            KV("parse-regex", "(?<a>x)"),
+                            KV("parse-into", "app"),
+                            KV("parse-keep-log", "true"),
+                            KV("time-key", "ts"),
+                            KV("time-format", "unix_us"),
+                            KV("time-keep", "1"),
+                            KV("multiline-start", "^S"),
+                            KV("multiline-max-lines", "7"),
+                            KV("multiline-max-bytes", "2k"),
+                            KV("multiline-flush", "250ms"),
+                            KV("metadata", "host,compose"),
+                            KV("seq-key", "n")};
+    struct fwd_kv d = KV("multiline", "java");
+
+    ck_assert_int_eq(fwd_config_build(&c, NULL, 0, NULL, 0, err, sizeof(err)), 0);
+    ck_assert_int_eq(c.pl.parse, FWD_PARSE_NONE);
+    ck_assert_int_eq(c.pl.multiline, FWD_MULTILINE_OFF);
+    ck_assert_uint_eq(c.pl.multiline_max_lines, 500);
+    ck_assert_uint_eq(c.pl.multiline_flush_ms, 1000);
+    ck_assert_int_eq(fwd_config_build(&c, opts, 13, NULL, 0, err, sizeof(err)), 0);
+    ck_assert_int_eq(c.pl.parse, FWD_PARSE_REGEX);
+    ck_assert_str_eq(c.pl.parse_regex, "(?<a>x)");
+    ck_assert_str_eq(c.pl.parse_into, "app");
+    ck_assert(c.pl.parse_keep_log && c.pl.time_keep);
+    ck_assert_str_eq(c.pl.time_key, "ts");
+    ck_assert_int_eq(c.pl.time_format.kind, FWD_TIMEFMT_UNIX_US);
+    ck_assert_str_eq(c.pl.multiline_start, "^S");
+    ck_assert_uint_eq(c.pl.multiline_max_lines, 7);
+    ck_assert_uint_eq(c.pl.multiline_max_bytes, 2048);
+    ck_assert_uint_eq(c.pl.multiline_flush_ms, 250);
+    ck_assert_uint_eq(c.pl.metadata, FWD_META_HOST | FWD_META_COMPOSE);
+    ck_assert_str_eq(c.pl.seq_key, "n");
+    /* a plugin-wide multiline preset and a container's multiline-start exclude each other */
+    ck_assert_int_eq(fwd_config_build(&c, opts, 13, &d, 1, err, sizeof(err)), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "exclude each other"));
+    ck_assert_int_eq(fwd_config_build(&c, NULL, 0, &d, 1, err, sizeof(err)), 0);
+    ck_assert_int_eq(c.pl.multiline, FWD_MULTILINE_JAVA);
+    ck_assert_str_eq(fwd_config_env_name("multiline-flush"), "FWDLOG_MULTILINE_FLUSH");
+    ck_assert_str_eq(fwd_config_env_name("seq-key"), "FWDLOG_SEQ_KEY");
+}
+END_TEST
+
+START_TEST(test_config_pipeline_errors)
+{
+    struct fwd_config c;
+    struct fwd_kv d = KV("parse", "xml");
+
+    ck_assert_int_eq(build1(&c, "parse", "yaml"), -EINVAL);
+    ck_assert_str_eq(err, "invalid log-opt parse=\"yaml\": want none, json, logfmt or regex");
+    ck_assert_int_eq(fwd_config_build(&c, NULL, 0, &d, 1, err, sizeof(err)), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "invalid FWDLOG_PARSE=\"xml\""));
+    ck_assert_int_eq(build1(&c, "parse", "regex"), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "needs parse-regex"));
+    ck_assert_int_eq(build1(&c, "time-format", "iso8601"), -EINVAL);
+    ck_assert_int_eq(build1(&c, "seq-key", "container_id"), -EINVAL);
+    ck_assert_int_eq(build1(&c, "parse-into", "log"), -EINVAL);
+    ck_assert_int_eq(build1(&c, "metadata", "host,,image"), -EINVAL);
+    ck_assert_int_eq(build1(&c, "multiline", "ruby"), -EINVAL);
+    ck_assert_int_eq(build1(&c, "multiline-max-lines", "100001"), -EINVAL);
+    ck_assert_int_eq(build1(&c, "multiline-max-lines", "5k"), -EINVAL);
+    ck_assert_int_eq(build1(&c, "multiline-max-bytes", "100"), -EINVAL);
+    ck_assert_int_eq(build1(&c, "multiline-flush", "0"), -EINVAL);
+    ck_assert_int_eq(build1(&c, "parse-keep-log", "yes"), -EINVAL);
+    ck_assert_str_eq(err, "invalid log-opt parse-keep-log=\"yes\": want true or false");
+}
+END_TEST
+
 static const char start_body[] =
     "{\"File\":\"/run/docker/logging/f\",\"Info\":{\"Config\":{\"tag\":\"t\"},"
     "\"ContainerID\":\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\","
@@ -340,6 +411,8 @@ int main(void)
     tcase_add_test(core, test_config_sizes_like_go_units);
     tcase_add_test(core, test_config_generic_keys_and_precedence);
     tcase_add_test(core, test_config_env_defaults);
+    tcase_add_test(core, test_config_pipeline_options);
+    tcase_add_test(errors, test_config_pipeline_errors);
     tcase_add_test(core, test_info_parse_all_fields);
     tcase_add_test(core, test_tag_every_field);
     tcase_add_test(errors, test_config_errors_name_option_value_and_fix);

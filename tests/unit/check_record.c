@@ -91,7 +91,7 @@ START_TEST(test_record_base_keys)
     char s[4096];
 
     ck_assert_int_eq(fwd_config_build(&c, NULL, 0, NULL, 0, err, sizeof(err)), 0);
-    t = fwd_record_tmpl_create(&in, &c, err, sizeof(err));
+    t = fwd_record_tmpl_create(&in, &c, "host1", err, sizeof(err));
     ck_assert_ptr_nonnull(t);
     pack_to_string(t, &l, s, sizeof(s));
     ck_assert_str_eq(s, "container_id=" CID ";container_name=/web;source=stdout;log=hello;");
@@ -118,7 +118,7 @@ START_TEST(test_record_attributes_env_wins_and_overrides)
     char s[4096];
 
     ck_assert_int_eq(fwd_config_build(&c, opts, 4, NULL, 0, err, sizeof(err)), 0);
-    t = fwd_record_tmpl_create(&in, &c, err, sizeof(err));
+    t = fwd_record_tmpl_create(&in, &c, "host1", err, sizeof(err));
     ck_assert_ptr_nonnull(t);
     pack_to_string(t, &l, s, sizeof(s));
     /* labels a,b then labels-regex ^l (log), then env a,Y, then env-regex; env a wins;
@@ -138,7 +138,7 @@ START_TEST(test_record_bad_regex_names_option)
     struct fwd_config c;
 
     ck_assert_int_eq(fwd_config_build(&c, opts, 1, NULL, 0, err, sizeof(err)), 0);
-    ck_assert_ptr_null(fwd_record_tmpl_create(&in, &c, err, sizeof(err)));
+    ck_assert_ptr_null(fwd_record_tmpl_create(&in, &c, "host1", err, sizeof(err)));
     ck_assert_ptr_nonnull(strstr(err, "invalid log-opt env-regex=\"a(\""));
 }
 END_TEST
@@ -152,7 +152,7 @@ START_TEST(test_record_partial_keys)
     char s[4096];
 
     ck_assert_int_eq(fwd_config_build(&c, NULL, 0, NULL, 0, err, sizeof(err)), 0);
-    t = fwd_record_tmpl_create(&in, &c, err, sizeof(err));
+    t = fwd_record_tmpl_create(&in, &c, "host1", err, sizeof(err));
     l.piece = true;
     l.id = "abc";
     l.id_len = 3;
