@@ -213,6 +213,38 @@ class Standalone:
         finally:
             cleanup(tmp, d, sink, fifos)
 
+    def reattach(self, n=200):
+        """fwdlogd SIGKILLed with n streams attached, then started again: how long until
+        its API answers (the streams are re-opened before it listens), and until a line
+        written to every FIFO while it was down has arrived."""
+        tmp = tempfile.mkdtemp(prefix="fwdbench-")
+        sink = Sink(tmp)
+        env = {"FLUENTD_ADDRESS": "127.0.0.1:%d" % sink.port}
+        d = Daemon(tmp, env, level="warn")
+        fifos = []
+        try:
+            for i in range(n):
+                f = Fifo(tmp)
+                fifos.append(f)
+                d.api.start(f.path, info("%064x" % (i + 1)))
+                f.write(fwdtest.frame(time_nano=1, line=b"before"))
+            sink.wait(n, timeout=30)
+            d.proc.kill()
+            d.proc.wait()
+            d.logf.close()
+            os.unlink(d.sock)
+            for f in fifos:
+                f.write(fwdtest.frame(time_nano=2, line=b"while down"))
+            t0 = time.time()
+            d = Daemon(tmp, env, level="warn")
+            t_api = time.time() - t0
+            s = sink.wait(2 * n, timeout=30)
+            t_all = time.time() - t0
+            return {"streams": n, "api_ms": t_api * 1000, "all_read_ms": t_all * 1000,
+                    "delivered": s["events"] - n}
+        finally:
+            cleanup(tmp, d, sink, fifos)
+
     def outage_rss(self, seconds=60, rate=5000):
         """RSS while the aggregator is down for `seconds` at `rate` lines/s, default limits;
         then the aggregator comes up and every line must arrive."""
@@ -382,6 +414,12 @@ def main():
     idle = sa.idle_rss()
     res["idle"] = idle
     print("RSS with %d idle containers attached: %.1f MiB" % (idle["containers"], idle["rss_mib"]))
+    ra = sa.reattach()
+    res["reattach"] = ra
+    print("restart after SIGKILL with %d streams: API answers after %.0f ms, a line from every "
+          "FIFO delivered after %.0f ms (%d of %d)" % (ra["streams"], ra["api_ms"],
+                                                       ra["all_read_ms"], ra["delivered"],
+                                                       ra["streams"]))
     out = sa.outage_rss(seconds=10 if a.quick else 60)
     res["outage"] = out
     print("RSS over a %d s aggregator outage at %d lines/s (default limits): peak %.1f MiB "
