@@ -286,11 +286,6 @@ static bool plausible(struct fwd_container *c, const uint8_t *p, uint32_t len)
            e.time_nano > 0;
 }
 
-static uint32_t be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 /*
  * Resync: skip to the first frame start in p[pos..len) whose frame is complete
  * and plausible. Returns the new pos; c->resync is cleared when one was found
@@ -307,7 +302,7 @@ static size_t resync(struct fwd_container *c, const uint8_t *p, size_t pos, size
         pos += off;
         if (!found)
             return pos;
-        n = be32(p + pos);
+        n = fwd_frame_get_len(p + pos);
         if (len - pos - 4 < n)
             return pos; /* not complete yet: decide when the rest is here */
         if (plausible(c, p + pos + 4, n))

@@ -19,8 +19,7 @@ int fwd_frame_split(const uint8_t *p, size_t len, size_t max, fwd_frame_cb cb, v
 
     *consumed = 0;
     while (len - off >= 4) {
-        uint32_t n = (uint32_t)p[off] << 24 | (uint32_t)p[off + 1] << 16 |
-                     (uint32_t)p[off + 2] << 8 | (uint32_t)p[off + 3];
+        uint32_t n = fwd_frame_get_len(p + off);
 
         if (n > max) {
             rc = -EMSGSIZE;
@@ -37,6 +36,11 @@ int fwd_frame_split(const uint8_t *p, size_t len, size_t max, fwd_frame_cb cb, v
     return rc;
 }
 
+uint32_t fwd_frame_get_len(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
 void fwd_frame_put_len(uint8_t out[4], uint32_t len)
 {
     out[0] = (uint8_t)(len >> 24);
@@ -48,7 +52,7 @@ void fwd_frame_put_len(uint8_t out[4], uint32_t len)
 /* At p: a length prefix (8..max) and the source field opening a LogEntry: 0a 06 std{out,err}. */
 static bool looks_like_start(const uint8_t *p, size_t max)
 {
-    uint32_t n = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+    uint32_t n = fwd_frame_get_len(p);
 
     return n >= FWD_FRAME_MIN_LEN && n <= max && p[4] == 0x0a && p[5] == 6 &&
            (memcmp(p + 6, "stdout", 6) == 0 || memcmp(p + 6, "stderr", 6) == 0);

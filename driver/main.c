@@ -144,6 +144,22 @@ static void on_signal(struct fwd_io *io, uint32_t events)
     }
 }
 
+static bool flushing(const struct fwd_outputs *m)
+{
+    return !fwd_outputs_idle(m);
+}
+
+/* Shutdown: run the loop while busy(m), for at most ms. */
+static void run_while(struct fwd_loop *loop, bool (*busy)(const struct fwd_outputs *),
+                      const struct fwd_outputs *m, uint64_t ms)
+{
+    uint64_t deadline = fwd_time_mono_ns() + FWD_MS_TO_NS(ms);
+
+    while (busy(m) && fwd_time_mono_ns() < deadline)
+        if (fwd_loop_run_once(loop, 50) < 0)
+            break;
+}
+
 int main(int argc, char **argv)
 {
     struct opts o;
@@ -233,13 +249,7 @@ int main(int argc, char **argv)
     api = NULL;
     fwd_registry_stop_all(reg);
     fwd_outputs_flush_all(outputs);
-    {
-        uint64_t deadline = fwd_time_mono_ns() + FWD_MS_TO_NS(FWD_SHUTDOWN_FLUSH_MS);
-
-        while (!fwd_outputs_idle(outputs) && fwd_time_mono_ns() < deadline)
-            if (fwd_loop_run_once(loop, 50) < 0)
-                break;
-    }
+    run_while(loop, flushing, outputs, FWD_SHUTDOWN_FLUSH_MS);
     if (!fwd_outputs_idle(outputs)) {
         struct fwd_output_stats st;
 
@@ -250,13 +260,7 @@ int main(int argc, char **argv)
     }
     /* Connections close gracefully, so aggregators read everything before our close. */
     fwd_outputs_close_all(outputs);
-    {
-        uint64_t deadline = fwd_time_mono_ns() + FWD_MS_TO_NS(FWD_SHUTDOWN_CLOSE_MS);
-
-        while (fwd_outputs_closing(outputs) && fwd_time_mono_ns() < deadline)
-            if (fwd_loop_run_once(loop, 50) < 0)
-                break;
-    }
+    run_while(loop, fwd_outputs_closing, outputs, FWD_SHUTDOWN_CLOSE_MS);
     rc = 0;
 out:
     fwd_plugin_api_destroy(api);

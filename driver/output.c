@@ -1832,17 +1832,25 @@ static struct fwd_output *output_new(struct fwd_outputs *m, const struct fwd_con
     return g;
 }
 
+static struct fwd_output *output_find(const struct fwd_outputs *m, const char *key)
+{
+    struct fwd_output *g = m->outs;
+
+    while (g != NULL && strcmp(g->key, key) != 0)
+        g = g->next;
+    return g;
+}
+
 static struct fwd_output *output_get(struct fwd_outputs *m, const struct fwd_config *cfg, char *err,
                                      size_t errlen)
 {
     struct fwd_output *g;
 
-    for (g = m->outs; g != NULL; g = g->next) {
-        if (strcmp(g->key, cfg->dest_key) == 0) {
-            fwd_loop_timer_stop(m->loop, &g->linger); /* taken again before it went */
-            g->reap = false;
-            return g;
-        }
+    g = output_find(m, cfg->dest_key);
+    if (g != NULL) {
+        fwd_loop_timer_stop(m->loop, &g->linger); /* taken again before it went */
+        g->reap = false;
+        return g;
     }
     g = output_new(m, cfg, NULL, err, errlen);
     if (g != NULL && cfg->buffer_type == FWD_BUFFER_FILE) {
@@ -1956,6 +1964,10 @@ static void open_delivered(struct fwd_output *g)
     if (g->delivered_fd < 0 ||
         pread(g->delivered_fd, &upto, sizeof(upto), 0) != (ssize_t)sizeof(upto))
         upto = 0;
+    /* first, so that batch_done below never writes a lower mark */
+    if (g->next_seq <= upto)
+        g->next_seq = upto + 1;
+    g->delivered_upto = upto;
     while (*pp != NULL) {
         struct batch *b = *pp;
 
@@ -1969,15 +1981,9 @@ static void open_delivered(struct fwd_output *g)
         skipped += b->count;
         g->m->st.replayed_records -= b->count;
         b->next = NULL;
-        g->qbytes -= batch_wire_len(b);
-        g->mem -= batch_mem(b);
-        fwd_spool_release(g->spool, &b->ref);
-        batch_free(b);
+        batch_done(g, b);
     }
     g->ptail = last;
-    if (g->next_seq <= upto)
-        g->next_seq = upto + 1;
-    g->delivered_upto = upto;
     if (skipped > 0)
         fwd_log(FWD_LOG_DEBUG, "%s: %llu spooled records were delivered before the restart",
                 g->label, (unsigned long long)skipped);
@@ -2089,8 +2095,7 @@ size_t fwd_outputs_replay(struct fwd_outputs *m)
             fwd_kv_free(kv, n);
             continue;
         }
-        for (g = m->outs; g != NULL && strcmp(g->key, cfg.dest_key) != 0; g = g->next)
-            ;
+        g = output_find(m, cfg.dest_key);
         if (g != NULL && g->spool_tried) {
             /* a resumed stream's destination (buffer-type=file) opened it already */
             fwd_kv_free(kv, n);

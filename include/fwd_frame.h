@@ -42,5 +42,7 @@ int fwd_frame_find_start(const uint8_t *p, size_t len, size_t max, size_t *off)
 
 /* Write the 4-byte big-endian length prefix for a payload of len bytes. */
 void fwd_frame_put_len(uint8_t out[4], uint32_t len);
+/* Read the length prefix at p (4 bytes). */
+uint32_t fwd_frame_get_len(const uint8_t *p);
 
 #endif
