@@ -439,11 +439,27 @@ static void finish(struct fwd_container *c, const char *why, bool forget)
     container_free(c);
 }
 
+static void on_rtimer(struct fwd_timer *t);
+
+/*
+ * Pause (0) or resume (EPOLLIN) reading the FIFO. A resume that fails is tried
+ * again from the timer: a FIFO must never stay paused (its container would block).
+ */
+static void fifo_events(struct fwd_container *c, uint32_t events)
+{
+    int rc = fwd_loop_io_mod(c->r->loop, &c->io, events);
+
+    if (rc == 0)
+        return;
+    fwd_log_rl(FWD_LOG_ERROR, c->cid, "epoll: cannot %s reading the FIFO: %s%s",
+               events ? "resume" : "pause", strerror(-rc), events ? "; trying again" : "");
+    if (events != 0)
+        fwd_loop_timer_start(c->r->loop, &c->rtimer, FWD_COALESCE_MS, on_rtimer, c);
+}
+
 static void on_rtimer(struct fwd_timer *t)
 {
-    struct fwd_container *c = t->ctx;
-
-    fwd_loop_io_mod(c->r->loop, &c->io, EPOLLIN);
+    fifo_events(t->ctx, EPOLLIN);
 }
 
 static void on_fifo(struct fwd_io *io, uint32_t events)
@@ -455,20 +471,20 @@ static void on_fifo(struct fwd_io *io, uint32_t events)
     /* overflow-policy=block: leave the pipe full until there is room (a hang-up is read:
      * dockerd is gone, and what is left must be taken now) */
     if (!(events & (EPOLLHUP | EPOLLERR)) && fwd_stream_blocked(c->stream, &c->waiter)) {
-        fwd_loop_io_mod(c->r->loop, &c->io, 0);
+        fifo_events(c, 0);
         return;
     }
     rc = read_fifo(c, false, &got);
     if (rc == 2)
         return; /* the turn's budget is spent: epoll reports this FIFO again next turn */
     if (rc == 0 && fwd_stream_blocked(c->stream, &c->waiter)) {
-        fwd_loop_io_mod(c->r->loop, &c->io, 0);
+        fifo_events(c, 0);
         return;
     }
     if (rc == 0 && got < FWD_COALESCE_BYTES && !(events & (EPOLLHUP | EPOLLERR))) {
         /* dockerd writes one frame per write(2): rather than waking per line, let the
          * pipe gather a millisecond's worth (nothing waits on it: the pipe holds 1 MiB) */
-        fwd_loop_io_mod(c->r->loop, &c->io, 0);
+        fifo_events(c, 0);
         fwd_loop_timer_start(c->r->loop, &c->rtimer, FWD_COALESCE_MS, on_rtimer, c);
         return;
     }
@@ -488,7 +504,7 @@ static void on_room(struct fwd_waiter *w)
     struct fwd_container *c =
         (struct fwd_container *)((char *)w - offsetof(struct fwd_container, waiter));
 
-    fwd_loop_io_mod(c->r->loop, &c->io, EPOLLIN);
+    fifo_events(c, EPOLLIN);
 }
 
 /* ---- start / stop ---------------------------------------------------------------------- */

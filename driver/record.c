@@ -268,6 +268,39 @@ static int pipeline_keys(struct fwd_record_tmpl *t, const struct attrs *a,
     return 0;
 }
 
+/*
+ * Go: data[k] = v after the base keys, so an attribute replaces a base value.
+ * Pack the attributes into t; *cid and *cname may be replaced. 0 or -ENOMEM.
+ */
+static int pack_attrs(struct fwd_record_tmpl *t, const struct attrs *a, const char **cid,
+                      const char **cname)
+{
+    for (size_t i = 0; i < a->n; i++) {
+        const char *k = a->kv[i].key, *v = a->kv[i].value;
+
+        if (strcmp(k, "container_id") == 0)
+            *cid = v;
+        else if (strcmp(k, "container_name") == 0)
+            *cname = v;
+        else if (strcmp(k, "source") == 0 || strcmp(k, "log") == 0) {
+            char **slot = k[0] == 's' ? &t->source_override : &t->log_override;
+            free(*slot);
+            if ((*slot = strdup(v)) == NULL)
+                return -ENOMEM;
+        } else {
+            if (pack_pair(&t->extras, k, v) != 0)
+                return -ENOMEM;
+            t->nextras++;
+            if (!is_partial_key(k)) {
+                if (pack_pair(&t->extras_np, k, v) != 0)
+                    return -ENOMEM;
+                t->nextras_np++;
+            }
+        }
+    }
+    return 0;
+}
+
 struct fwd_record_tmpl *fwd_record_tmpl_create(const struct fwd_info *info,
                                                const struct fwd_config *cfg, const char *host,
                                                char *err, size_t errlen)
@@ -312,30 +345,8 @@ struct fwd_record_tmpl *fwd_record_tmpl_create(const struct fwd_info *info,
     if (rc != 0)
         goto enomem;
 
-    /* Go: data[k] = v after the base keys, so an attribute replaces a base value. */
-    for (size_t i = 0; i < a.n; i++) {
-        const char *k = a.kv[i].key, *v = a.kv[i].value;
-
-        if (strcmp(k, "container_id") == 0)
-            cid = v;
-        else if (strcmp(k, "container_name") == 0)
-            cname = v;
-        else if (strcmp(k, "source") == 0 || strcmp(k, "log") == 0) {
-            char **slot = k[0] == 's' ? &t->source_override : &t->log_override;
-            free(*slot);
-            if ((*slot = strdup(v)) == NULL)
-                goto enomem;
-        } else {
-            if (pack_pair(&t->extras, k, v) != 0)
-                goto enomem;
-            t->nextras++;
-            if (!is_partial_key(k)) {
-                if (pack_pair(&t->extras_np, k, v) != 0)
-                    goto enomem;
-                t->nextras_np++;
-            }
-        }
-    }
+    if (pack_attrs(t, &a, &cid, &cname) != 0)
+        goto enomem;
     if (pack_pair(&t->prefix, "container_id", cid) != 0 ||
         pack_pair(&t->prefix, "container_name", cname) != 0)
         goto enomem;

@@ -361,49 +361,32 @@ static void seal_segment(struct fwd_spool *sp)
         seg_unlink(sp, s);
 }
 
-int fwd_spool_append(struct fwd_spool *sp, uint64_t seq, uint32_t count, uint16_t flags,
-                     const char *tag, size_t tag_len, const void *entries, size_t len,
-                     struct fwd_spool_ref *ref)
+/* Begin a new segment file for appends. 0 or -errno. */
+static int open_segment(struct fwd_spool *sp)
 {
-    uint8_t h[HDR];
-    struct iovec iov[3];
-    uLong c;
-    size_t total = HDR + tag_len + len, done = 0;
+    char path[FWD_PATH_MAX];
+    struct fwd_spool_seg *s;
 
-    if (tag_len > FWD_SPOOL_TAG_MAX || tag_len + len > BODY_MAX)
-        return -EMSGSIZE;
-    if (sp->last == NULL) {
-        char path[FWD_PATH_MAX];
-        struct fwd_spool_seg *s;
-
-        seg_path(sp, sp->next_id, path, sizeof(path));
-        sp->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
-        if (sp->fd == -1)
-            return -errno;
-        s = seg_add(sp, sp->next_id++);
-        if (s == NULL) {
-            close(sp->fd);
-            sp->fd = -1;
-            unlink(path);
-            return -ENOMEM;
-        }
-        sp->last = s;
+    seg_path(sp, sp->next_id, path, sizeof(path));
+    sp->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
+    if (sp->fd == -1)
+        return -errno;
+    s = seg_add(sp, sp->next_id++);
+    if (s == NULL) {
+        close(sp->fd);
+        sp->fd = -1;
+        unlink(path);
+        return -ENOMEM;
     }
-    memcpy(h, "FWS1", 4);
-    put32(h + 4, (uint32_t)(tag_len + len));
-    memcpy(h + 12, &seq, 8);
-    put32(h + 20, count);
-    h[24] = (uint8_t)tag_len;
-    h[25] = (uint8_t)(tag_len >> 8);
-    h[26] = (uint8_t)flags;
-    h[27] = (uint8_t)(flags >> 8);
-    c = crc32(crc32(0L, Z_NULL, 0), h + 12, HDR - 12);
-    c = crc32(c, (const Bytef *)tag, (uInt)tag_len);
-    c = crc32(c, entries, (uInt)len);
-    put32(h + 8, (uint32_t)c);
-    iov[0] = (struct iovec){h, HDR};
-    iov[1] = (struct iovec){(void *)tag, tag_len};
-    iov[2] = (struct iovec){(void *)entries, len};
+    sp->last = s;
+    return 0;
+}
+
+/* Write the record's three pieces whole at the end of the last segment. 0 or -errno. */
+static int write_record(struct fwd_spool *sp, const struct iovec iov[3], size_t total)
+{
+    size_t done = 0;
+
     while (done < total) {
         struct iovec v[3];
         int nv = 0;
@@ -431,6 +414,41 @@ int fwd_spool_append(struct fwd_spool *sp, uint64_t seq, uint32_t count, uint16_
         }
         done += (size_t)w;
     }
+    return 0;
+}
+
+int fwd_spool_append(struct fwd_spool *sp, uint64_t seq, uint32_t count, uint16_t flags,
+                     const char *tag, size_t tag_len, const void *entries, size_t len,
+                     struct fwd_spool_ref *ref)
+{
+    uint8_t h[HDR];
+    struct iovec iov[3];
+    uLong c;
+    size_t total = HDR + tag_len + len;
+    int rc;
+
+    if (tag_len > FWD_SPOOL_TAG_MAX || tag_len + len > BODY_MAX)
+        return -EMSGSIZE;
+    if (sp->last == NULL && (rc = open_segment(sp)) < 0)
+        return rc;
+    memcpy(h, "FWS1", 4);
+    put32(h + 4, (uint32_t)(tag_len + len));
+    memcpy(h + 12, &seq, 8);
+    put32(h + 20, count);
+    h[24] = (uint8_t)tag_len;
+    h[25] = (uint8_t)(tag_len >> 8);
+    h[26] = (uint8_t)flags;
+    h[27] = (uint8_t)(flags >> 8);
+    c = crc32(crc32(0L, Z_NULL, 0), h + 12, HDR - 12);
+    c = crc32(c, (const Bytef *)tag, (uInt)tag_len);
+    c = crc32(c, entries, (uInt)len);
+    put32(h + 8, (uint32_t)c);
+    iov[0] = (struct iovec){h, HDR};
+    iov[1] = (struct iovec){(void *)tag, tag_len};
+    iov[2] = (struct iovec){(void *)entries, len};
+    rc = write_record(sp, iov, total);
+    if (rc < 0)
+        return rc;
     ref->seg = sp->last;
     ref->off = sp->last->size;
     ref->len = (uint32_t)len;

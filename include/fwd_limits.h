@@ -76,6 +76,8 @@
 #define FWD_BACKOFF_CAP_MS 60000u
 /* Connect attempts that take longer than this are abandoned. */
 #define FWD_CONNECT_TIMEOUT_MS 10000u
+/* Idle seconds before TCP keepalive probes a silent aggregator connection. */
+#define FWD_TCP_KEEPIDLE_S 60
 /* Bytes written to one aggregator socket per wakeup (fairness). */
 #define FWD_WRITE_PER_WAKEUP (4u * 1024u * 1024u)
 /* On SIGTERM, how long buffered records may still be flushed (dockerd SIGKILLs at 10 s). */

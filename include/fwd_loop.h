@@ -42,7 +42,8 @@ void fwd_loop_destroy(struct fwd_loop *loop);
 int fwd_loop_io_add(struct fwd_loop *loop, struct fwd_io *io, int fd, uint32_t events, fwd_io_cb cb,
                     void *ctx) __attribute__((warn_unused_result));
 /* Change the events watched. 0 or -errno. */
-int fwd_loop_io_mod(struct fwd_loop *loop, struct fwd_io *io, uint32_t events);
+int fwd_loop_io_mod(struct fwd_loop *loop, struct fwd_io *io, uint32_t events)
+    __attribute__((warn_unused_result));
 /*
  * Stop watching (the fd is not closed). Safe from any callback, including for
  * an io whose event is pending in the same wakeup: it will not be delivered.

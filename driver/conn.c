@@ -1,0 +1,789 @@
+/*
+ * conn.c - one aggregator connection: resolve, connect, TLS, handshake, writes,
+ * acks and back-off (see fwd_conn.h).
+ */
+#define FWD_LOG_MODULE "output"
+#include "fwd_conn.h"
+#include "fwd_limits.h"
+#include "fwd_log.h"
+#include "fwd_time.h"
+#include "fwd_tls.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+/* A done connection waits this long for the peer's close (closer.c). */
+#define CLOSE_WAIT_MS 2000
+#define IOV_BATCHES   32
+/* Batches written but not yet acknowledged, at most: bounds what a reconnect resends. */
+#define ACK_WINDOW 32
+/* Unwritten batches a connection takes from the queue ahead of writing them (without acks). */
+#define LOOKAHEAD 4
+/* Reply bytes buffered while waiting for a whole ack. */
+#define REPLY_MAX (64u * 1024u)
+/* Bytes read from the aggregator in one wakeup (a chatty peer cannot hold the loop). */
+#define READ_PER_WAKEUP (256u * 1024u)
+
+static void start_connect(struct fwd_conn *c);
+static void on_io(struct fwd_io *io, uint32_t events);
+static void on_timer(struct fwd_timer *t);
+
+static bool ack_mode(const struct fwd_conn *c)
+{
+    return c->env->cfg->request_ack;
+}
+
+static struct fwd_loop *loop_of(const struct fwd_conn *c)
+{
+    return c->env->loop;
+}
+
+static void addr_label(const struct fwd_addr *a, char *out, size_t n)
+{
+    if (a->scheme == FWD_ADDR_UNIX)
+        snprintf(out, n, "unix://%s", a->path);
+    else
+        snprintf(out, n, strchr(a->host, ':') ? "%s[%s]:%u" : "%s%s:%u",
+                 a->scheme == FWD_ADDR_TLS ? "tls://" : "", a->host, a->port);
+}
+
+void fwd_conn_init(struct fwd_conn *c, const struct fwd_conn_env *env, const struct fwd_addr *addr)
+{
+    memset(c, 0, sizeof(*c));
+    c->env = env;
+    c->addr = *addr;
+    c->fd = -1;
+    fwd_buf_init(&c->reply, REPLY_MAX);
+    addr_label(addr, c->label, sizeof(c->label));
+}
+
+/* Set the events the loop waits for; a failed MOD would leave it deaf: counted as a failure. */
+static int set_events(struct fwd_conn *c, uint32_t events)
+{
+    int rc = fwd_loop_io_mod(loop_of(c), &c->io, events);
+
+    if (rc < 0)
+        fwd_log_rl(FWD_LOG_ERROR, NULL, "%s: epoll: %s", c->label, strerror(-rc));
+    return rc;
+}
+
+/* ---- taking batches -------------------------------------------------------------------- */
+
+bool fwd_conn_has_room(const struct fwd_conn *c)
+{
+    return c->state == FWD_CONN_CONNECTED && c->nq < (ack_mode(c) ? ACK_WINDOW : LOOKAHEAD);
+}
+
+void fwd_conn_take(struct fwd_conn *c, struct fwd_batch *b)
+{
+    b->next = NULL;
+    if (c->qtail != NULL)
+        c->qtail->next = b;
+    else
+        c->qhead = b;
+    c->qtail = b;
+    if (c->unsent == NULL)
+        c->unsent = b;
+    c->nq++;
+}
+
+void fwd_conn_give_back(struct fwd_conn *c)
+{
+    for (struct fwd_batch *b = c->qhead; b != NULL; b = b->next)
+        b->sent = 0;
+    if (c->qhead != NULL)
+        fwd_queue_return(c->env->q, c->qhead);
+    c->qhead = c->qtail = c->unsent = NULL;
+    c->inflight = c->nq = 0;
+}
+
+uint64_t fwd_conn_oldest_seq(const struct fwd_conn *c)
+{
+    return c->qhead != NULL ? c->qhead->seq : UINT64_MAX;
+}
+
+/* ---- closing and failing --------------------------------------------------------------- */
+
+static void forget_addrs(struct fwd_conn *c)
+{
+    fwd_resolve_cancel(c->lookup);
+    c->lookup = NULL;
+    c->addrs.n = 0;
+    c->next_addr = 0;
+}
+
+/* Close the connection at once. Its batches go back to the queue, in order. */
+static void close_conn(struct fwd_conn *c)
+{
+    if (c->tls != NULL) {
+        SSL_free(c->tls);
+        c->tls = NULL;
+    }
+    if (c->fd >= 0) {
+        fwd_loop_io_del(loop_of(c), &c->io);
+        close(c->fd);
+        c->fd = -1;
+    }
+    fwd_conn_give_back(c);
+    fwd_buf_release(&c->reply);
+}
+
+/*
+ * The same for a connection that is done rather than failed: the socket and its
+ * TLS session go to the closer, so the peer reads everything we sent before it
+ * sees our close.
+ */
+static void close_conn_gracefully(struct fwd_conn *c)
+{
+    if (c->fd >= 0 && c->state == FWD_CONN_CONNECTED) {
+        fwd_loop_io_del(loop_of(c), &c->io);
+        fwd_closer_add(c->env->closer, c->fd, c->tls, CLOSE_WAIT_MS);
+        c->fd = -1;
+        c->tls = NULL;
+    }
+    close_conn(c);
+}
+
+void fwd_conn_destroy(struct fwd_conn *c)
+{
+    fwd_loop_timer_stop(loop_of(c), &c->timer);
+    forget_addrs(c); /* a lookup under way is cancelled, never waited for */
+    close_conn_gracefully(c);
+}
+
+static uint64_t backoff_ms(const struct fwd_conn *c)
+{
+    uint64_t w = c->env->cfg->retry_wait_ms, cap = c->env->cfg->max_retry_wait_ms;
+
+    for (uint32_t i = 1; i < c->failures && w < cap; i++)
+        w *= 2;
+    if (w > cap)
+        w = cap;
+    /* Jitter: spread reconnects of many plugins after an aggregator restart. */
+    return w / 2 + (uint64_t)random() % (w / 2 + 1);
+}
+
+/* what failed, and the errno (0: none) that says why. The owner hears of it last. */
+static void fail(struct fwd_conn *c, const char *what, int err)
+{
+    uint64_t wait;
+
+    close_conn(c);
+    forget_addrs(c);
+    c->failures++;
+    c->env->st->connection_failures++;
+    wait = backoff_ms(c);
+    c->state = FWD_CONN_BACKOFF;
+    fwd_loop_timer_start(loop_of(c), &c->timer, wait, on_timer, c);
+    fwd_log_rl(FWD_LOG_WARN, NULL, "%s: %s: %s; retrying in %llu ms (%zu bytes queued)", c->label,
+               what, err ? strerror(err) : "failed", (unsigned long long)wait,
+               c->env->q->qbytes + c->env->q->openbytes);
+    c->env->ops->failed(c);
+}
+
+/* ---- connecting ------------------------------------------------------------------------ */
+
+/* TCP options of an aggregator socket: no Nagle, and keepalive to notice a dead peer. */
+static void tune_socket(int fd)
+{
+    int one = 1, idle = FWD_TCP_KEEPIDLE_S;
+
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+}
+
+/* Connect to the next resolved address; fails the connection when none is left. */
+static void try_next_addr(struct fwd_conn *c)
+{
+    while (c->next_addr < c->addrs.n) {
+        const struct fwd_sockaddr *a = &c->addrs.addr[c->next_addr++];
+        int family = a->sa.ss_family, fd, rc;
+
+        fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd == -1)
+            continue;
+        if (family != AF_UNIX)
+            tune_socket(fd);
+        do {
+            rc = connect(fd, (const struct sockaddr *)&a->sa, a->len);
+        } while (rc == -1 && errno == EINTR);
+        if (rc == -1 && errno != EINPROGRESS && errno != EAGAIN) {
+            int e = errno;
+
+            close(fd);
+            if (c->next_addr == c->addrs.n) {
+                fail(c, "connect", e);
+                return;
+            }
+            continue;
+        }
+        c->fd = fd;
+        rc = fwd_loop_io_add(loop_of(c), &c->io, fd, EPOLLOUT, on_io, c);
+        if (rc < 0) {
+            close(fd);
+            c->fd = -1;
+            fail(c, "epoll", -rc);
+            return;
+        }
+        c->state = FWD_CONN_CONNECTING;
+        fwd_loop_timer_start(loop_of(c), &c->timer, FWD_CONNECT_TIMEOUT_MS, on_timer, c);
+        return;
+    }
+    fail(c, "connect", ECONNREFUSED);
+}
+
+static void resolved(void *ctx, int status, const struct fwd_resolved *res, const char *why)
+{
+    struct fwd_conn *c = ctx;
+
+    c->lookup = NULL;
+    if (status != 0) {
+        fwd_log_rl(FWD_LOG_WARN, NULL, "%s: cannot resolve %s: %s", c->label, c->addr.host, why);
+        fail(c, "resolve", -status);
+        return;
+    }
+    c->addrs = *res;
+    c->next_addr = 0;
+    try_next_addr(c);
+}
+
+static void start_connect(struct fwd_conn *c)
+{
+    int rc;
+
+    c->state = FWD_CONN_RESOLVING;
+    forget_addrs(c);
+    if (c->addr.scheme == FWD_ADDR_UNIX) {
+        struct sockaddr_un *sun = (struct sockaddr_un *)&c->addrs.addr[0].sa;
+
+        memset(sun, 0, sizeof(*sun));
+        sun->sun_family = AF_UNIX;
+        memcpy(sun->sun_path, c->addr.path, strlen(c->addr.path) + 1);
+        c->addrs.addr[0].len = sizeof(*sun);
+        c->addrs.n = 1;
+        try_next_addr(c);
+        return;
+    }
+    /* names and literals alike answer through resolved(), from the loop */
+    rc = fwd_resolve_start(c->env->resolver, c->addr.host, c->addr.port, resolved, c, &c->lookup);
+    if (rc < 0)
+        fail(c, "resolve", -rc);
+}
+
+void fwd_conn_start(struct fwd_conn *c)
+{
+    if (c->state == FWD_CONN_IDLE)
+        start_connect(c);
+}
+
+/* ---- the connection's timer and what the loop waits for ---------------------------------- */
+
+/* Batches may be written now (with acks, only while the window has room). */
+static bool can_write(const struct fwd_conn *c)
+{
+    return c->unsent != NULL && (!ack_mode(c) || c->inflight < ACK_WINDOW);
+}
+
+static int watch(struct fwd_conn *c)
+{
+    return set_events(c, EPOLLIN | EPOLLRDHUP | (can_write(c) ? EPOLLOUT : 0));
+}
+
+/* While connected, the timer is the earlier of the write and the ack deadline. */
+static void arm_conn_timer(struct fwd_conn *c)
+{
+    const struct fwd_config *cfg = c->env->cfg;
+    uint64_t d = 0;
+
+    if (cfg->write_timeout_ms != 0 && can_write(c))
+        d = c->last_progress + FWD_MS_TO_NS(cfg->write_timeout_ms);
+    if (c->inflight > 0 && (d == 0 || c->qhead->ack_deadline < d))
+        d = c->qhead->ack_deadline;
+    if (d == 0)
+        fwd_loop_timer_stop(loop_of(c), &c->timer);
+    else
+        fwd_loop_timer_at(loop_of(c), &c->timer, d, on_timer, c);
+}
+
+/* Wait for what the state asks; 0, or -1 after failing the connection. */
+static int rewatch(struct fwd_conn *c)
+{
+    int rc = watch(c);
+
+    if (rc < 0) {
+        fail(c, "epoll", -rc);
+        return -1;
+    }
+    arm_conn_timer(c);
+    return 0;
+}
+
+void fwd_conn_kick(struct fwd_conn *c)
+{
+    if (watch(c) < 0) {
+        fail(c, "epoll", EIO);
+        return;
+    }
+    if (!fwd_timer_armed(&c->timer))
+        arm_conn_timer(c);
+}
+
+/* The connection may carry records now. */
+static void ready(struct fwd_conn *c)
+{
+    fwd_loop_timer_stop(loop_of(c), &c->timer);
+    if (c->failures > 0)
+        fwd_log(FWD_LOG_INFO, "%s: connected after %u failed attempts", c->label, c->failures);
+    else
+        fwd_log(FWD_LOG_DEBUG, "%s: connected", c->label);
+    c->failures = 0;
+    c->state = FWD_CONN_CONNECTED;
+    c->connected_at = fwd_loop_now(loop_of(c));
+    c->last_progress = c->connected_at;
+    c->env->st->connects++;
+    c->env->ops->ready(c);
+    if (c->state == FWD_CONN_CONNECTED)
+        rewatch(c);
+}
+
+/* TCP (and TLS) are up: the shared-key handshake, if any, then records. */
+static void transport_ready(struct fwd_conn *c)
+{
+    const struct fwd_config *cfg = c->env->cfg;
+
+    if (cfg->shared_key[0] == '\0') {
+        ready(c);
+        return;
+    }
+    /* The server speaks first (HELO); no data goes out before a verified PONG. */
+    c->state = FWD_CONN_HANDSHAKE;
+    fwd_handshake_init(&c->hs, cfg->shared_key, cfg->username, cfg->password, cfg->self_hostname);
+    if (set_events(c, EPOLLIN | EPOLLRDHUP) < 0) {
+        fail(c, "epoll", EIO);
+        return;
+    }
+    fwd_loop_timer_start(loop_of(c), &c->timer, FWD_CONNECT_TIMEOUT_MS, on_timer, c);
+}
+
+/* Drive SSL_connect; its WANT_READ / WANT_WRITE pick what the loop waits for. */
+static void tls_step(struct fwd_conn *c)
+{
+    char why[400];
+    uint32_t events = 0;
+    int rc = fwd_tls_handshake(c->tls, &events, why, sizeof(why));
+
+    if (rc == 0) {
+        fwd_log(FWD_LOG_DEBUG, "%s: TLS %s established", c->label, SSL_get_version(c->tls));
+        transport_ready(c);
+        return;
+    }
+    if (rc == -EAGAIN) {
+        if (set_events(c, events) < 0)
+            fail(c, "epoll", EIO);
+        return;
+    }
+    fwd_log_rl(FWD_LOG_ERROR, NULL, "%s: %s", c->label, why);
+    fail(c, "TLS handshake failed", EPROTO);
+}
+
+static void tls_start(struct fwd_conn *c)
+{
+    const struct fwd_config *cfg = c->env->cfg;
+    const char *name = cfg->tls_server_name[0] ? cfg->tls_server_name : c->addr.host;
+    char why[200];
+
+    c->tls = fwd_tls_session(c->env->tls_ctx, c->fd, name, cfg->tls_insecure, why, sizeof(why));
+    if (c->tls == NULL) {
+        fail(c, why, EINVAL);
+        return;
+    }
+    c->state = FWD_CONN_TLS;
+    fwd_loop_timer_start(loop_of(c), &c->timer, FWD_CONNECT_TIMEOUT_MS, on_timer, c);
+    tls_step(c);
+}
+
+static void connected(struct fwd_conn *c)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+        err = errno;
+    if (err != 0) {
+        fwd_loop_io_del(loop_of(c), &c->io);
+        close(c->fd);
+        c->fd = -1;
+        if (c->next_addr < c->addrs.n) {
+            try_next_addr(c);
+            return;
+        }
+        fail(c, "connect", err);
+        return;
+    }
+    forget_addrs(c);
+    if (c->env->tls_ctx != NULL) {
+        tls_start(c);
+        return;
+    }
+    transport_ready(c);
+}
+
+/* ---- writing --------------------------------------------------------------------------- */
+
+static uint64_t ack_timeout_ms(const struct fwd_conn *c)
+{
+    return c->env->cfg->read_timeout_ms ? c->env->cfg->read_timeout_ms : FWD_DEFAULT_ACK_TIMEOUT_MS;
+}
+
+/* The oldest batch is delivered (written, or acknowledged with acks). */
+static void delivered(struct fwd_conn *c)
+{
+    struct fwd_batch *b = c->qhead;
+
+    c->env->st->records_sent += b->count;
+    c->env->st->batches_sent++;
+    if (b == c->unsent)
+        c->unsent = b->next;
+    else
+        c->inflight--;
+    c->qhead = b->next;
+    if (c->qhead == NULL)
+        c->qtail = NULL;
+    c->nq--;
+    fwd_queue_done(c->env->q, b);
+}
+
+/* Account written bytes against the batches from unsent on. */
+static void advance(struct fwd_conn *c, size_t w)
+{
+    while (w > 0 && c->unsent != NULL) {
+        struct fwd_batch *b = c->unsent;
+        size_t left = fwd_batch_wire_len(b) - b->sent;
+
+        if (w < left) {
+            b->sent += w;
+            return;
+        }
+        w -= left;
+        if (!ack_mode(c)) {
+            delivered(c); /* without acks, written is as delivered as it gets */
+            continue;
+        }
+        b->sent += left;
+        b->ack_deadline = fwd_loop_now(loop_of(c)) + FWD_MS_TO_NS(ack_timeout_ms(c));
+        c->unsent = b->next;
+        c->inflight++;
+    }
+}
+
+static void add_iov(struct iovec *iov, int *niov, const uint8_t *p, size_t len, size_t *skip)
+{
+    if (*skip >= len) {
+        *skip -= len;
+        return;
+    }
+    iov[*niov].iov_base = (void *)(p + *skip);
+    iov[*niov].iov_len = len - *skip;
+    (*niov)++;
+    *skip = 0;
+}
+
+/* fluentd-async-reconnect-interval: reconnect (and re-resolve) between messages. */
+static bool reconnect_due(const struct fwd_conn *c)
+{
+    uint64_t every = c->env->cfg->reconnect_interval_ms;
+
+    return every != 0 && c->inflight == 0 && c->unsent->sent == 0 &&
+           fwd_loop_now(loop_of(c)) - c->connected_at >= FWD_MS_TO_NS(every);
+}
+
+/* One sendmsg of what is unsent (up to the ack window). Bytes written, or -1 with errno. */
+static ssize_t write_some(struct fwd_conn *c)
+{
+    struct iovec iov[IOV_BATCHES * 3];
+    struct msghdr msg = {.msg_iov = iov};
+    unsigned window = ack_mode(c) ? ACK_WINDOW - c->inflight : IOV_BATCHES;
+    int niov = 0;
+
+    /* A batch adds up to three iovecs (fewer for the half-written one): room for three
+     * must be left before each one. */
+    for (struct fwd_batch *b = c->unsent; b != NULL && niov + 3 <= IOV_BATCHES * 3 && window > 0;
+         b = b->next, window--) {
+        size_t skip = b->sent;
+
+        add_iov(iov, &niov, b->hdr, b->hdr_len, &skip);
+        add_iov(iov, &niov, b->entries.data, b->entries.len, &skip);
+        add_iov(iov, &niov, b->opt, b->opt_len, &skip);
+    }
+    msg.msg_iovlen = (size_t)niov;
+    return fwd_transport_writev(c->fd, c->tls, &msg);
+}
+
+static void do_write(struct fwd_conn *c)
+{
+    size_t budget = FWD_WRITE_PER_WAKEUP;
+
+    while (can_write(c) && budget > 0) {
+        ssize_t w;
+
+        if (reconnect_due(c)) {
+            close_conn_gracefully(c);
+            start_connect(c);
+            c->env->ops->take_more(c); /* to another aggregator meanwhile, if one is up */
+            return;
+        }
+        w = write_some(c);
+        if (w == -1) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            fail(c, "write", errno);
+            return;
+        }
+        c->env->st->bytes_sent += (uint64_t)w;
+        c->last_progress = fwd_loop_now(loop_of(c));
+        advance(c, (size_t)w);
+        if (c->unsent == NULL)
+            c->env->ops->take_more(c); /* take more from the destination's queue */
+        budget = (size_t)w >= budget ? 0 : budget - (size_t)w;
+    }
+    if (rewatch(c) == 0)
+        c->env->ops->maybe_done(c);
+}
+
+/* ---- reading: acks and the handshake ----------------------------------------------------- */
+
+/*
+ * Match the replies buffered so far against the batches waiting for their ack. The
+ * oldest must be acknowledged first: an ack that does not match it, or a reply that is
+ * not an ack, makes the connection untrustworthy (Fluentd #4057: acks offset by one on
+ * a reused socket), so it is discarded and everything unacknowledged is sent again.
+ * Returns 0, or -1 after failing the connection.
+ */
+static int take_acks(struct fwd_conn *c)
+{
+    size_t off = 0;
+
+    while (off < c->reply.len) {
+        char id[FWD_FORWARD_ACK_MAX + 1];
+        size_t used, idlen;
+        int r = fwd_forward_parse_ack(c->reply.data + off, c->reply.len - off, &used, id, &idlen);
+
+        if (r == 0)
+            break;
+        if (r < 0) {
+            fail(c, "aggregator sent something that is not an ack", EPROTO);
+            return -1;
+        }
+        off += used;
+        if (c->inflight == 0 || idlen != FWD_FORWARD_CHUNK_LEN ||
+            memcmp(id, c->qhead->chunk, FWD_FORWARD_CHUNK_LEN) != 0) {
+            fail(c, "ack does not match the oldest unacknowledged batch", EPROTO);
+            return -1;
+        }
+        delivered(c);
+        if (c->unsent == NULL)
+            c->env->ops->take_more(c);
+    }
+    fwd_buf_consume(&c->reply, off);
+    if (c->reply.len == REPLY_MAX) {
+        fail(c, "aggregator reply too long", EPROTO);
+        return -1;
+    }
+    return 0;
+}
+
+/* Send a PING whole (Fluent Bit reads it in one go). 0, or -1 after failing. */
+static int send_whole(struct fwd_conn *c, const uint8_t *p, size_t len)
+{
+    struct iovec iov = {.iov_base = (void *)p, .iov_len = len};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    ssize_t w = fwd_transport_writev(c->fd, c->tls, &msg);
+
+    if (w != (ssize_t)len) {
+        fail(c, "handshake: PING not written whole", w == -1 ? errno : EAGAIN);
+        return -1;
+    }
+    return 0;
+}
+
+/* Feed the handshake what was read; it ends in ready() or fail(). */
+static void handshake_step(struct fwd_conn *c)
+{
+    for (;;) {
+        uint8_t ping[FWD_HANDSHAKE_PING_MAX];
+        char why[512];
+        size_t used, len;
+        int r = fwd_handshake_feed(&c->hs, c->reply.data, c->reply.len, &used, ping, &len, why,
+                                   sizeof(why));
+
+        if (r < 0) {
+            if (r == -EACCES) {
+                fwd_log_rl(FWD_LOG_ERROR, NULL, "%s: %s", c->label, why);
+                fail(c, "authentication failed", EACCES);
+            } else
+                fail(c, why, -r);
+            return;
+        }
+        fwd_buf_consume(&c->reply, used);
+        if (r == FWD_HANDSHAKE_MORE)
+            return;
+        if (r == FWD_HANDSHAKE_DONE) {
+            fwd_log(FWD_LOG_DEBUG, "%s: authenticated to %s", c->label, c->hs.peer);
+            ready(c);
+            return;
+        }
+        if (send_whole(c, ping, len) < 0)
+            return;
+    }
+}
+
+/* Bytes read: the handshake's, acks, or (no acks) nothing that matters. 0, or -1 (failed). */
+static int on_reply(struct fwd_conn *c, const char *buf, size_t n)
+{
+    if (c->state != FWD_CONN_HANDSHAKE && !ack_mode(c))
+        return 0; /* no acks requested: nothing a receiver says matters */
+    if (fwd_buf_append(&c->reply, buf, n) != 0) {
+        fail(c, "aggregator reply too long", EPROTO);
+        return -1;
+    }
+    if (c->state == FWD_CONN_HANDSHAKE) {
+        handshake_step(c);
+        if (c->state == FWD_CONN_HANDSHAKE)
+            return 0;
+        if (c->state != FWD_CONN_CONNECTED)
+            return -1;
+        if (!ack_mode(c)) {
+            fwd_buf_reset(&c->reply);
+            return 0;
+        }
+        /* with acks, what followed the PONG (nothing, normally) is read as acks */
+    }
+    return take_acks(c);
+}
+
+/* Read replies, up to READ_PER_WAKEUP. 0 while connected, -1 if the connection failed. */
+static int do_read(struct fwd_conn *c)
+{
+    size_t budget = READ_PER_WAKEUP;
+
+    while (budget > 0) {
+        char buf[4096];
+        ssize_t r = fwd_transport_read(c->fd, c->tls, buf, sizeof(buf));
+
+        if (r > 0) {
+            budget = (size_t)r >= budget ? 0 : budget - (size_t)r;
+            if (on_reply(c, buf, (size_t)r) < 0)
+                return -1;
+            continue;
+        }
+        if (r == 0) {
+            fail(c,
+                 c->state == FWD_CONN_HANDSHAKE
+                     ? "connection closed during the handshake (wrong shared key?)"
+                     : "connection closed by aggregator",
+                 0);
+            return -1;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            fail(c, "read", errno);
+            return -1;
+        }
+        break;
+    }
+    if (ack_mode(c) && c->state == FWD_CONN_CONNECTED) {
+        /* Acks open the window (more may be written) and move the ack deadline. (Not
+         * during the handshake: its timer and its read-only interest stand until PONG.) */
+        if (rewatch(c) < 0)
+            return -1;
+        c->env->ops->maybe_done(c);
+    }
+    return 0;
+}
+
+/* ---- loop callbacks -------------------------------------------------------------------- */
+
+static void on_io(struct fwd_io *io, uint32_t events)
+{
+    struct fwd_conn *c = io->ctx;
+
+    switch (c->state) {
+        case FWD_CONN_CONNECTING:
+            connected(c);
+            return;
+        case FWD_CONN_TLS:
+            tls_step(c);
+            return;
+        case FWD_CONN_HANDSHAKE:
+            do_read(c);
+            return;
+        case FWD_CONN_CONNECTED:
+            if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && do_read(c) < 0)
+                return;
+            if (events & EPOLLOUT)
+                do_write(c);
+            return;
+        default:
+            return;
+    }
+}
+
+/* CONNECTED: an ack or a write overdue fails the connection. */
+static void check_deadlines(struct fwd_conn *c)
+{
+    uint64_t now = fwd_loop_now(loop_of(c)), wt = c->env->cfg->write_timeout_ms;
+
+    if (c->inflight > 0 && now >= c->qhead->ack_deadline) {
+        fail(c, "no ack within the ack timeout (fluentd-read-timeout)", ETIMEDOUT);
+        return;
+    }
+    if (wt != 0 && can_write(c) && now - c->last_progress >= FWD_MS_TO_NS(wt)) {
+        fail(c, "write timeout (fluentd-write-timeout)", ETIMEDOUT);
+        return;
+    }
+    arm_conn_timer(c);
+}
+
+static void on_timer(struct fwd_timer *t)
+{
+    struct fwd_conn *c = t->ctx;
+
+    switch (c->state) {
+        case FWD_CONN_CONNECTING:
+            fail(c, "connect", ETIMEDOUT);
+            return;
+        case FWD_CONN_TLS:
+            fail(c, "TLS handshake: no answer in time", ETIMEDOUT);
+            return;
+        case FWD_CONN_HANDSHAKE:
+            fail(c, c->hs.pinged ? "handshake: no PONG in time" : "handshake: no HELO in time",
+                 ETIMEDOUT);
+            return;
+        case FWD_CONN_BACKOFF:
+            if (!c->env->ops->has_data(c)) {
+                c->state = FWD_CONN_IDLE;
+                c->env->ops->maybe_done(c);
+                return;
+            }
+            start_connect(c); /* also how a failed aggregator is probed, to rejoin */
+            return;
+        case FWD_CONN_CONNECTED:
+            check_deadlines(c);
+            return;
+        default:
+            return;
+    }
+}

@@ -1,0 +1,737 @@
+/*
+ * queue.c - a destination's queue, its limits, the overflow policies and the
+ * spool adapter (see fwd_queue.h).
+ */
+#define FWD_LOG_MODULE "output"
+#include "fwd_queue.h"
+#include "fwd_journal.h"
+#include "fwd_limits.h"
+#include "fwd_log.h"
+#include "fwd_spool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define META_FILE "options.json"
+/* The sequence number up to which every batch was delivered or dropped (8 bytes). */
+#define DELIVERED_FILE "delivered"
+
+static void pathf(char *out, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* snprintf for paths (state_dir is at most FWD_PATH_MAX - 200 bytes, checked by the owner). */
+static void pathf(char *out, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(out, n, fmt, ap);
+    va_end(ap);
+}
+
+/* The options cfg was built from (plugin-wide defaults, then log-opts) as a JSON object. */
+static json_t *options_json(const struct fwd_config *cfg)
+{
+    json_t *o = json_object();
+
+    if (o == NULL)
+        return NULL;
+    for (size_t i = 0; i < cfg->ndefaults; i++)
+        json_object_set_new(o, cfg->defaults[i].key, json_string(cfg->defaults[i].value));
+    for (size_t i = 0; i < cfg->nopts; i++)
+        json_object_set_new(o, cfg->opts[i].key, json_string(cfg->opts[i].value));
+    return o;
+}
+
+int fwd_queue_init(struct fwd_queue *q, const struct fwd_config *cfg, const char *label,
+                   const char *state_dir, const char *key, const char *spool_dir,
+                   struct fwd_output_stats *st, uint64_t (*oldest_taken)(void *ctx), void *ctx)
+{
+    *q = (struct fwd_queue){.cfg = cfg,
+                            .label = label,
+                            .state_dir = state_dir,
+                            .key = key,
+                            .st = st,
+                            .oldest_taken = oldest_taken,
+                            .ctx = ctx,
+                            .next_seq = 1,
+                            .delivered_fd = -1};
+    q->options = options_json(cfg);
+    if (spool_dir != NULL && (q->spool_dir = strdup(spool_dir)) == NULL)
+        return -ENOMEM;
+    return 0;
+}
+
+/* ---- the ordered list ------------------------------------------------------------------ */
+
+static struct fwd_batch *list_pop(struct fwd_queue *q)
+{
+    struct fwd_batch *b = q->head;
+
+    q->head = b->next;
+    if (q->head == NULL)
+        q->tail = NULL;
+    b->next = NULL;
+    if (!b->spilled)
+        q->nresident--;
+    return b;
+}
+
+/* Unlink b, which follows prev (NULL: b is the head). */
+static void list_unlink(struct fwd_queue *q, struct fwd_batch *prev, struct fwd_batch *b)
+{
+    if (prev == NULL) {
+        list_pop(q);
+        return;
+    }
+    prev->next = b->next;
+    if (q->tail == b)
+        q->tail = prev;
+    b->next = NULL;
+    q->nresident -= !b->spilled;
+}
+
+void fwd_queue_return(struct fwd_queue *q, struct fwd_batch *list)
+{
+    struct fwd_batch head = {0}, *t = &head, *p = q->head;
+
+    for (const struct fwd_batch *b = list; b != NULL; b = b->next)
+        q->nresident += !b->spilled;
+    while (list != NULL || p != NULL) {
+        struct fwd_batch **from = p == NULL || (list != NULL && list->seq < p->seq) ? &list : &p;
+
+        t->next = *from;
+        t = t->next;
+        *from = (*from)->next;
+    }
+    t->next = NULL;
+    q->head = head.next;
+    q->tail = q->head ? t : NULL;
+}
+
+static void list_append(struct fwd_queue *q, struct fwd_batch *b)
+{
+    b->next = NULL;
+    if (q->tail != NULL && q->tail->seq > b->seq) {
+        fwd_queue_return(q, b);
+        return;
+    }
+    if (q->tail != NULL)
+        q->tail->next = b;
+    else
+        q->head = b;
+    q->tail = b;
+    q->nresident += !b->spilled;
+}
+
+/* ---- done, dropped --------------------------------------------------------------------- */
+
+/*
+ * Every batch sealed before the oldest one still queued or taken is done for
+ * good. Kept in DELIVERED_FILE, so a restart skips the spool records of
+ * batches that were delivered but whose segment was still in use: without
+ * it, each restart sent a whole segment again.
+ */
+static void note_delivered(struct fwd_queue *q)
+{
+    uint64_t low = q->next_seq, taken = q->oldest_taken ? q->oldest_taken(q->ctx) : UINT64_MAX;
+
+    if (q->head != NULL && q->head->seq < low)
+        low = q->head->seq;
+    if (taken < low)
+        low = taken;
+    if (q->delivered_fd < 0 || low - 1 <= q->delivered_upto)
+        return;
+    q->delivered_upto = low - 1;
+    if (pwrite(q->delivered_fd, &q->delivered_upto, sizeof(q->delivered_upto), 0) !=
+        (ssize_t)sizeof(q->delivered_upto))
+        q->delivered_upto = 0; /* tried again next time; a restart may send duplicates */
+}
+
+void fwd_queue_done(struct fwd_queue *q, struct fwd_batch *b)
+{
+    bool released = b->ref.seg != NULL;
+
+    q->qbytes -= fwd_batch_wire_len(b);
+    q->mem -= fwd_batch_mem(b);
+    if (released)
+        fwd_spool_release(q->spool, &b->ref);
+    fwd_batch_free(b);
+    if (released)
+        note_delivered(q);
+    fwd_queue_update_blocked(q);
+}
+
+static void count_drop(struct fwd_queue *q, struct fwd_batch *b)
+{
+    q->st->records_dropped += b->count;
+    q->st->batches_dropped++;
+    fwd_batch_count_drop(b);
+}
+
+void fwd_queue_drop(struct fwd_queue *q, struct fwd_batch *b)
+{
+    count_drop(q, b);
+    fwd_queue_done(q, b);
+}
+
+void fwd_queue_drop_all(struct fwd_queue *q, const char *why)
+{
+    uint64_t records = 0;
+
+    while (q->head != NULL) {
+        struct fwd_batch *b = list_pop(q);
+
+        records += b->count;
+        fwd_queue_drop(q, b);
+    }
+    if (records > 0)
+        fwd_log(FWD_LOG_ERROR, "%s: dropped %llu queued records: %s", q->label,
+                (unsigned long long)records, why);
+}
+
+bool fwd_queue_has_data(const struct fwd_queue *q)
+{
+    return q->head != NULL || q->openbytes != 0;
+}
+
+void fwd_queue_fini(struct fwd_queue *q)
+{
+    bool empty = q->head == NULL;
+
+    while (q->head != NULL) {
+        struct fwd_batch *b = list_pop(q);
+
+        b->ref.seg = NULL; /* not delivered: its spool record stays for the next start */
+        fwd_queue_done(q, b);
+    }
+    while (q->waiters != NULL) {
+        struct fwd_waiter *w = q->waiters;
+
+        q->waiters = w->next;
+        w->next = NULL;
+        w->waiting = false;
+    }
+    if (q->spool != NULL && empty) {
+        /* drained: nothing for a later run */
+        char path[FWD_PATH_MAX];
+
+        pathf(path, sizeof(path), "%s/" META_FILE, q->spool_dir);
+        unlink(path);
+        pathf(path, sizeof(path), "%s/" DELIVERED_FILE, q->spool_dir);
+        unlink(path);
+        fwd_spool_destroy(q->spool);
+    } else
+        fwd_spool_close(q->spool); /* the records still in it stay for the next start */
+    if (q->delivered_fd >= 0)
+        close(q->delivered_fd);
+    free(q->spool_dir);
+    json_decref(q->options);
+    q->spool = NULL;
+    q->spool_dir = NULL;
+    q->options = NULL;
+}
+
+/* ---- the spool ------------------------------------------------------------------------- */
+
+/* The options this destination was made with, so a later run can rebuild it. */
+static int write_meta(const struct fwd_queue *q)
+{
+    char path[FWD_PATH_MAX], tmp[FWD_PATH_MAX + 8];
+    int rc = -1, fd;
+
+    if (q->options == NULL)
+        return -1;
+    pathf(path, sizeof(path), "%s/" META_FILE, q->spool_dir);
+    pathf(tmp, sizeof(tmp), "%s.tmp", path);
+    /* 0600: it may hold a shared key given inline (the -file options keep it out) */
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        if (json_dumpfd(q->options, fd, JSON_SORT_KEYS) == 0 && fsync(fd) == 0)
+            rc = 0;
+        close(fd);
+    }
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = -1;
+    if (rc != 0)
+        unlink(tmp);
+    return rc;
+}
+
+/* A record of a spool left by an earlier run: queue it as a spilled batch. */
+static int on_spool_item(void *ctx, const struct fwd_spool_item *it)
+{
+    struct fwd_queue *q = ctx;
+    struct fwd_batch *b;
+
+    if (((it->flags & FWD_SPOOL_GZIP) != 0) != q->cfg->gzip) {
+        /* written with other fluentd-compress: leave it (it is released with the rest) */
+        fwd_log(FWD_LOG_WARN,
+                "%s: a spooled batch was written with other fluentd-compress settings: dropped",
+                q->label);
+        return 0;
+    }
+    b = fwd_batch_new();
+    if (b == NULL)
+        return -1;
+    b->count = it->count;
+    b->entries_len = it->ref.len;
+    b->seq = it->seq;
+    b->spilled = true;
+    if (fwd_batch_frame(b, it->tag, it->tag_len, q->cfg->request_ack, q->cfg->gzip) != 0) {
+        fwd_batch_free(b);
+        return -1;
+    }
+    b->ref = it->ref;
+    if (b->seq >= q->next_seq)
+        q->next_seq = b->seq + 1;
+    q->mem += fwd_batch_mem(b);
+    q->qbytes += fwd_batch_wire_len(b);
+    q->st->replayed_records += b->count;
+    list_append(q, b);
+    return 0;
+}
+
+/* A journal an earlier run left: its records become a batch, queued like any other. */
+static int on_journal(void *ctx, const char *tag, size_t tag_len, const uint8_t *entries,
+                      size_t len, uint32_t count)
+{
+    struct fwd_queue *q = ctx;
+    struct fwd_batch *b = fwd_batch_new();
+
+    if (b == NULL)
+        return -1;
+    if (fwd_buf_append(&b->entries, entries, len) != 0) {
+        fwd_batch_free(b);
+        return -1;
+    }
+    b->count = count;
+    q->st->replayed_records += count;
+    fwd_queue_seal(q, b, tag, tag_len);
+    return 0;
+}
+
+/*
+ * After the scan: batches an earlier run delivered (at or below its
+ * DELIVERED_FILE mark) are released, not sent again; new batches are
+ * numbered above the mark.
+ */
+static void open_delivered(struct fwd_queue *q)
+{
+    char path[FWD_PATH_MAX];
+    uint64_t upto = 0, skipped = 0;
+    struct fwd_batch *prev = NULL;
+
+    pathf(path, sizeof(path), "%s/" DELIVERED_FILE, q->spool_dir);
+    q->delivered_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (q->delivered_fd < 0 ||
+        pread(q->delivered_fd, &upto, sizeof(upto), 0) != (ssize_t)sizeof(upto))
+        upto = 0;
+    /* first, so that fwd_queue_done below never writes a lower mark */
+    if (q->next_seq <= upto)
+        q->next_seq = upto + 1;
+    q->delivered_upto = upto;
+    for (struct fwd_batch *b = q->head, *next; b != NULL; b = next) {
+        next = b->next;
+        if (b->seq > upto) {
+            prev = b;
+            continue;
+        }
+        list_unlink(q, prev, b);
+        skipped += b->count;
+        q->st->replayed_records -= b->count;
+        fwd_queue_done(q, b);
+    }
+    if (skipped > 0)
+        fwd_log(FWD_LOG_DEBUG, "%s: %llu spooled records were delivered before the restart",
+                q->label, (unsigned long long)skipped);
+}
+
+/* The spool directory: state_dir/spool/<hash of the destination's key>. 0 or -1 with err. */
+static int spool_dir_name(struct fwd_queue *q, char *err, size_t errlen)
+{
+    char base[FWD_PATH_MAX], dir[FWD_PATH_MAX];
+
+    pathf(base, sizeof(base), "%s/spool", q->state_dir);
+    if (mkdir(base, 0700) == -1 && errno != EEXIST) {
+        snprintf(err, errlen, "cannot create %.1000s: %s", base, strerror(errno));
+        return -1;
+    }
+    pathf(dir, sizeof(dir), "%s/%016" PRIx64, base,
+          fwd_config_hash(FWD_HASH_INIT, q->key, strlen(q->key)));
+    q->spool_dir = strdup(dir);
+    if (q->spool_dir == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+int fwd_queue_open_spool(struct fwd_queue *q, char *err, size_t errlen)
+{
+    uint64_t before;
+
+    if (q->spool_tried)
+        return q->spool ? 0 : -EIO;
+    q->spool_tried = true;
+    if (q->cfg->spool_limit == 0) {
+        snprintf(err, errlen, "spool-limit is 0");
+        return -EINVAL;
+    }
+    if (q->spool_dir == NULL && spool_dir_name(q, err, errlen) < 0)
+        return -EIO;
+    before = q->st->replayed_records;
+    if (fwd_spool_open(q->spool_dir, &q->spool, on_spool_item, q, err, errlen) < 0)
+        return -EIO;
+    open_delivered(q);
+    if (write_meta(q) != 0) {
+        snprintf(err, errlen, "cannot write %s/" META_FILE ": %s", q->spool_dir, strerror(errno));
+        fwd_spool_close(q->spool);
+        q->spool = NULL;
+        return -EIO;
+    }
+    q->st->spool_corrupt += fwd_spool_corrupt(q->spool);
+    fwd_journal_recover(q->spool_dir, q->cfg->batch_size + q->cfg->max_line + 65536u, on_journal,
+                        q);
+    if (q->st->replayed_records > before)
+        fwd_log(FWD_LOG_INFO, "%s: sending %llu records left in the spool by an earlier run",
+                q->label, (unsigned long long)(q->st->replayed_records - before));
+    return 0;
+}
+
+/* The spool, opened on first use; NULL if there is none (logged once). */
+static struct fwd_spool *spool_get(struct fwd_queue *q)
+{
+    char err[512];
+
+    if (!q->spool_tried && fwd_queue_open_spool(q, err, sizeof(err)) < 0 &&
+        q->cfg->spool_limit != 0)
+        fwd_log(FWD_LOG_ERROR,
+                "%s: no disk spool, buffering in memory only: %s (set --state-dir or "
+                "FWDLOG_STATE_DIR to a writable directory)",
+                q->label, err);
+    return q->spool;
+}
+
+/* Write b to the spool if it has room. 0, -ENOSPC (spool-limit), or -EIO (no spool, errors). */
+static int spool_write(struct fwd_queue *q, struct fwd_batch *b)
+{
+    struct fwd_spool *sp = spool_get(q);
+    int rc;
+
+    if (sp == NULL)
+        return -EIO;
+    if (fwd_spool_live_bytes(sp) + FWD_SPOOL_RECORD_OVERHEAD + b->tag_len + b->entries_len >
+        q->cfg->spool_limit)
+        return -ENOSPC;
+    rc = fwd_spool_append(sp, b->seq, b->count, q->cfg->gzip ? FWD_SPOOL_GZIP : 0, fwd_batch_tag(b),
+                          b->tag_len, b->entries.data, b->entries.len, &b->ref);
+    if (rc < 0) {
+        fwd_log_rl(FWD_LOG_ERROR, NULL, "%s: cannot write to the spool in %s: %s", q->label,
+                   q->spool_dir, strerror(-rc));
+        return -EIO;
+    }
+    q->st->spooled_batches++;
+    return 0;
+}
+
+/* Free the entries of a batch that is in the spool. */
+static void evict(struct fwd_queue *q, struct fwd_batch *b)
+{
+    q->mem -= b->entries_len;
+    b->spilled = true;
+    fwd_buf_release(&b->entries);
+}
+
+/* Read a spilled batch back. 0, or -EIO: it is unreadable and was dropped. */
+static int load(struct fwd_queue *q, struct fwd_batch *b)
+{
+    int rc = fwd_spool_read(q->spool, &b->ref, &b->entries);
+
+    if (rc == 0 && b->entries.len == b->entries_len) {
+        b->spilled = false;
+        q->mem += b->entries_len;
+        return 0;
+    }
+    fwd_log_rl(FWD_LOG_ERROR, fwd_batch_first_cid(b),
+               "%s: a spooled batch of %u records in %s is unreadable (%s): dropped", q->label,
+               b->count, q->spool_dir, rc == -EBADMSG ? "checksum mismatch" : "read error");
+    q->st->spool_corrupt++;
+    fwd_queue_drop(q, b);
+    return -EIO;
+}
+
+struct fwd_batch *fwd_queue_pop(struct fwd_queue *q)
+{
+    while (q->head != NULL) {
+        struct fwd_batch *b = list_pop(q);
+
+        if (!b->spilled || load(q, b) == 0)
+            return b;
+    }
+    return NULL;
+}
+
+uint64_t fwd_queue_persist(struct fwd_queue *q, uint64_t *lost)
+{
+    uint64_t kept = 0;
+
+    *lost = 0;
+    for (struct fwd_batch *b = q->head; b != NULL; b = b->next) {
+        if (b->ref.seg != NULL)
+            continue;
+        if (spool_write(q, b) == 0)
+            kept += b->count;
+        else
+            *lost += b->count;
+    }
+    return kept;
+}
+
+/* ---- limits and the overflow policies ---------------------------------------------------- */
+
+static bool over_memory(const struct fwd_queue *q)
+{
+    return q->mem + q->openbytes > q->cfg->buffer_limit;
+}
+
+void fwd_queue_update_blocked(struct fwd_queue *q)
+{
+    bool was = q->blocked;
+
+    if (q->cfg->overflow != FWD_OVERFLOW_BLOCK)
+        return;
+    /* Room again once memory is back under its limit (new batches can spill or stay). */
+    q->blocked = over_memory(q) &&
+                 (q->spool == NULL ||
+                  fwd_spool_live_bytes(q->spool) + q->cfg->batch_size > q->cfg->spool_limit);
+    if (was && !q->blocked) {
+        fwd_log(FWD_LOG_INFO, "%s: buffer has room again: reading containers' logs again",
+                q->label);
+        while (q->waiters != NULL) {
+            struct fwd_waiter *w = q->waiters;
+
+            q->waiters = w->next;
+            w->next = NULL;
+            w->waiting = false;
+            w->wake(w);
+        }
+    }
+}
+
+bool fwd_queue_wait(struct fwd_queue *q, struct fwd_waiter *w)
+{
+    if (!q->blocked)
+        return false;
+    if (!w->waiting) {
+        w->waiting = true;
+        w->next = q->waiters;
+        q->waiters = w;
+    }
+    return true;
+}
+
+void fwd_queue_unwait(struct fwd_queue *q, struct fwd_waiter *w)
+{
+    if (!w->waiting)
+        return;
+    for (struct fwd_waiter **pp = &q->waiters; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == w) {
+            *pp = w->next;
+            break;
+        }
+    }
+    w->next = NULL;
+    w->waiting = false;
+}
+
+enum which {
+    IN_SPOOL,  /* batches with a spool record (frees disk) */
+    IN_MEMORY, /* resident batches (frees memory) */
+    ANY,
+};
+
+/*
+ * Drop the oldest queued batch of the kind asked for. false if there is none. If it was
+ * *newest (the batch being admitted), *newest becomes NULL.
+ */
+static bool drop_oldest(struct fwd_queue *q, enum which w, uint64_t *records,
+                        struct fwd_batch **newest)
+{
+    struct fwd_batch *prev = NULL, *b = q->head;
+
+    if (w == IN_MEMORY && q->nresident == 0)
+        return false;
+    while (b != NULL && ((w == IN_SPOOL && b->ref.seg == NULL) || (w == IN_MEMORY && b->spilled))) {
+        prev = b;
+        b = b->next;
+    }
+    if (b == NULL)
+        return false;
+    list_unlink(q, prev, b);
+    if (newest != NULL && *newest == b)
+        *newest = NULL;
+    *records += b->count;
+    fwd_queue_drop(q, b);
+    return true;
+}
+
+/* drop-newest: b, the tail, goes. */
+static void drop_newest(struct fwd_queue *q, struct fwd_batch *b)
+{
+    struct fwd_batch *p = q->head;
+
+    if (p == b)
+        list_pop(q);
+    else {
+        while (p->next != b)
+            p = p->next;
+        list_unlink(q, p, b);
+    }
+    fwd_log_rl(FWD_LOG_WARN, fwd_batch_first_cid(b),
+               "%s: memory (fluentd-buffer-limit %llu) and spool (spool-limit %llu) "
+               "full: dropped the newest %u records (overflow-policy drop-newest)",
+               q->label, (unsigned long long)q->cfg->buffer_limit,
+               (unsigned long long)q->cfg->spool_limit, b->count);
+    fwd_queue_drop(q, b);
+}
+
+/* b goes to the spool first (file mode, every aggregator down, or memory full). */
+static bool spool_first(struct fwd_queue *q, struct fwd_batch *b, uint64_t *dropped)
+{
+    for (;;) {
+        int rc = spool_write(q, b);
+
+        if (rc == 0)
+            return true;
+        if (rc != -ENOSPC || q->cfg->overflow != FWD_OVERFLOW_DROP_OLDEST ||
+            !drop_oldest(q, IN_SPOOL, dropped, NULL))
+            return false; /* no spool, or full and nothing older to give way */
+    }
+}
+
+/*
+ * Memory: move resident batches to the spool, oldest first (they are read back when
+ * their turn comes); only when none can move does the overflow policy decide, and it
+ * drops only batches that free memory. What is left over the limit then is the open
+ * batches and what the aggregators are writing: bounded by batch-size each. Returns
+ * b, or NULL if b itself was dropped.
+ */
+static struct fwd_batch *make_room(struct fwd_queue *q, struct fwd_batch *b, uint64_t *dropped)
+{
+    while (over_memory(q) && b != NULL) {
+        struct fwd_batch *v = q->nresident > 0 ? q->head : NULL;
+
+        while (v != NULL && v->spilled)
+            v = v->next;
+        if (v != NULL && (v->ref.seg != NULL || spool_write(q, v) == 0)) {
+            evict(q, v);
+            q->nresident--;
+            continue;
+        }
+        if (q->cfg->overflow == FWD_OVERFLOW_DROP_OLDEST) {
+            /* spilled batches only while they alone (their bookkeeping) are over the limit */
+            if (drop_oldest(q, q->mem > q->cfg->buffer_limit ? ANY : IN_MEMORY, dropped, &b))
+                continue;
+            break;
+        }
+        if (q->cfg->overflow == FWD_OVERFLOW_DROP_NEWEST &&
+            (!b->spilled || q->mem > q->cfg->buffer_limit)) {
+            drop_newest(q, b);
+            b = NULL;
+        }
+        break;
+    }
+    return b;
+}
+
+/* A sealed batch: put it in memory or the spool, within the limits, or as the policy says. */
+static struct fwd_batch *admit(struct fwd_queue *q, struct fwd_batch *b)
+{
+    uint64_t dropped = 0;
+    bool file = q->cfg->buffer_type == FWD_BUFFER_FILE, on_disk = false;
+    size_t cost = fwd_batch_mem(b);
+
+    if (file || q->down || q->mem + cost + q->openbytes > q->cfg->buffer_limit)
+        on_disk = spool_first(q, b, &dropped);
+    q->mem += cost;
+    q->qbytes += fwd_batch_wire_len(b);
+    if (on_disk && (!file || over_memory(q)))
+        evict(q, b);
+    list_append(q, b);
+    b = make_room(q, b, &dropped);
+    if (dropped > 0)
+        fwd_log_rl(FWD_LOG_WARN, NULL,
+                   "%s: memory (fluentd-buffer-limit %llu) and spool (spool-limit %llu) full "
+                   "(aggregator slow or down): dropped the oldest %llu records",
+                   q->label, (unsigned long long)q->cfg->buffer_limit,
+                   (unsigned long long)q->cfg->spool_limit, (unsigned long long)dropped);
+    if (q->cfg->overflow == FWD_OVERFLOW_BLOCK) {
+        bool was = q->blocked;
+
+        fwd_queue_update_blocked(q);
+        if (!was && q->blocked)
+            fwd_log_rl(FWD_LOG_WARN, NULL,
+                       "%s: memory and spool full (overflow-policy block): containers' logs are "
+                       "not read until the aggregator catches up",
+                       q->label);
+    }
+    return b;
+}
+
+int fwd_queue_seal(struct fwd_queue *q, struct fwd_batch *b, const char *tag, size_t tag_len)
+{
+    if (fwd_batch_seal(b, tag, tag_len, q->cfg->request_ack, q->cfg->gzip) != 0) {
+        count_drop(q, b);
+        fwd_log_rl(FWD_LOG_ERROR, fwd_batch_first_cid(b),
+                   "%s: out of memory sealing a batch%s: dropped %u records", q->label,
+                   q->cfg->gzip ? " (gzip)" : "", b->count);
+        fwd_batch_free(b);
+        return -ENOMEM;
+    }
+    b->seq = q->next_seq++;
+    return admit(q, b) != NULL ? 0 : -ENOBUFS;
+}
+
+/* ---- replay ---------------------------------------------------------------------------- */
+
+int fwd_queue_read_options(const char *dir, struct fwd_kv **kv, size_t *n)
+{
+    char path[FWD_PATH_MAX];
+    json_error_t jerr;
+    json_t *o, *v;
+    const char *k;
+
+    *kv = NULL;
+    *n = 0;
+    pathf(path, sizeof(path), "%s/" META_FILE, dir);
+    o = json_load_file(path, 0, &jerr);
+    if (o == NULL || !json_is_object(o)) {
+        json_decref(o);
+        return -1;
+    }
+    *kv = calloc(json_object_size(o) + 1, sizeof(**kv));
+    if (*kv == NULL) {
+        json_decref(o);
+        return -1;
+    }
+    json_object_foreach(o, k, v)
+    {
+        if (!json_is_string(v))
+            continue;
+        (*kv)[*n].key = strdup(k);
+        (*kv)[*n].value = strdup(json_string_value(v));
+        (*n)++;
+        if ((*kv)[*n - 1].key == NULL || (*kv)[*n - 1].value == NULL) {
+            json_decref(o);
+            return -1;
+        }
+    }
+    json_decref(o);
+    return 0;
+}

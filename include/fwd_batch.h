@@ -1,0 +1,85 @@
+/*
+ * fwd_batch.h - a batch of records and its sealing into a PackedForward message.
+ *
+ * A batch is the unit everything downstream moves: it is filled as the open
+ * batch of a stream, sealed (gzip, the PackedForward header, the options with
+ * its chunk id), queued (fwd_queue.h), written by a connection (fwd_conn.h),
+ * and freed once delivered or dropped. It counts its records per source
+ * (struct fwd_src), so a drop long after the lines were read is still charged
+ * to the container that wrote them. Pure: no loop, no files, no sockets.
+ */
+#ifndef FWD_BATCH_H
+#define FWD_BATCH_H
+
+#include "fwd_buf.h"
+#include "fwd_forward.h"
+#include "fwd_spool.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* One source of records (a container); the API is in fwd_output.h. */
+struct fwd_src {
+    int refs;
+    uint64_t dropped;
+    uint64_t logged; /* of those, how many fwd_src_log_drops reported */
+    char cid[13];
+};
+
+/* Records of one source in a batch. */
+struct fwd_src_count {
+    struct fwd_src *src;
+    uint32_t n;
+};
+
+struct fwd_batch {
+    struct fwd_batch *next;
+    struct fwd_buf entries; /* empty while spilled */
+    size_t entries_len;     /* on the wire, resident or not */
+    uint32_t count;
+    bool spilled;
+    uint8_t *hdr; /* array(3), str(tag), the entries' bin header */
+    size_t hdr_len;
+    size_t tag_len;
+    uint8_t opt[FWD_FORWARD_OPTIONS_MAX];
+    size_t opt_len;
+    size_t sent;                           /* bytes of hdr+entries+opt already written */
+    char chunk[FWD_FORWARD_CHUNK_LEN + 1]; /* ack mode: the chunk id sent with it */
+    uint64_t ack_deadline;                 /* ack mode: when a missing ack fails the link */
+    uint64_t seq;                          /* order of sealing, kept in the spool */
+    struct fwd_spool_ref ref;              /* where it is in the spool, if it is */
+    struct fwd_src_count *srcs;
+    uint32_t nsrcs, srccap;
+};
+
+/* An empty batch, or NULL (out of memory). */
+struct fwd_batch *fwd_batch_new(void);
+/* Free b and drop its references to its sources. NULL is fine. */
+void fwd_batch_free(struct fwd_batch *b);
+/* The tag, inside the header (not terminated; b->tag_len bytes). Sealed batches only. */
+const char *fwd_batch_tag(const struct fwd_batch *b);
+/* Bytes of the whole message on the wire. */
+size_t fwd_batch_wire_len(const struct fwd_batch *b);
+/* What a sealed batch holds in memory (its entries only while resident). */
+size_t fwd_batch_mem(const struct fwd_batch *b);
+/* The container of its first record, for rate-limited log lines; NULL if unknown. */
+const char *fwd_batch_first_cid(const struct fwd_batch *b);
+
+/* Count one more record of src (NULL: none) in b; runs of one source share an entry. */
+void fwd_batch_note_src(struct fwd_batch *b, struct fwd_src *src);
+/* b is dropped: charge its records to their sources. */
+void fwd_batch_count_drop(struct fwd_batch *b);
+
+/*
+ * Seal b, whose entries are complete: with gzip, replace them by one gzip
+ * member; then build the header for tag and the options (count, a new chunk
+ * id with ack, compressed). 0, or -ENOMEM (b is unchanged but for entries).
+ */
+int fwd_batch_seal(struct fwd_batch *b, const char *tag, size_t tag_len, bool ack, bool gzip)
+    __attribute__((warn_unused_result));
+/* Only the header and options (a batch read back from a spool: entries_len is set). */
+int fwd_batch_frame(struct fwd_batch *b, const char *tag, size_t tag_len, bool ack, bool gzip)
+    __attribute__((warn_unused_result));
+
+#endif

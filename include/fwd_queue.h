@@ -1,0 +1,119 @@
+/*
+ * fwd_queue.h - a destination's ordered queue of sealed batches, its memory and
+ * spool accounting, admission within the limits, the overflow policies and the
+ * containers waiting for room (overflow-policy=block).
+ *
+ * Sealed batches queue oldest first by sequence number. A batch is resident
+ * (its entries in memory) or spilled (only in the spool; the small struct
+ * stays). Memory counts resident entries, each batch's struct and header, and
+ * the streams' open batches (openbytes, kept by the owner), and is kept under
+ * buffer_limit by spilling batches to the spool, oldest first; the spool is
+ * kept under spool_limit. With buffer-type=file every batch is written to the
+ * spool when sealed, and kept in memory too while there is room. When neither
+ * has room, overflow-policy decides: drop-oldest drops the oldest queued
+ * batches, drop-newest the new one, block holds the containers back (waiters)
+ * until there is room. Every dropped record is counted against its container.
+ *
+ * Batches taken by a connection (fwd_queue_pop) stay in the queue's accounting
+ * until fwd_queue_done (delivered or dropped) or fwd_queue_return (the
+ * connection is gone: they queue again, in order). The spool is opened on first
+ * use; an earlier run's records in it (and its journals) are queued at open.
+ * No loop, no sockets: unit-tested against a temporary directory. Spool files
+ * are written and read synchronously.
+ */
+#ifndef FWD_QUEUE_H
+#define FWD_QUEUE_H
+
+#include "fwd_batch.h"
+#include "fwd_config.h"
+#include "fwd_output.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct fwd_queue {
+    const struct fwd_config *cfg; /* the destination's: limits, policy, gzip, acks */
+    const char *label;            /* the destination, for log lines */
+    const char *state_dir;        /* the spool goes in state_dir/spool/<hash of key> */
+    const char *key;
+    struct fwd_output_stats *st; /* counters shared by every destination */
+    /* the lowest sequence number connections hold (UINT64_MAX: none), for the delivered mark */
+    uint64_t (*oldest_taken)(void *ctx);
+    void *ctx;
+
+    struct fwd_batch *head, *tail; /* sealed, not taken; by seq */
+    size_t nresident;              /* of those, how many are in memory (not spilled) */
+    size_t qbytes;                 /* wire bytes of sealed batches (queued and taken) */
+    size_t mem;                    /* memory held by sealed batches */
+    size_t openbytes;              /* entry bytes in the streams' open batches (the owner's) */
+    uint64_t next_seq;
+    bool down;        /* the owner's: every aggregator is down, new batches go to the spool */
+    bool blocked;     /* overflow-policy=block and no room */
+    bool spool_tried; /* the spool was opened, or failed to */
+    char *spool_dir;
+    struct fwd_spool *spool;
+    int delivered_fd;        /* the delivered mark in the spool directory, or -1 */
+    uint64_t delivered_upto; /* what it says */
+    struct fwd_waiter *waiters;
+    json_t *options; /* what the destination was made with, for the spool's options.json */
+};
+
+/*
+ * Set q up for a destination; cfg, label, state_dir, key and st must outlive it.
+ * spool_dir: an existing spool to adopt, or NULL. 0 or -ENOMEM.
+ */
+int fwd_queue_init(struct fwd_queue *q, const struct fwd_config *cfg, const char *label,
+                   const char *state_dir, const char *key, const char *spool_dir,
+                   struct fwd_output_stats *st, uint64_t (*oldest_taken)(void *ctx), void *ctx)
+    __attribute__((warn_unused_result));
+/*
+ * Free what q holds. Queued batches are not delivered: their spool records stay
+ * for the next start. A spool left empty is removed with its files. Waiters are
+ * forgotten (not woken).
+ */
+void fwd_queue_fini(struct fwd_queue *q);
+
+/*
+ * Open the spool (once), queueing what an earlier run left in it. 0, or
+ * -errno with the reason in err (spool-limit 0, a directory that cannot be made).
+ */
+int fwd_queue_open_spool(struct fwd_queue *q, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/*
+ * Seal b (fwd_batch_seal), number it and admit it: in memory or the spool,
+ * within the limits, or as the overflow policy says. 0, or a negative errno when
+ * b itself was dropped (counted and logged; b is freed either way).
+ */
+int fwd_queue_seal(struct fwd_queue *q, struct fwd_batch *b, const char *tag, size_t tag_len);
+
+/* The oldest queued batch, read back from the spool if it is spilled, or NULL. */
+struct fwd_batch *fwd_queue_pop(struct fwd_queue *q);
+/* Batches taken and not done (ordered by seq) queue again, in order. */
+void fwd_queue_return(struct fwd_queue *q, struct fwd_batch *list);
+/* A taken batch is done: delivered or (counted by the caller) dropped. Frees it. */
+void fwd_queue_done(struct fwd_queue *q, struct fwd_batch *b);
+/* Count b as dropped against its containers, then fwd_queue_done. */
+void fwd_queue_drop(struct fwd_queue *q, struct fwd_batch *b);
+/* Drop everything queued (counted, logged with why). */
+void fwd_queue_drop_all(struct fwd_queue *q, const char *why);
+/* Queued batches, or records in open batches. */
+bool fwd_queue_has_data(const struct fwd_queue *q);
+/* Shutdown: write the batches only in memory to the spool. Records kept; *lost: no room. */
+uint64_t fwd_queue_persist(struct fwd_queue *q, uint64_t *lost);
+
+/*
+ * overflow-policy=block: true when q is over its limits; then w waits and
+ * w->wake is called once there is room.
+ */
+bool fwd_queue_wait(struct fwd_queue *q, struct fwd_waiter *w);
+void fwd_queue_unwait(struct fwd_queue *q, struct fwd_waiter *w);
+/* Look at the limits again (the open batches changed). Wakes the waiters when there is room. */
+void fwd_queue_update_blocked(struct fwd_queue *q);
+
+/* A spool directory's options.json as key/value pairs (fwd_kv_free them). 0 or -1. */
+int fwd_queue_read_options(const char *dir, struct fwd_kv **kv, size_t *n);
+
+#endif
