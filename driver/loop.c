@@ -7,8 +7,11 @@
  * clears later entries for the same io so a callback can free another object
  * safely. Timers fire in deadline order; a timer callback may re-arm itself
  * or stop others.
+ * Lag: each timer's run minus its deadline goes into a histogram (the time
+ * a due timer waited for the callbacks before it: what a stalled loop shows).
  */
 #include "fwd_loop.h"
+#include "fwd_metrics.h"
 #include "fwd_time.h"
 
 #include <errno.h>
@@ -25,7 +28,11 @@ struct fwd_loop {
     size_t nheap, capheap;
     struct epoll_event events[MAX_EVENTS];
     int nevents, cur;
+    struct fwd_hist lag; /* seconds from a timer's deadline to its run */
 };
+
+static const double lag_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                    0.1,   0.25,   0.5,   1,    2.5,   5};
 
 struct fwd_loop *fwd_loop_create(void)
 {
@@ -39,6 +46,7 @@ struct fwd_loop *fwd_loop_create(void)
         return NULL;
     }
     loop->now = fwd_time_mono_ns();
+    fwd_hist_init(&loop->lag, lag_bounds, sizeof(lag_bounds) / sizeof(lag_bounds[0]));
     return loop;
 }
 
@@ -54,6 +62,11 @@ void fwd_loop_destroy(struct fwd_loop *loop)
 uint64_t fwd_loop_now(const struct fwd_loop *loop)
 {
     return loop->now;
+}
+
+const struct fwd_hist *fwd_loop_lag(const struct fwd_loop *loop)
+{
+    return &loop->lag;
 }
 
 int fwd_loop_io_add(struct fwd_loop *loop, struct fwd_io *io, int fd, uint32_t events, fwd_io_cb cb,
@@ -176,12 +189,14 @@ void fwd_loop_timer_start(struct fwd_loop *loop, struct fwd_timer *t, uint64_t d
 static void run_timers(struct fwd_loop *loop)
 {
     /* Timers armed while running fire no earlier than the next wakeup's now. */
-    uint64_t now = loop->now;
+    uint64_t now = loop->now, ran = fwd_time_mono_ns();
 
     while (loop->nheap > 0 && loop->heap[1]->deadline <= now) {
         struct fwd_timer *t = loop->heap[1];
 
         fwd_loop_timer_stop(loop, t);
+        /* ran is read after this turn's io callbacks: their time counts as lag */
+        fwd_hist_observe(&loop->lag, (double)(ran - t->deadline) / 1e9);
         t->cb(t);
     }
 }

@@ -55,6 +55,7 @@ struct fwd_multiline {
     pcre2_code *start, *cont;
     pcre2_match_data *md;
     struct event ev[3]; /* by enum fwd_source */
+    uint64_t joins;     /* events emitted with more than one line */
 };
 
 struct fwd_multiline *fwd_multiline_create(const struct fwd_multiline_opts *o, char *err,
@@ -135,12 +136,14 @@ static enum verdict classify(struct fwd_multiline *m, struct event *e, const str
     }
 }
 
-static int emit(struct event *e, fwd_line_cb cb, void *ctx)
+static int emit(struct fwd_multiline *m, struct event *e, fwd_line_cb cb, void *ctx)
 {
     struct fwd_line out = {0};
 
     if (e->lines == 0)
         return 0;
+    if (e->lines > 1)
+        m->joins++;
     out.source = e->source;
     out.source_str = e->source_str;
     out.source_len = e->source_len;
@@ -195,7 +198,7 @@ int fwd_multiline_feed(struct fwd_multiline *m, const struct fwd_line *l, uint64
     if (l->piece || l->source_len >= sizeof(e->source_str) ||
         (e->lines > 0 && (e->source_len != l->source_len ||
                           memcmp(e->source_str, l->source_str, l->source_len) != 0))) {
-        rc = emit(e, cb, ctx);
+        rc = emit(m, e, cb, ctx);
         return rc ? rc : cb(ctx, l);
     }
     v = classify(m, e, l);
@@ -204,15 +207,15 @@ int fwd_multiline_feed(struct fwd_multiline *m, const struct fwd_line *l, uint64
 
         rc = append(m, e, l);
         if (rc == -EMSGSIZE) { /* full: what follows starts a new event */
-            rc = emit(e, cb, ctx);
+            rc = emit(m, e, cb, ctx);
             if (rc == 0 && (rc = open_event(e, l, now_ns)) == 0)
                 e->in_trace = trace;
         }
         if (rc == 0 && v == V_END)
-            rc = emit(e, cb, ctx);
+            rc = emit(m, e, cb, ctx);
         return rc == -ENOMEM || rc == -EMSGSIZE ? cb(ctx, l) : rc;
     }
-    if ((rc = emit(e, cb, ctx)) != 0)
+    if ((rc = emit(m, e, cb, ctx)) != 0)
         return rc;
     if (v == V_ALONE)
         return cb(ctx, l);
@@ -228,7 +231,7 @@ int fwd_multiline_expire(struct fwd_multiline *m, uint64_t now_ns, fwd_line_cb c
 
     for (int i = 0; i < 3 && rc == 0; i++)
         if (m->ev[i].lines > 0 && m->ev[i].opened_ns + m->flush_ns <= now_ns)
-            rc = emit(&m->ev[i], cb, ctx);
+            rc = emit(m, &m->ev[i], cb, ctx);
     return rc;
 }
 
@@ -237,8 +240,13 @@ int fwd_multiline_flush(struct fwd_multiline *m, fwd_line_cb cb, void *ctx)
     int rc = 0;
 
     for (int i = 0; i < 3 && rc == 0; i++)
-        rc = emit(&m->ev[i], cb, ctx);
+        rc = emit(m, &m->ev[i], cb, ctx);
     return rc;
+}
+
+uint64_t fwd_multiline_joins(const struct fwd_multiline *m)
+{
+    return m->joins;
 }
 
 uint64_t fwd_multiline_next_deadline(const struct fwd_multiline *m)

@@ -31,6 +31,7 @@ struct slot {
     char source_str[32];
     int64_t time_nano;
     uint32_t pieces; /* pieces already emitted */
+    uint32_t chunks; /* chunks appended to this line */
     uint64_t deadline;
     uint64_t seq; /* allocation order, to evict the oldest */
     struct fwd_buf buf;
@@ -41,6 +42,7 @@ struct fwd_partial {
     uint64_t timeout_ns;
     uint64_t seq;
     uint64_t dropped;
+    uint64_t joins;
     struct slot slots[FWD_PARTIAL_SLOTS];
 };
 
@@ -176,6 +178,7 @@ static struct slot *slot_get(struct fwd_partial *p, const struct fwd_entry *e, b
     snprintf(s->source_str, sizeof(s->source_str), "%s", e->source_str);
     s->time_nano = e->time_nano; /* every chunk carries the first chunk's time */
     s->pieces = 0;
+    s->chunks = 0;
     s->seq = ++p->seq;
     return s;
 }
@@ -186,6 +189,8 @@ static int slot_append(struct fwd_partial *p, struct slot *s, const uint8_t *dat
 {
     int rc = 0;
 
+    if (++s->chunks == 2)
+        p->joins++; /* a line made of several chunks: counted once */
     while (len > 0 && rc == 0) {
         size_t take;
 
@@ -325,4 +330,9 @@ size_t fwd_partial_pending_bytes(const struct fwd_partial *p)
 uint64_t fwd_partial_dropped(const struct fwd_partial *p)
 {
     return p->dropped;
+}
+
+uint64_t fwd_partial_joins(const struct fwd_partial *p)
+{
+    return p->joins;
 }

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 struct fwd_loop;
+struct fwd_hist;
 struct fwd_io;
 struct fwd_timer;
 
@@ -67,5 +68,7 @@ static inline bool fwd_timer_armed(const struct fwd_timer *t)
 int fwd_loop_run_once(struct fwd_loop *loop, int max_ms);
 /* The monotonic time cached at the start of the current wakeup. */
 uint64_t fwd_loop_now(const struct fwd_loop *loop);
+/* Loop lag: seconds from each timer's deadline to its run (fwd_metrics.h). Borrowed. */
+const struct fwd_hist *fwd_loop_lag(const struct fwd_loop *loop);
 
 #endif

@@ -67,5 +67,7 @@ uint64_t fwd_partial_next_deadline(const struct fwd_partial *p);
 size_t fwd_partial_pending_bytes(const struct fwd_partial *p);
 /* Bytes dropped because memory ran out. */
 uint64_t fwd_partial_dropped(const struct fwd_partial *p);
+/* Lines made of two or more chunks (joined), however they came out (whole or in pieces). */
+uint64_t fwd_partial_joins(const struct fwd_partial *p);
 
 #endif

@@ -1,6 +1,8 @@
 /* Unit tests for buf.c and loop.c: caps, growth, timer order, safe io removal. */
 #include "fwd_buf.h"
 #include "fwd_loop.h"
+#include "fwd_metrics.h"
+#include "fwd_time.h"
 
 #include "unit.h"
 
@@ -54,6 +56,31 @@ START_TEST(test_loop_timers_fire_in_order)
     ck_assert_int_eq(order[0], 3);
     ck_assert_int_eq(order[1], 1);
     ck_assert_int_eq(order[2], 0);
+    fwd_loop_destroy(l);
+}
+END_TEST
+
+static void nop_timer(struct fwd_timer *t)
+{
+    (void)t;
+}
+
+START_TEST(test_loop_lag_is_measured)
+{
+    struct fwd_loop *l = fwd_loop_create();
+    struct fwd_timer t = {0}, u = {0};
+    const struct fwd_hist *h = fwd_loop_lag(l);
+
+    /* due 50 ms ago: it runs at once, 50 ms late */
+    fwd_loop_timer_at(l, &t, fwd_time_mono_ns() - FWD_MS_TO_NS(50), nop_timer, NULL);
+    ck_assert_int_eq(fwd_loop_run_once(l, 100), 0);
+    ck_assert_uint_eq(h->count, 1);
+    ck_assert(h->sum >= 0.05 && h->sum < 5);
+    ck_assert_uint_eq(h->counts[0] + h->counts[1] + h->counts[2] + h->counts[3] + h->counts[4], 0);
+    fwd_loop_timer_start(l, &u, 0, nop_timer, NULL);
+    while (fwd_timer_armed(&u))
+        ck_assert_int_eq(fwd_loop_run_once(l, 100), 0);
+    ck_assert_uint_eq(h->count, 2);
     fwd_loop_destroy(l);
 }
 END_TEST
@@ -116,6 +143,7 @@ int main(void)
     tcase_add_test(core, test_buf_cap_and_consume);
     tcase_add_test(core, test_loop_timers_fire_in_order);
     tcase_add_test(core, test_loop_io_del_during_dispatch);
+    tcase_add_test(core, test_loop_lag_is_measured);
     suite_add_tcase(s, core);
     return fwd_test_run(s);
 }

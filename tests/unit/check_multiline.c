@@ -99,8 +99,10 @@ START_TEST(test_multiline_java_trace)
                               "\tSuppressed: java.io.IOException: close failed\n"
                               "\t\tat com.example.Pool.close(Pool.java:5)");
     ck_assert_uint_eq(fwd_multiline_next_deadline(m), 10 + 1000000000ull);
+    ck_assert_uint_eq(fwd_multiline_joins(m), 1); /* the trace; the first line came alone */
     ck_assert_int_eq(fwd_multiline_flush(m, collect, &g), 0);
     ck_assert_uint_eq(g.n, 3);
+    ck_assert_uint_eq(fwd_multiline_joins(m), 1);
     ck_assert_str_eq(g.ev[2], "stdout|10|2026-11-24 10:00:01.000 INFO  [main] c.e.Service - "
                               "next request");
     ck_assert_uint_eq(fwd_multiline_next_deadline(m), 0);

@@ -80,6 +80,7 @@ START_TEST(test_partial_whole_line_passes_through)
     ck_assert(!o.l[0].piece);
     ck_assert_uint_eq(o.l[0].len, 2);
     ck_assert_uint_eq(fwd_partial_next_deadline(p), 0);
+    ck_assert_uint_eq(fwd_partial_joins(p), 0);
     fwd_partial_destroy(p);
 }
 END_TEST
@@ -106,6 +107,7 @@ START_TEST(test_partial_joins_in_ordinal_order)
     ck_assert_mem_eq(o.l[0].data + 32768, "end", 3);
     ck_assert_int_eq(o.l[0].t, 100);
     ck_assert_uint_eq(fwd_partial_pending_bytes(p), 0);
+    ck_assert_uint_eq(fwd_partial_joins(p), 1); /* three chunks, one joined line */
     free(a);
     free(b);
     fwd_partial_destroy(p);
