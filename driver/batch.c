@@ -5,6 +5,7 @@
 #include "fwd_batch.h"
 #include "fwd_log.h"
 #include "fwd_output.h"
+#include "fwd_time.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -60,8 +61,10 @@ struct fwd_batch *fwd_batch_new(void)
 {
     struct fwd_batch *b = calloc(1, sizeof(*b));
 
-    if (b != NULL)
+    if (b != NULL) {
         fwd_buf_init(&b->entries, SIZE_MAX / 2);
+        b->born = fwd_time_mono_ns(); /* for the age of the oldest queued record */
+    }
     return b;
 }
 

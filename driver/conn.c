@@ -181,6 +181,9 @@ static void fail(struct fwd_conn *c, const char *what, int err)
     forget_addrs(c);
     c->failures++;
     c->env->st->connection_failures++;
+    c->env->q->dc.failures++;
+    snprintf(c->env->q->dc.last_error, sizeof(c->env->q->dc.last_error), "%s: %s: %s", c->label,
+             what, err ? strerror(err) : "failed");
     wait = backoff_ms(c);
     c->state = FWD_CONN_BACKOFF;
     fwd_loop_timer_start(loop_of(c), &c->timer, wait, on_timer, c);
@@ -351,6 +354,7 @@ static void ready(struct fwd_conn *c)
     c->connected_at = fwd_loop_now(loop_of(c));
     c->last_progress = c->connected_at;
     c->env->st->connects++;
+    c->env->q->dc.connects++;
     c->env->ops->ready(c);
     if (c->state == FWD_CONN_CONNECTED)
         rewatch(c);
@@ -449,9 +453,15 @@ static uint64_t ack_timeout_ms(const struct fwd_conn *c)
 static void delivered(struct fwd_conn *c)
 {
     struct fwd_batch *b = c->qhead;
+    struct fwd_dest_counts *dc = &c->env->q->dc;
 
     c->env->st->records_sent += b->count;
     c->env->st->batches_sent++;
+    dc->records_sent += b->count;
+    dc->last_send_mono = fwd_loop_now(loop_of(c));
+    dc->last_send_unix = fwd_time_real_ns();
+    if (b->written_at != 0) /* ack mode: the round trip */
+        fwd_hist_observe(&dc->ack, (double)(dc->last_send_mono - b->written_at) / 1e9);
     if (b == c->unsent)
         c->unsent = b->next;
     else
@@ -480,7 +490,8 @@ static void advance(struct fwd_conn *c, size_t w)
             continue;
         }
         b->sent += left;
-        b->ack_deadline = fwd_loop_now(loop_of(c)) + FWD_MS_TO_NS(ack_timeout_ms(c));
+        b->written_at = fwd_loop_now(loop_of(c));
+        b->ack_deadline = b->written_at + FWD_MS_TO_NS(ack_timeout_ms(c));
         c->unsent = b->next;
         c->inflight++;
     }
@@ -552,6 +563,7 @@ static void do_write(struct fwd_conn *c)
             return;
         }
         c->env->st->bytes_sent += (uint64_t)w;
+        c->env->q->dc.bytes_sent += (uint64_t)w;
         c->last_progress = fwd_loop_now(loop_of(c));
         advance(c, (size_t)w);
         if (c->unsent == NULL)

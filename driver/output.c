@@ -34,6 +34,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -724,5 +725,80 @@ void fwd_outputs_stats(const struct fwd_outputs *m, struct fwd_output_stats *st)
         st->spool_bytes += d->q.spool ? fwd_spool_bytes(d->q.spool) : 0;
         st->blocked += d->q.blocked;
         st->destinations++;
+    }
+}
+
+/* ---- per-destination stats (fwd_outputs_each_dest) ------------------------------------ */
+
+static uint64_t older(uint64_t oldest, const struct fwd_batch *b)
+{
+    return b->count > 0 && (oldest == 0 || b->born < oldest) ? b->born : oldest;
+}
+
+/* When the oldest record queued anywhere on d came (monotonic ns; 0: none is queued). */
+static uint64_t oldest_queued(const struct fwd_dest *d)
+{
+    uint64_t o = 0;
+
+    for (const struct fwd_batch *b = d->q.head; b != NULL; b = b->next)
+        o = older(o, b);
+    for (unsigned i = 0; i < d->nconns; i++)
+        for (const struct fwd_batch *b = d->conns[i].qhead; b != NULL; b = b->next)
+            o = older(o, b);
+    for (const struct fwd_stream *s = d->streams; s != NULL; s = s->next)
+        if (s->open != NULL)
+            o = older(o, s->open);
+    return o;
+}
+
+static enum fwd_output_conn_state conn_state(enum fwd_conn_state s)
+{
+    switch (s) {
+        case FWD_CONN_RESOLVING:
+            return FWD_OUTPUT_RESOLVING;
+        case FWD_CONN_CONNECTING:
+            return FWD_OUTPUT_CONNECTING;
+        case FWD_CONN_TLS:
+        case FWD_CONN_HANDSHAKE:
+            return FWD_OUTPUT_HANDSHAKE;
+        case FWD_CONN_CONNECTED:
+            return FWD_OUTPUT_CONNECTED;
+        case FWD_CONN_BACKOFF:
+            return FWD_OUTPUT_BACKOFF;
+        default:
+            return FWD_OUTPUT_IDLE;
+    }
+}
+
+void fwd_outputs_each_dest(const struct fwd_outputs *m, fwd_dest_cb cb, void *ctx)
+{
+    for (const struct fwd_dest *d = m->dests; d != NULL; d = d->next) {
+        const struct fwd_dest_counts *dc = &d->q.dc;
+        struct fwd_dest_stats st = {
+            .label = d->label,
+            .connects = dc->connects,
+            .failures = dc->failures,
+            .records_sent = dc->records_sent,
+            .bytes_sent = dc->bytes_sent,
+            .records_dropped = dc->records_dropped,
+            .memory_bytes = d->q.mem + d->q.openbytes,
+            .spool_bytes = d->q.spool ? fwd_spool_bytes(d->q.spool) : 0,
+            .queued_bytes = d->q.qbytes + d->q.openbytes,
+            .oldest_ns = oldest_queued(d),
+            .ack = &dc->ack,
+            .last_send_unix_ns = dc->last_send_unix,
+            .last_send_mono_ns = dc->last_send_mono,
+            .last_drop_mono_ns = dc->last_drop_mono,
+            .last_error = dc->last_error,
+        };
+
+        /* its spool directory's name: no secret (dest_key holds only hashes of them) */
+        snprintf(st.id, sizeof(st.id), "%016" PRIx64,
+                 fwd_config_hash(FWD_HASH_INIT, d->key, strlen(d->key)));
+        for (unsigned i = 0; i < d->nconns; i++) {
+            st.conns[conn_state(d->conns[i].state)]++;
+            st.acks_pending += d->conns[i].inflight;
+        }
+        cb(ctx, &st);
     }
 }

@@ -8,6 +8,7 @@
 #include "fwd_limits.h"
 #include "fwd_log.h"
 #include "fwd_spool.h"
+#include "fwd_time.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -48,6 +49,10 @@ static json_t *options_json(const struct fwd_config *cfg)
     return o;
 }
 
+/* fwd_dest_counts.ack: a LAN round trip to a spool-writing aggregator taking seconds */
+static const double ack_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                    0.1,   0.25,   0.5,   1,    2.5,   10};
+
 int fwd_queue_init(struct fwd_queue *q, const struct fwd_config *cfg, const char *label,
                    const char *state_dir, const char *key, const char *spool_dir,
                    struct fwd_output_stats *st, uint64_t (*oldest_taken)(void *ctx), void *ctx)
@@ -61,6 +66,7 @@ int fwd_queue_init(struct fwd_queue *q, const struct fwd_config *cfg, const char
                             .ctx = ctx,
                             .next_seq = 1,
                             .delivered_fd = -1};
+    fwd_hist_init(&q->dc.ack, ack_bounds, sizeof(ack_bounds) / sizeof(ack_bounds[0]));
     q->options = options_json(cfg);
     if (spool_dir != NULL && (q->spool_dir = strdup(spool_dir)) == NULL)
         return -ENOMEM;
@@ -171,6 +177,8 @@ static void count_drop(struct fwd_queue *q, struct fwd_batch *b)
 {
     q->st->records_dropped += b->count;
     q->st->batches_dropped++;
+    q->dc.records_dropped += b->count;
+    q->dc.last_drop_mono = fwd_time_mono_ns();
     fwd_batch_count_drop(b);
 }
 

@@ -19,6 +19,7 @@
 
 #include "fwd_config.h"
 #include "fwd_loop.h"
+#include "fwd_metrics.h"
 
 #include <msgpack.h>
 #include <stdbool.h>
@@ -137,5 +138,41 @@ void fwd_outputs_flush_all(struct fwd_outputs *m);
 /* True when nothing is open, queued or half-written anywhere. */
 bool fwd_outputs_idle(const struct fwd_outputs *m);
 void fwd_outputs_stats(const struct fwd_outputs *m, struct fwd_output_stats *st);
+
+/* Where one connection to an aggregator stands, as the metrics name it. */
+enum fwd_output_conn_state {
+    FWD_OUTPUT_IDLE = 0,   /* not connected, nothing to send */
+    FWD_OUTPUT_RESOLVING,  /* waiting for DNS */
+    FWD_OUTPUT_CONNECTING, /* TCP (or unix) connect in progress */
+    FWD_OUTPUT_HANDSHAKE,  /* TLS or the Forward HELO/PING/PONG */
+    FWD_OUTPUT_CONNECTED,  /* ready to send */
+    FWD_OUTPUT_BACKOFF,    /* failed: waiting to retry */
+    FWD_OUTPUT_CONN_STATES
+};
+
+/* One destination as fwd_outputs_each_dest reports it. Borrowed for the callback only. */
+struct fwd_dest_stats {
+    const char *label; /* the fluentd-address list as written: never a secret */
+    char id[17];       /* the name of its spool directory: tells apart equal lists */
+    unsigned conns[FWD_OUTPUT_CONN_STATES]; /* its connections in each state */
+    uint64_t connects;                      /* connections that became ready */
+    uint64_t failures;                 /* connects, handshakes and live connections that failed */
+    uint64_t records_sent, bytes_sent; /* delivered (acknowledged with require_ack_response) */
+    uint64_t records_dropped;
+    uint64_t memory_bytes;      /* queued in memory, sealed and open batches */
+    uint64_t spool_bytes;       /* queued in its spool on disk */
+    uint64_t queued_bytes;      /* sealed and open, wherever they are */
+    uint64_t oldest_ns;         /* monotonic time the oldest queued record was read; 0: none */
+    uint64_t acks_pending;      /* batches sent and waiting for their ack */
+    const struct fwd_hist *ack; /* seconds from a batch's last byte written to its ack */
+    int64_t last_send_unix_ns;  /* wall clock of the last delivery; 0: never */
+    uint64_t last_send_mono_ns; /* the same, monotonic; 0: never */
+    uint64_t last_drop_mono_ns; /* when it last dropped records; 0: never */
+    const char *last_error;     /* why it last failed ("" when it never did); no secret */
+};
+
+typedef void (*fwd_dest_cb)(void *ctx, const struct fwd_dest_stats *d);
+/* Call cb for each destination (including orphans still draining). */
+void fwd_outputs_each_dest(const struct fwd_outputs *m, fwd_dest_cb cb, void *ctx);
 
 #endif

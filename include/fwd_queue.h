@@ -26,12 +26,26 @@
 
 #include "fwd_batch.h"
 #include "fwd_config.h"
+#include "fwd_metrics.h"
 #include "fwd_output.h"
 
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/*
+ * What a destination did, for fwd_outputs_each_dest (metrics, /healthz): the
+ * queue counts the drops, the destination's connections (conn.c, through their
+ * env's queue) the rest.
+ */
+struct fwd_dest_counts {
+    uint64_t connects, failures, records_sent, bytes_sent, records_dropped;
+    uint64_t last_send_mono, last_drop_mono; /* monotonic ns; 0: never */
+    int64_t last_send_unix;                  /* wall clock ns; 0: never */
+    struct fwd_hist ack;                     /* seconds from last byte written to its ack */
+    char last_error[400];                    /* "<address>: <what>: <why>"; never a secret */
+};
 
 struct fwd_queue {
     const struct fwd_config *cfg; /* the destination's: limits, policy, gzip, acks */
@@ -58,6 +72,7 @@ struct fwd_queue {
     uint64_t delivered_upto; /* what it says */
     struct fwd_waiter *waiters;
     json_t *options; /* what the destination was made with, for the spool's options.json */
+    struct fwd_dest_counts dc;
 };
 
 /*
