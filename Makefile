@@ -88,7 +88,7 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h tests/unit/show.h $(LIBOBJS)
 DEB_BUILD := build-essential pkg-config libmicrohttpd-dev libjansson-dev libmsgpack-dev \
              libprotobuf-c-dev protobuf-c-compiler libpcre2-dev zlib1g-dev libssl-dev libc-ares-dev \
              libyajl-dev
-DEB_TEST  := check python3 python3-msgpack valgrind docker.io busybox-static openssl \
+DEB_TEST  := check python3 python3-msgpack python3-prometheus-client valgrind docker.io busybox-static openssl \
              debootstrap docker-registry strace tzdata ca-certificates
 deps:
 	@if [ "$$(id -u)" != 0 ]; then echo "make deps: run as root (apt-get)"; exit 1; fi
@@ -101,6 +101,7 @@ check-deps:
 	for p in $(PKGS) check; do pkg-config --exists $$p || missing=1; done; \
 	command -v protoc-c >/dev/null || missing=1; \
 	$(PYTHON) -c 'import msgpack' 2>/dev/null || missing=1; \
+	$(PYTHON) -c 'import prometheus_client' 2>/dev/null || missing=1; \
 	for c in dockerd debootstrap docker-registry strace openssl; do \
 	    command -v $$c >/dev/null || missing=1; done; \
 	[ -f /usr/share/zoneinfo/Etc/UTC ] || missing=1; \

@@ -47,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -75,6 +76,8 @@ struct fwd_container {
     bool more;                 /* parse or seq-key: records get fwd_record_more */
     uint64_t seq;              /* seq-key: the next record's number */
     uint64_t parse_failures;
+    char *name;                    /* ContainerName, for the metrics' container_name label */
+    struct fwd_container_counts n; /* this container's share of the registry's counters */
 };
 
 struct fwd_registry {
@@ -143,6 +146,7 @@ static void container_free(struct fwd_container *c)
     fwd_src_release(c->src);
     fwd_buf_release(&c->pending);
     free(c->file);
+    free(c->name);
     free(c);
     r->st.containers--;
 }
@@ -179,6 +183,7 @@ static int on_event(void *ctx, const struct fwd_line *l)
     }
     if (fwd_stream_begin(c->stream, fwd_record_size_max_more(c->tmpl, l, &more), &pk) != 0) {
         c->r->st.records_lost++;
+        c->n.records_lost++;
         fwd_log_rl(FWD_LOG_ERROR, c->cid, "out of memory: lost a %zu-byte line", l->len);
         return 0;
     }
@@ -189,6 +194,7 @@ static int on_event(void *ctx, const struct fwd_line *l)
     fwd_stream_commit(c->stream, c->src);
     c->seq++;
     c->r->st.records++;
+    c->n.records++;
     return 0;
 }
 
@@ -261,6 +267,7 @@ static void skip(struct fwd_container *c, size_t n)
 {
     c->skipped += n;
     c->r->st.discarded_bytes += n;
+    c->n.discarded_bytes += n;
 }
 
 /* Framing is lost: from here on, look for the next frame start (resync). */
@@ -270,6 +277,7 @@ static void lose_framing(struct fwd_container *c, const char *why)
         return;
     c->resync = true;
     c->r->st.corrupt_streams++;
+    c->n.corrupt_streams++;
     fwd_log_rl(FWD_LOG_WARN, c->cid, "log stream out of step (%s): skipping to the next frame",
                why);
 }
@@ -402,6 +410,7 @@ static int read_fifo(struct fwd_container *c, bool drain, size_t *got)
         if (n == 0)
             return 1;
         r->st.bytes_read += (uint64_t)n;
+        c->n.bytes_read += (uint64_t)n;
         r->turn_bytes += (size_t)n;
         *got += (size_t)n;
         fwd_buf_reset(&c->pending);
@@ -626,11 +635,12 @@ int fwd_registry_start(struct fwd_registry *r, const char *file, struct fwd_info
     if (rc < 0)
         goto out;
     c->file = strdup(file);
+    c->name = strdup(info->container_name);
     c->partial = fwd_partial_create(cfg.max_line, FWD_MS_TO_NS(cfg.partial_timeout_ms));
     c->src = fwd_src_create(c->cid);
     c->waiter.wake = on_room;
     c->seq = 1;
-    if (c->file == NULL || c->partial == NULL || c->src == NULL) {
+    if (c->file == NULL || c->name == NULL || c->partial == NULL || c->src == NULL) {
         rc = -ENOMEM;
         goto out;
     }
@@ -689,6 +699,7 @@ out:
         fwd_stream_release(c->stream);
         fwd_src_release(c->src);
         free(c->file);
+        free(c->name);
         free(c);
     }
     free(tag);
@@ -718,23 +729,28 @@ void fwd_registry_stats(const struct fwd_registry *r, struct fwd_registry_stats 
     *st = r->st;
 }
 
-int fwd_registry_metrics(const struct fwd_registry *r, struct fwd_buf *out)
+size_t fwd_registry_snapshot(const struct fwd_registry *r, struct fwd_container_stats *out,
+                             size_t max)
 {
-    for (const struct fwd_container *c = r->head; c != NULL; c = c->next) {
-        char line[320];
-        int n = snprintf(line, sizeof(line),
-                         "fwdlog_container_records_dropped_total{container=\"%.12s\"} %llu\n",
-                         c->cid, (unsigned long long)fwd_src_dropped(c->src));
+    size_t i = 0;
 
-        if (c->parser != NULL)
-            n += snprintf(line + n, sizeof(line) - (size_t)n,
-                          "fwdlog_parse_failures_total{container=\"%.12s\"} %llu\n", c->cid,
-                          (unsigned long long)c->parse_failures);
+    for (const struct fwd_container *c = r->head; c != NULL && i < max; c = c->next, i++) {
+        struct fwd_container_stats *s = &out[i];
+        int queued = 0;
 
-        if (fwd_buf_append(out, line, (size_t)n) != 0)
-            return -1;
+        s->id = c->cid;
+        s->name = c->name;
+        s->n = c->n;
+        s->dropped = fwd_src_dropped(c->src);
+        s->parsing = c->parser != NULL;
+        s->parse_failures = c->parse_failures;
+        s->partial_joins = fwd_partial_joins(c->partial);
+        s->multiline = c->ml != NULL;
+        s->multiline_joins = c->ml ? fwd_multiline_joins(c->ml) : 0;
+        /* what dockerd wrote that was not read yet (a pipe answers FIONREAD at once) */
+        s->backlog = ioctl(c->fd, FIONREAD, &queued) == 0 && queued > 0 ? (uint64_t)queued : 0;
     }
-    return 0;
+    return i;
 }
 
 struct restore_ctx {

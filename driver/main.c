@@ -3,9 +3,9 @@
  *
  * Start order: log level, plugin-wide defaults (validated: a bad default is a
  * start error naming the variable), state directory, loop, outputs, registry,
- * plugin API socket. Shutdown (SIGTERM/SIGINT) runs in reverse: stop
- * accepting API calls, drain every FIFO and seal every batch, keep the loop
- * running until the aggregators took everything or FWD_SHUTDOWN_FLUSH_MS
+ * plugin API socket, the scrape listener (FWDLOG_METRICS_ADDRESS, when set). Shutdown
+ * (SIGTERM/SIGINT) runs in reverse: stop accepting API calls, drain every FIFO and seal every
+ * batch, keep the loop running until the aggregators took everything or FWD_SHUTDOWN_FLUSH_MS
  * passed (dockerd sends SIGKILL 10 s after SIGTERM), then free and exit 0.
  */
 #define FWD_LOG_MODULE "main"
@@ -14,8 +14,10 @@
 #include "fwd_limits.h"
 #include "fwd_log.h"
 #include "fwd_loop.h"
+#include "fwd_observe.h"
 #include "fwd_output.h"
 #include "fwd_plugin_api.h"
+#include "fwd_scrape.h"
 #include "fwd_time.h"
 
 #include <errno.h>
@@ -38,6 +40,8 @@ struct opts {
     const char *socket;
     const char *state_dir;
     const char *log_level;
+    const char *metrics_address; /* FWDLOG_METRICS_ADDRESS; NULL: no scrape listener */
+    uint64_t health_window_ms;   /* FWDLOG_HEALTH_WINDOW */
 };
 
 static volatile sig_atomic_t stopping;
@@ -58,7 +62,11 @@ static void usage(FILE *f)
             "\n"
             "Plugin-wide defaults for log-opts come from the environment: FLUENTD_ADDRESS,\n"
             "FLUENTD_BUFFER_LIMIT, FLUENTD_RETRY_WAIT, ..., FWDLOG_TAG, FWDLOG_MAX_LINE_SIZE,\n"
-            "... (see README.md). A container's own --log-opt wins over them.\n",
+            "... (see README.md). A container's own --log-opt wins over them.\n"
+            "\n"
+            "FWDLOG_METRICS_ADDRESS (e.g. 127.0.0.1:9880 or unix:///run/fwdlog-metrics.sock)\n"
+            "serves GET /metrics and GET /healthz there too; FWDLOG_HEALTH_WINDOW (default\n"
+            "60s): /healthz fails for a destination holding data that delivered nothing so long.\n",
             DEFAULT_SOCKET, DEFAULT_STATE_DIR);
 }
 
@@ -81,6 +89,17 @@ static int parse_args(int argc, char **argv, struct opts *o)
     o->socket = env_or("FWDLOG_SOCKET", DEFAULT_SOCKET);
     o->state_dir = env_or("FWDLOG_STATE_DIR", DEFAULT_STATE_DIR);
     o->log_level = env_or("FWDLOG_LOG_LEVEL", "info");
+    o->metrics_address = env_or("FWDLOG_METRICS_ADDRESS", NULL);
+    o->health_window_ms = FWD_HEALTH_WINDOW_MS;
+    if (env_or("FWDLOG_HEALTH_WINDOW", NULL) != NULL &&
+        (fwd_config_parse_duration_ms(getenv("FWDLOG_HEALTH_WINDOW"), &o->health_window_ms) != 0 ||
+         o->health_window_ms == 0)) {
+        fprintf(stderr,
+                "fwdlogd: invalid FWDLOG_HEALTH_WINDOW=\"%s\": want a duration above 0 such as "
+                "60s or 5m\n",
+                getenv("FWDLOG_HEALTH_WINDOW"));
+        return -1;
+    }
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
             case 's':
@@ -170,6 +189,8 @@ int main(int argc, char **argv)
     struct fwd_outputs *outputs = NULL;
     struct fwd_registry *reg = NULL;
     struct fwd_plugin_api *api = NULL;
+    struct fwd_observe *obs = NULL;
+    struct fwd_scrape *scrape = NULL;
     struct fwd_io sigio = {0};
     char err[2048], hostname[256] = "";
     sigset_t mask;
@@ -223,7 +244,19 @@ int main(int argc, char **argv)
     /* Before the API answers (dockerd never sends StartLogging again to a restarted
      * plugin): the streams an earlier run read are read again. */
     fwd_registry_restore(reg);
-    api = fwd_plugin_api_create(loop, o.socket, reg, outputs, err, sizeof(err));
+    obs = fwd_observe_create(loop, reg, outputs, o.health_window_ms);
+    if (obs == NULL) {
+        fwd_log(FWD_LOG_ERROR, "cannot initialise: out of memory");
+        goto out;
+    }
+    /* Before the plugin socket appears: a listener that cannot start stops fwdlogd first. */
+    if (o.metrics_address != NULL &&
+        (scrape = fwd_scrape_create(loop, o.metrics_address, obs, err, sizeof(err))) == NULL) {
+        fwd_log(FWD_LOG_ERROR, "%s", err);
+        rc = 2;
+        goto out;
+    }
+    api = fwd_plugin_api_create(loop, o.socket, reg, obs, err, sizeof(err));
     if (api == NULL) {
         fwd_log(FWD_LOG_ERROR, "%s", err);
         goto out;
@@ -236,6 +269,8 @@ int main(int argc, char **argv)
             FWD_VERSION, o.socket,
             probe.addrs[0].scheme == FWD_ADDR_UNIX ? probe.addrs[0].path : probe.addrs[0].host,
             ndefaults);
+    if (scrape != NULL)
+        fwd_log(FWD_LOG_INFO, "serving GET /metrics and GET /healthz on %s", o.metrics_address);
 
     while (!stopping) {
         if (fwd_loop_run_once(loop, -1) < 0) {
@@ -245,6 +280,8 @@ int main(int argc, char **argv)
     }
 
     fwd_log(FWD_LOG_INFO, "stopping: draining FIFOs and flushing buffered records");
+    fwd_scrape_destroy(scrape);
+    scrape = NULL;
     fwd_plugin_api_destroy(api);
     api = NULL;
     fwd_registry_stop_all(reg);
@@ -263,7 +300,9 @@ int main(int argc, char **argv)
     run_while(loop, fwd_outputs_closing, outputs, FWD_SHUTDOWN_CLOSE_MS);
     rc = 0;
 out:
+    fwd_scrape_destroy(scrape);
     fwd_plugin_api_destroy(api);
+    fwd_observe_destroy(obs);
     if (sigio.active)
         fwd_loop_io_del(loop, &sigio);
     fwd_registry_destroy(reg);

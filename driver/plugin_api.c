@@ -1,10 +1,9 @@
 /*
  * plugin_api.c - Docker plugin API over libmicrohttpd.
  *
- * MHD runs without threads of its own (MHD_USE_EPOLL, no internal polling):
- * its epoll fd sits in our loop, MHD_run() is called when it is readable, and
- * MHD_get_timeout() arms a loop timer. Handlers therefore run on the loop
- * thread, between FIFO reads, which is what makes StopLogging's drain simple.
+ * MHD runs without threads of its own, driven by our loop (httpd.c), so
+ * handlers run on the loop thread, between FIFO reads, which is what makes
+ * StopLogging's drain simple.
  * Facts from moby (../shared/reference/docker-logging-plugin.md §1): dockerd
  * sends no Content-Type, JSON bodies with Content-Length, Host may be
  * anything; it decodes Capabilities as {"Cap":{...}}; any reply body must be
@@ -13,9 +12,11 @@
 #define FWD_LOG_MODULE "api"
 #include "fwd_plugin_api.h"
 #include "fwd_buf.h"
+#include "fwd_httpd.h"
 #include "fwd_info.h"
 #include "fwd_limits.h"
 #include "fwd_log.h"
+#include "fwd_scrape.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -23,7 +24,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -32,12 +32,9 @@
 #define CONTENT_TYPE "application/vnd.docker.plugins.v1.2+json"
 
 struct fwd_plugin_api {
-    struct fwd_loop *loop;
-    struct MHD_Daemon *mhd;
-    struct fwd_io io;
-    struct fwd_timer timer;
+    struct fwd_httpd http;
     struct fwd_registry *reg;
-    struct fwd_outputs *outputs;
+    const struct fwd_observe *obs;
     char *path;
 };
 
@@ -125,73 +122,13 @@ static enum MHD_Result stop_logging(struct fwd_plugin_api *api, struct MHD_Conne
     return reply(conn, 200, "{\"Err\":\"\"}", CONTENT_TYPE);
 }
 
-static enum MHD_Result metrics(struct fwd_plugin_api *api, struct MHD_Connection *conn)
-{
-    struct fwd_registry_stats rs;
-    struct fwd_output_stats os;
-    struct fwd_buf out;
-    char buf[3072];
-    enum MHD_Result ret;
-
-    fwd_registry_stats(api->reg, &rs);
-    fwd_outputs_stats(api->outputs, &os);
-    snprintf(buf, sizeof(buf),
-             "fwdlog_containers %llu\n"
-             "fwdlog_frames_total %llu\n"
-             "fwdlog_records_total %llu\n"
-             "fwdlog_fifo_bytes_total %llu\n"
-             "fwdlog_corrupt_streams_total %llu\n"
-             "fwdlog_discarded_bytes_total %llu\n"
-             "fwdlog_records_lost_total %llu\n"
-             "fwdlog_records_sent_total %llu\n"
-             "fwdlog_batches_sent_total %llu\n"
-             "fwdlog_bytes_sent_total %llu\n"
-             "fwdlog_records_dropped_total %llu\n"
-             "fwdlog_batches_dropped_total %llu\n"
-             "fwdlog_connects_total %llu\n"
-             "fwdlog_connection_failures_total %llu\n"
-             "fwdlog_queued_bytes %llu\n"
-             "fwdlog_destinations %llu\n"
-             "fwdlog_memory_bytes %llu\n"
-             "fwdlog_spool_bytes %llu\n"
-             "fwdlog_spooled_batches_total %llu\n"
-             "fwdlog_replayed_records_total %llu\n"
-             "fwdlog_spool_corrupt_records_total %llu\n"
-             "fwdlog_blocked_destinations %llu\n"
-             "fwdlog_resyncs_total %llu\n"
-             "fwdlog_restored_streams_total %llu\n"
-             "fwdlog_stream_state_failures_total %llu\n",
-             (unsigned long long)rs.containers, (unsigned long long)rs.frames,
-             (unsigned long long)rs.records, (unsigned long long)rs.bytes_read,
-             (unsigned long long)rs.corrupt_streams, (unsigned long long)rs.discarded_bytes,
-             (unsigned long long)rs.records_lost, (unsigned long long)os.records_sent,
-             (unsigned long long)os.batches_sent, (unsigned long long)os.bytes_sent,
-             (unsigned long long)os.records_dropped, (unsigned long long)os.batches_dropped,
-             (unsigned long long)os.connects, (unsigned long long)os.connection_failures,
-             (unsigned long long)os.queued_bytes, (unsigned long long)os.destinations,
-             (unsigned long long)os.memory_bytes, (unsigned long long)os.spool_bytes,
-             (unsigned long long)os.spooled_batches, (unsigned long long)os.replayed_records,
-             (unsigned long long)os.spool_corrupt, (unsigned long long)os.blocked,
-             (unsigned long long)rs.resyncs, (unsigned long long)rs.restored,
-             (unsigned long long)rs.state_failures);
-    fwd_buf_init(&out, 4u * 1024u * 1024u);
-    if (fwd_buf_append(&out, buf, strlen(buf)) != 0 || fwd_registry_metrics(api->reg, &out) != 0 ||
-        fwd_buf_append(&out, "", 1) != 0) {
-        fwd_buf_release(&out);
-        return reply_err(conn, 500, "fwdlog: out of memory");
-    }
-    ret = reply(conn, 200, (const char *)out.data, "text/plain; version=0.0.4");
-    fwd_buf_release(&out);
-    return ret;
-}
-
 static enum MHD_Result dispatch(struct fwd_plugin_api *api, struct MHD_Connection *conn,
                                 const char *url, const char *method, struct request *req)
 {
     bool post = strcmp(method, "POST") == 0;
 
-    if (strcmp(url, "/metrics") == 0 && strcmp(method, "GET") == 0)
-        return metrics(api, conn);
+    if (fwd_scrape_path(url) && strcmp(method, "GET") == 0)
+        return fwd_scrape_reply(api->obs, conn, url);
     if (strcmp(url, "/Plugin.Activate") != 0 && strcmp(url, "/LogDriver.Capabilities") != 0 &&
         strcmp(url, "/LogDriver.StartLogging") != 0 && strcmp(url, "/LogDriver.StopLogging") != 0) {
         char msg[300];
@@ -259,40 +196,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     }
 }
 
-static void on_mhd_timer(struct fwd_timer *t);
-
-static void run_mhd(struct fwd_plugin_api *api)
-{
-    MHD_UNSIGNED_LONG_LONG ms;
-
-    MHD_run(api->mhd);
-    if (MHD_get_timeout(api->mhd, &ms) == MHD_YES)
-        fwd_loop_timer_start(api->loop, &api->timer, ms, on_mhd_timer, api);
-    else
-        fwd_loop_timer_stop(api->loop, &api->timer);
-}
-
-static void on_mhd_timer(struct fwd_timer *t)
-{
-    run_mhd(t->ctx);
-}
-
-static void on_mhd_io(struct fwd_io *io, uint32_t events)
-{
-    (void)events;
-    run_mhd(io->ctx);
-}
-
-__attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const char *fmt, va_list ap)
-{
-    char msg[512];
-
-    (void)cls;
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    msg[strcspn(msg, "\n")] = '\0';
-    fwd_log(FWD_LOG_DEBUG, "libmicrohttpd: %s", msg);
-}
-
 static int listen_unix(const char *path, char *err, size_t errlen)
 {
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
@@ -323,40 +226,39 @@ static int listen_unix(const char *path, char *err, size_t errlen)
 }
 
 struct fwd_plugin_api *fwd_plugin_api_create(struct fwd_loop *loop, const char *socket_path,
-                                             struct fwd_registry *reg, struct fwd_outputs *outputs,
-                                             char *err, size_t errlen)
+                                             struct fwd_registry *reg,
+                                             const struct fwd_observe *obs, char *err,
+                                             size_t errlen)
 {
     struct fwd_plugin_api *api = calloc(1, sizeof(*api));
-    const union MHD_DaemonInfo *di;
+    struct MHD_Daemon *mhd;
     int lfd = -1;
 
     if (api == NULL || (api->path = strdup(socket_path)) == NULL) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    api->loop = loop;
     api->reg = reg;
-    api->outputs = outputs;
+    api->obs = obs;
     lfd = listen_unix(socket_path, err, errlen);
     if (lfd < 0)
         goto fail;
     /* The external logger goes first, so every MHD message goes through our log. */
-    api->mhd = MHD_start_daemon(
-        MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, api,
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)lfd,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, api, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned int)120, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)512, MHD_OPTION_END);
-    if (api->mhd == NULL) {
+    mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, api,
+                           MHD_OPTION_EXTERNAL_LOGGER, fwd_httpd_log, NULL,
+                           MHD_OPTION_LISTEN_SOCKET, (MHD_socket)lfd, MHD_OPTION_NOTIFY_COMPLETED,
+                           on_completed, api, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120,
+                           MHD_OPTION_CONNECTION_LIMIT, (unsigned int)512, MHD_OPTION_END);
+    if (mhd == NULL) {
         snprintf(err, errlen, "cannot start the HTTP server on %s", socket_path);
         goto fail;
     }
     lfd = -1; /* MHD owns it now */
-    di = MHD_get_daemon_info(api->mhd, MHD_DAEMON_INFO_EPOLL_FD);
-    if (di == NULL || fwd_loop_io_add(loop, &api->io, di->epoll_fd, EPOLLIN, on_mhd_io, api) < 0) {
+    if (fwd_httpd_attach(&api->http, loop, mhd) < 0) {
         snprintf(err, errlen, "cannot watch the HTTP server");
+        unlink(socket_path);
         goto fail;
     }
-    run_mhd(api);
     return api;
 fail:
     if (lfd >= 0)
@@ -369,10 +271,8 @@ void fwd_plugin_api_destroy(struct fwd_plugin_api *api)
 {
     if (api == NULL)
         return;
-    if (api->mhd != NULL) {
-        fwd_loop_io_del(api->loop, &api->io);
-        fwd_loop_timer_stop(api->loop, &api->timer);
-        MHD_stop_daemon(api->mhd);
+    if (api->http.mhd != NULL) {
+        fwd_httpd_release(&api->http);
         unlink(api->path);
     }
     free(api->path);

@@ -36,6 +36,29 @@ struct fwd_registry_stats {
     uint64_t state_failures;  /* streams whose state could not be kept */
 };
 
+/* What one container did, for its metrics (counted from its StartLogging on). */
+struct fwd_container_counts {
+    uint64_t records;         /* records packed */
+    uint64_t bytes_read;      /* bytes read from its FIFO */
+    uint64_t records_lost;    /* out of memory while packing */
+    uint64_t corrupt_streams; /* times its stream lost its framing */
+    uint64_t discarded_bytes; /* bytes skipped to find the framing again */
+};
+
+/* One container as fwd_registry_snapshot sees it. Strings are borrowed (see there). */
+struct fwd_container_stats {
+    const char *id;   /* the full ContainerID */
+    const char *name; /* ContainerName as dockerd sent it (leading '/') */
+    struct fwd_container_counts n;
+    uint64_t dropped; /* records dropped downstream (memory and spool full, retries over) */
+    bool parsing;     /* parse= is on: parse_failures means something */
+    uint64_t parse_failures;
+    uint64_t partial_joins; /* lines joined from Docker's 16 KiB chunks */
+    bool multiline;         /* multiline= or multiline-start= is on */
+    uint64_t multiline_joins;
+    uint64_t backlog; /* bytes in its FIFO not read yet (FIONREAD) */
+};
+
 /*
  * defaults: plugin-wide option defaults (borrowed for the registry's life).
  * hostname: for {{.Hostname}}; state_dir: where streams are kept (both
@@ -67,7 +90,11 @@ void fwd_registry_stop(struct fwd_registry *r, const char *file);
 /* Drain and stop every container (shutdown): their states stay for the next start. */
 void fwd_registry_stop_all(struct fwd_registry *r);
 void fwd_registry_stats(const struct fwd_registry *r, struct fwd_registry_stats *st);
-/* Per-container metrics lines (Prometheus text) appended to out. 0, or -1 when out is full. */
-int fwd_registry_metrics(const struct fwd_registry *r, struct fwd_buf *out);
+/*
+ * Fill out[0..max) with the containers logged now, newest first; returns how
+ * many. The strings stay valid until the loop runs again (a StopLogging frees them).
+ */
+size_t fwd_registry_snapshot(const struct fwd_registry *r, struct fwd_container_stats *out,
+                             size_t max);
 
 #endif

@@ -12,6 +12,13 @@
 #define FWD_FRAME_MAX (1024u * 1024u)
 /* A plugin API request body larger than this gets 413. */
 #define FWD_API_BODY_MAX (1024u * 1024u)
+/* The /metrics exposition (about 2 KiB per container, 4 KiB per destination). */
+#define FWD_METRICS_MAX (64u * 1024u * 1024u)
+/* The scrape listener: connections at once, and how long one may sit idle (s). */
+#define FWD_SCRAPE_CONNECTIONS 16u
+#define FWD_SCRAPE_TIMEOUT_S   10u
+/* FWDLOG_HEALTH_WINDOW's default. */
+#define FWD_HEALTH_WINDOW_MS 60000u
 /* Bytes read from one FIFO per read() call. */
 #define FWD_READ_CHUNK (256u * 1024u)
 /* Bytes read from all FIFOs together in one loop turn (the sockets get their turn). */

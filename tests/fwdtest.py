@@ -162,12 +162,66 @@ class PluginClient:
         return self.call("/LogDriver.StopLogging", {"File": fifo})
 
     def metrics(self):
+        """{'name{labels}': value} of GET /metrics (comments skipped)."""
         st, text = self.call("/metrics", method="GET")
-        out = {}
-        for ln in text.splitlines():
-            k, v = ln.split()
-            out[k] = int(v)
-        return out
+        if st != 200:
+            raise AssertionError("GET /metrics: %d %r" % (st, text))
+        return parse_samples(text)
+
+    def healthz(self):
+        return self.call("/healthz", method="GET")
+
+
+def parse_samples(text):
+    """The samples of an exposition as {'name{labels}': value}, values int when integral.
+    A quick reader for exact checks; families() is the independent parser."""
+    out = {}
+    for ln in text.splitlines():
+        if not ln or ln.startswith("#"):
+            continue
+        k, v = ln.rsplit(" ", 1)
+        f = float(v)
+        out[k] = int(f) if f.is_integer() else f
+    return out
+
+
+def families(text):
+    """{family name: Metric} from prometheus_client's parser (Debian's
+    python3-prometheus-client), which knows nothing of fwdlog."""
+    from prometheus_client.parser import text_string_to_metric_families
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+class HTTPScraper:
+    """GET (or any method) against the scrape listener on 127.0.0.1:port or a unix socket."""
+
+    def __init__(self, port=None, unix=None):
+        self.port, self.unix = port, unix
+
+    def call(self, path, method="GET", body=None):
+        if self.unix:
+            c = _UnixConn(self.unix, timeout=10)
+        else:
+            c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            c.request(method, path, body=body)
+            r = c.getresponse()
+            return r.status, r.getheader("Content-Type"), r.read().decode()
+        finally:
+            c.close()
+
+    def metrics_text(self):
+        st, ctype, text = self.call("/metrics")
+        if st != 200:
+            raise AssertionError("GET /metrics: %d %r" % (st, text))
+        return text
+
+    def metrics(self):
+        return parse_samples(self.metrics_text())
+
+    def healthz(self):
+        st, _, text = self.call("/healthz")
+        return st, json.loads(text)
 
 
 def info(cid, name="/web", config=None, labels=None, env=None, args=None, image="busybox:latest"):

@@ -3,6 +3,7 @@
 encoded as dockerd writes them, and the project's Forward receiver on 127.0.0.1.
 No Docker needed. Run with FWDLOGD=path/to/fwdlogd (make integration does)."""
 import base64
+import json
 import os
 import shutil
 import signal
@@ -982,8 +983,10 @@ class TestSpool(ProcTest):
         wait_until(lambda: d.api.metrics()["fwdlog_records_total"] == 4100, 10, "all read")
         m = d.api.metrics()
         per = {k: v for k, v in m.items() if k.startswith("fwdlog_container_records_dropped")}
-        a = per['fwdlog_container_records_dropped_total{container="%s"}' % cid(0xa5)[:12]]
-        b = per['fwdlog_container_records_dropped_total{container="%s"}' % cid(0xa6)[:12]]
+        key = ('fwdlog_container_records_dropped_total{container_id="%s",'
+               'container_name="/web",reason="overflow"}')
+        a = per[key % cid(0xa5)[:12]]
+        b = per[key % cid(0xa6)[:12]]
         self.assertGreater(a, 0)
         self.assertEqual(a + b, m["fwdlog_records_dropped_total"])
         d.api.stop(fa.path)
@@ -1838,7 +1841,8 @@ class TestParse(Base):
         return self.recv.wait(n)
 
     def failures(self):
-        return self.d.api.metrics()['fwdlog_parse_failures_total{container="%s"}' % cid(0x61)[:12]]
+        return self.d.api.metrics()['fwdlog_container_parse_failures_total{container_id="%s",'
+                                    'container_name="/web"}' % cid(0x61)[:12]]
 
     def test_json_fields_typed_failures_pass_through_and_are_counted(self):
         f = self.fifo()
@@ -2000,6 +2004,299 @@ class TestParseEnv(ProcTest):
         with self.assertRaises(RuntimeError) as cm:
             self.daemon({"FWDLOG_PARSE": "yaml"})
         self.assertIn('invalid FWDLOG_PARSE="yaml"', str(cm.exception))
+
+
+# What GET /metrics must hold, as prometheus_client names families (a counter without _total).
+FAMILIES = {
+    "counter": {
+        "fwdlog_frames", "fwdlog_records", "fwdlog_fifo_bytes", "fwdlog_corrupt_streams",
+        "fwdlog_discarded_bytes", "fwdlog_resyncs", "fwdlog_records_lost",
+        "fwdlog_restored_streams", "fwdlog_stream_state_failures", "fwdlog_records_sent",
+        "fwdlog_batches_sent", "fwdlog_bytes_sent", "fwdlog_records_dropped",
+        "fwdlog_batches_dropped", "fwdlog_connects", "fwdlog_connection_failures",
+        "fwdlog_spooled_batches", "fwdlog_replayed_records", "fwdlog_spool_corrupt_records",
+        "fwdlog_container_records", "fwdlog_container_fifo_bytes",
+        "fwdlog_container_records_dropped", "fwdlog_container_corrupt_streams",
+        "fwdlog_container_discarded_bytes", "fwdlog_container_parse_failures",
+        "fwdlog_container_partial_joins", "fwdlog_container_multiline_joins",
+        "fwdlog_destination_connects", "fwdlog_destination_connection_failures",
+        "fwdlog_destination_records_sent", "fwdlog_destination_bytes_sent",
+        "fwdlog_destination_records_dropped"},
+    "gauge": {
+        "fwdlog_containers", "fwdlog_queued_bytes", "fwdlog_destinations", "fwdlog_memory_bytes",
+        "fwdlog_spool_bytes", "fwdlog_blocked_destinations", "fwdlog_build_info",
+        "fwdlog_open_fifos", "fwdlog_fifo_backlog_bytes", "process_resident_memory_bytes",
+        "fwdlog_container_fifo_backlog_bytes", "fwdlog_destination_connections",
+        "fwdlog_destination_queued_bytes", "fwdlog_destination_memory_bytes",
+        "fwdlog_destination_spool_bytes", "fwdlog_destination_oldest_queued_age_seconds",
+        "fwdlog_destination_acks_pending", "fwdlog_destination_last_send_timestamp_seconds"},
+    "histogram": {"fwdlog_loop_lag_seconds", "fwdlog_destination_ack_rtt_seconds"},
+}
+
+
+def series(fams, name, **labels):
+    """{frozenset(labels): value} of the samples called name (the sample's own name, e.g.
+    fwdlog_records_total) whose labels include `labels`."""
+    out = {}
+    for f in fams.values():
+        for s in f.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                out[frozenset(s.labels.items())] = s.value
+    return out
+
+
+def one(fams, name, **labels):
+    got = series(fams, name, **labels)
+    if len(got) != 1:
+        raise AssertionError("%s%r: %d samples, want 1" % (name, labels, len(got)))
+    return next(iter(got.values()))
+
+
+class TestObserve(ProcTest):
+    """GET /metrics and GET /healthz: the format (checked by prometheus_client's parser, which
+    knows nothing of fwdlog), per container and per destination, the scrape listener of
+    FWDLOG_METRICS_ADDRESS, and the health verdict."""
+
+    def observed(self, **env):
+        """A daemon with the scrape listener on a reserved loopback port: (daemon, scraper)."""
+        mport = fwdtest.free_port()
+        e = {"FWDLOG_METRICS_ADDRESS": "127.0.0.1:%d" % mport}
+        e.update(env)
+        d = self.daemon(e)
+        return d, fwdtest.HTTPScraper(port=mport)
+
+    def scrape(self, s):
+        return fwdtest.families(s.metrics_text())
+
+    def test_every_family_parses_with_help_and_type(self):
+        recv = self.receiver()
+        d, s = self.observed(FLUENTD_ADDRESS="127.0.0.1:%d" % recv.port,
+                             FLUENTD_REQUEST_ACK="true")
+        fa, fb = self.fifo(), self.fifo()
+        t0 = time.time()
+        d.api.start(fa.path, info(cid(0x70), name="/a", config={"parse": "json"}))
+        d.api.start(fb.path, info(cid(0x71), name='/we\\ird"\nname',
+                                  config={"multiline-start": "^\\S"}))
+        long = b'{"k":"' + b"x" * 40000 + b'"}'  # three chunks of Docker's 16 KiB
+        data_a = frame(time_nano=1, line=b'{"a":1}') + frame(time_nano=2, line=b"not json") + \
+            docker_lines(long, time_nano=3)
+        fa.write(data_a)
+        fb.write(b"".join(frame(time_nano=10 + i, line=ln) for i, ln in enumerate(
+            [b"start1", b"  cont1", b"  cont2", b"start2"])))
+        recv.wait_exact(5, timeout=10)  # start2 comes out at multiline-flush
+        for text in (s.metrics_text(), d.api.call("/metrics", method="GET")[1]):
+            fams = fwdtest.families(text)
+            for f in fams.values():
+                self.assertNotEqual(f.documentation, "", f.name + " has no HELP")
+                self.assertIn(f.type, ("counter", "gauge", "histogram"), f.name)
+            for typ, names in FAMILIES.items():
+                for n in names:
+                    self.assertIn(n, fams, "family " + n)
+                    self.assertEqual(fams[n].type, typ, n)
+        st, ctype, _ = s.call("/metrics")
+        self.assertEqual(ctype, "text/plain; version=0.0.4; charset=utf-8")
+        a = {"container_id": cid(0x70)[:12], "container_name": "/a"}
+        b = {"container_id": cid(0x71)[:12], "container_name": '/we\\ird"\nname'}
+        self.assertEqual(one(fams, "fwdlog_container_records_total", **a), 3)
+        self.assertEqual(one(fams, "fwdlog_container_records_total", **b), 2)
+        self.assertEqual(one(fams, "fwdlog_container_fifo_bytes_total", **a), len(data_a))
+        self.assertEqual(one(fams, "fwdlog_container_parse_failures_total", **a), 1)
+        self.assertEqual(series(fams, "fwdlog_container_parse_failures_total", **b), {})
+        self.assertEqual(one(fams, "fwdlog_container_partial_joins_total", **a), 1)
+        self.assertEqual(one(fams, "fwdlog_container_partial_joins_total", **b), 0)
+        self.assertEqual(one(fams, "fwdlog_container_multiline_joins_total", **b), 1)
+        self.assertEqual(series(fams, "fwdlog_container_multiline_joins_total", **a), {})
+        for r in ("overflow", "out_of_memory"):
+            self.assertEqual(one(fams, "fwdlog_container_records_dropped_total", reason=r, **a), 0)
+        dest = {"destination": "127.0.0.1:%d" % recv.port}
+        self.assertEqual(one(fams, "fwdlog_destination_records_sent_total", **dest), 5)
+        self.assertEqual(one(fams, "fwdlog_destination_connections", state="connected", **dest), 1)
+        self.assertEqual(one(fams, "fwdlog_destination_acks_pending", **dest), 0)
+        self.assertEqual(one(fams, "fwdlog_destination_queued_bytes", **dest), 0)
+        self.assertEqual(one(fams, "fwdlog_destination_ack_rtt_seconds_count", **dest),
+                         one(fams, "fwdlog_batches_sent_total"))
+        self.assertGreater(one(fams, "fwdlog_batches_sent_total"), 0)
+        sent_at = one(fams, "fwdlog_destination_last_send_timestamp_seconds", **dest)
+        self.assertTrue(t0 - 1 <= sent_at <= time.time(), sent_at)
+        self.assertGreater(one(fams, "fwdlog_loop_lag_seconds_count"), 0)
+        self.assertGreater(one(fams, "process_resident_memory_bytes"), 1024 * 1024)
+        self.assertEqual(one(fams, "fwdlog_open_fifos"), 2)
+        for smp in fams["fwdlog_container_records"].samples:
+            self.assertRegex(smp.labels["container_id"], "^[0-9a-f]{12}$")
+
+    def test_counters_only_increase(self):
+        recv = self.receiver()
+        d, s = self.observed(FLUENTD_ADDRESS="127.0.0.1:%d" % recv.port, FWDLOG_PARSE="json")
+        fa, fb = self.fifo(), self.fifo()
+        d.api.start(fa.path, info(cid(0x75), name="/a"))
+        d.api.start(fb.path, info(cid(0x76), name="/b"))
+
+        def counters():
+            out = {}
+            for f in self.scrape(s).values():
+                if f.type in ("counter", "histogram"):
+                    for smp in f.samples:
+                        if not smp.name.endswith("_created"):
+                            out[(smp.name, frozenset(smp.labels.items()))] = smp.value
+            return out
+        before, n = counters(), 0
+        for rnd in range(8):
+            fa.write(lines(b"a", n, n + 300, pad=rnd * 20))
+            fb.write(lines(b"{", n, n + 50))  # not JSON: parse failures
+            n += 300
+            if rnd == 5:
+                d.api.stop(fb.path)  # b's series go; nothing else may go down
+            want = n + min(rnd + 1, 6) * 50
+            wait_until(lambda: s.metrics()["fwdlog_records_total"] == want, 10, "all read")
+            now = counters()
+            for k, v in now.items():
+                if k in before:
+                    self.assertGreaterEqual(v, before[k], "%s went down" % (k,))
+            grown = [k for k in now if k in before and now[k] > before[k]]
+            self.assertIn(("fwdlog_records_total", frozenset()), grown)
+            before = now
+        recv.wait_exact(8 * 300 + 6 * 50, timeout=20)
+        gone = [k for k in counters() if dict(k[1]).get("container_name") == "/b"]
+        self.assertEqual(gone, [])
+
+    def test_overflow_drops_and_queued_bytes_are_exact(self):
+        port = fwdtest.free_port()
+        d, s = self.observed(FLUENTD_ADDRESS="127.0.0.1:%d" % port, FLUENTD_RETRY_WAIT="50ms",
+                             FWDLOG_MAX_RETRY_WAIT="200ms", FLUENTD_BUFFER_LIMIT="64k",
+                             FWDLOG_SPOOL_LIMIT="0", FWDLOG_OVERFLOW_POLICY="drop-newest",
+                             FWDLOG_BATCH_SIZE="4k", FWDLOG_FLUSH_INTERVAL="50ms")
+        fa, fb = self.fifo(), self.fifo()
+        d.api.start(fa.path, info(cid(0x72), name="/a"))
+        d.api.start(fb.path, info(cid(0x73), name="/b"))
+        fa.write(lines(b"a", 0, 3000, pad=60))
+        fb.write(lines(b"b", 0, 100))
+        dest = {"destination": "127.0.0.1:%d" % port}
+
+        wait_until(lambda: s.metrics()["fwdlog_records_total"] == 3100, 10, "all read")
+        # past flush-interval: every batch is sealed, so queued bytes are wire bytes
+        time.sleep(0.3)
+        fams = self.scrape(s)
+        per = [one(fams, "fwdlog_container_records_dropped_total", container_name=n,
+                   reason="overflow") for n in ("/a", "/b")]
+        dropped = one(fams, "fwdlog_records_dropped_total")
+        self.assertGreater(dropped, 0)
+        self.assertEqual(sum(per), dropped, "per container")
+        self.assertEqual(one(fams, "fwdlog_destination_records_dropped_total", **dest), dropped)
+        queued = one(fams, "fwdlog_destination_queued_bytes", **dest)
+        self.assertEqual(queued, one(fams, "fwdlog_queued_bytes"))
+        self.assertGreaterEqual(one(fams, "fwdlog_destination_memory_bytes", **dest), queued)
+        self.assertGreater(queued, 0)
+        self.assertLessEqual(queued, 64 * 1024 + 8 * 1024)
+        self.assertEqual(one(fams, "fwdlog_destination_records_sent_total", **dest), 0)
+        self.assertGreater(one(fams, "fwdlog_destination_oldest_queued_age_seconds", **dest), 0)
+        self.assertGreaterEqual(
+            one(fams, "fwdlog_destination_connections", state="backoff", **dest) +
+            one(fams, "fwdlog_destination_connections", state="connecting", **dest), 1)
+        self.assertGreaterEqual(
+            one(fams, "fwdlog_destination_connection_failures_total", **dest), 1)
+        recv = self.receiver(port=port)
+        kept = 3100 - dropped
+        recv.wait_exact(kept, timeout=20)
+        wait_until(lambda: s.metrics()["fwdlog_queued_bytes"] == 0, 5, "the queue drained")
+        after = self.scrape(s)
+        # what was queued is exactly what was delivered, byte for byte and record for record
+        self.assertEqual(one(after, "fwdlog_destination_bytes_sent_total", **dest), queued)
+        self.assertEqual(one(after, "fwdlog_destination_records_sent_total", **dest), kept)
+        self.assertEqual(one(after, "fwdlog_records_dropped_total"), dropped)
+        self.assertEqual(one(after, "fwdlog_destination_oldest_queued_age_seconds", **dest), 0)
+
+    def test_healthz_503_during_an_outage_and_200_after(self):
+        port = fwdtest.free_port()
+        d, s = self.observed(FLUENTD_ADDRESS="127.0.0.1:%d" % port, FLUENTD_RETRY_WAIT="50ms",
+                             FWDLOG_MAX_RETRY_WAIT="200ms", FWDLOG_HEALTH_WINDOW="1s",
+                             FLUENTD_SHARED_KEY="s3cret-never-shown")
+        self.assertEqual(s.healthz(), (200, {"status": "ok", "window_seconds": 1.0,
+                                             "failing": [], "destinations": []}))
+        f = self.fifo()
+        d.api.start(f.path, info(cid(0x77)))
+        f.write(lines(b"h", 0, 10))
+        wait_until(lambda: s.healthz()[0] == 503, 10, "a 503 from /healthz")
+        for st, body in (s.healthz(), d.api.healthz()):
+            self.assertEqual(st, 503)
+            self.assertEqual(body["status"], "failing")
+            self.assertEqual([x["destination"] for x in body["failing"]], ["127.0.0.1:%d" % port])
+            bad = body["failing"][0]
+            self.assertIn("refused", bad["last_error"].lower())
+            self.assertGreater(bad["queued_bytes"], 0)
+            self.assertGreater(bad["oldest_queued_age_seconds"], 1.0)
+            self.assertEqual(bad["seconds_since_last_send"], -1)
+            self.assertNotIn("s3cret", json.dumps(body))
+        self.assertNotIn("s3cret", s.metrics_text())
+        recv = self.receiver(port=port, shared_key="s3cret-never-shown")
+        recv.wait_exact(10, timeout=20)
+        st, body = wait_until(lambda: (lambda r: r[0] == 200 and r)(s.healthz()), 10,
+                              "a 200 from /healthz")
+        self.assertEqual(body["status"], "ok")
+        self.assertEqual(body["failing"], [])
+        self.assertEqual(d.api.healthz()[0], 200)
+
+    def test_listener_refuses_the_plugin_api(self):
+        d, s = self.observed()
+        f = self.fifo()
+        body = json.dumps({"File": f.path, "Info": info(cid(0x78))})
+        st, _, text = s.call("/LogDriver.StartLogging", "POST", body)
+        self.assertEqual(st, 405)
+        self.assertIn("only GET /metrics and GET /healthz", json.loads(text)["Err"])
+        for path, method in (("/Plugin.Activate", "POST"), ("/LogDriver.StopLogging", "POST"),
+                             ("/LogDriver.Capabilities", "POST"), ("/metrics", "POST"),
+                             ("/healthz", "DELETE"), ("/LogDriver.StartLogging", "GET"),
+                             ("/", "GET")):
+            self.assertEqual(s.call(path, method)[0], 405, (method, path))
+        self.assertEqual(d.api.metrics()["fwdlog_containers"], 0, "nothing was started")
+        self.assertEqual(s.metrics()["fwdlog_containers"], 0)
+        self.assertEqual(s.call("/metrics", "HEAD")[0], 200)
+        self.assertEqual(d.api.start(f.path, info(cid(0x78))), (200, {"Err": ""}),
+                         "the plugin socket still takes it")
+
+    def test_a_thousand_containers_leave_no_series(self):
+        recv = self.receiver()
+        d, s = self.observed(FLUENTD_ADDRESS="127.0.0.1:%d" % recv.port)
+        fifos = []
+        for i in range(1000):
+            f = self.fifo()
+            self.assertEqual(d.api.start(f.path, info("%064x" % (i + 1), name="/c%d" % i)),
+                             (200, {"Err": ""}))
+            f.write(frame(time_nano=i + 1, line=b"c%d" % i))
+            fifos.append(f)
+        recv.wait_exact(1000, timeout=30)
+        fams = self.scrape(s)
+        self.assertEqual(len(series(fams, "fwdlog_container_records_total")), 1000)
+        self.assertEqual(set(series(fams, "fwdlog_container_records_total").values()), {1})
+        self.assertEqual(one(fams, "fwdlog_open_fifos"), 1000)
+        for f in fifos:
+            self.assertEqual(d.api.stop(f.path), (200, {"Err": ""}))
+        fams = self.scrape(s)
+        left = {n: len(f.samples) for n, f in fams.items()
+                if n.startswith("fwdlog_container_") and f.samples}
+        self.assertEqual(left, {})
+        self.assertEqual((one(fams, "fwdlog_containers"), one(fams, "fwdlog_open_fifos")), (0, 0))
+
+    def test_unix_listener(self):
+        path = os.path.join(self.tmp, "metrics.sock")
+        d = self.daemon({"FWDLOG_METRICS_ADDRESS": "unix://" + path})
+        s = fwdtest.HTTPScraper(unix=path)
+        self.assertIn("fwdlog_containers", fwdtest.families(s.metrics_text()))
+        self.assertEqual(s.healthz()[0], 200)
+        self.assertEqual(s.call("/LogDriver.StartLogging", "POST", "{}")[0], 405)
+        self.assertEqual(os.stat(path).st_mode & 0o777, 0o666)
+        d.stop()
+        self.assertFalse(os.path.exists(path), "removed at shutdown")
+
+    def test_bad_settings_fail_start_naming_the_variable(self):
+        for env, want in (
+                ({"FWDLOG_METRICS_ADDRESS": "localhost:9880"},
+                 'invalid FWDLOG_METRICS_ADDRESS="localhost:9880": the host must be an IP'),
+                ({"FWDLOG_METRICS_ADDRESS": "127.0.0.1"}, "give the port"),
+                ({"FWDLOG_METRICS_ADDRESS": "tls://127.0.0.1:9880"}, "no TLS here"),
+                ({"FWDLOG_HEALTH_WINDOW": "soon"}, 'invalid FWDLOG_HEALTH_WINDOW="soon"')):
+            with self.assertRaises(RuntimeError) as cm:
+                self.daemon(env)
+            self.assertIn(want, str(cm.exception))
 
 
 if __name__ == "__main__":
