@@ -413,7 +413,7 @@ int fwd_observe_health(const struct fwd_observe *o, struct fwd_buf *out, unsigne
         root = json_pack("{s:s,s:f,s:O,s:O}", "status", *status == 200 ? "ok" : "failing",
                          "window_seconds", (double)o->window_ns / 1e9, "failing", bad,
                          "destinations", all);
-    text = root ? json_dumps(root, JSON_COMPACT) : NULL;
+    text = root ? json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
     if (text == NULL || fwd_buf_append(out, text, strlen(text) + 1) != 0)
         rc = -ENOMEM;
     free(text);

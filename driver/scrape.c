@@ -5,8 +5,8 @@
  * The listener is a second libmicrohttpd daemon on the loop (httpd.c). Every answer is made whole
  * at once (fwd_observe into a buffer capped at FWD_METRICS_MAX) and handed to MHD, which writes it
  * as the socket takes it: a slow scraper holds its connection (until the timeout), never the loop.
- * A request other than GET or HEAD of our two paths is answered 405 on MHD's first call, before any
- * body is read.
+ * A request other than GET or HEAD of our two paths is answered 405 once its
+ * body (at most 1 MiB, thrown away) is read.
  */
 #define FWD_LOG_MODULE "scrape"
 #include "fwd_scrape.h"
@@ -101,19 +101,30 @@ enum MHD_Result fwd_scrape_reply(const struct fwd_observe *o, struct MHD_Connect
                         NULL);
 }
 
+/*
+ * MHD calls this with the headers, then with each piece of a body, then once
+ * more with none. A body is read and thrown away (a client that is still
+ * sending when the answer comes would see a reset instead of it), up to
+ * FWD_API_BODY_MAX (what the plugin API takes): past that the connection is
+ * closed. *req_cls counts it.
+ */
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_size, void **req_cls)
 {
     struct fwd_scrape *s = cls;
     bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    uintptr_t seen = (uintptr_t)*req_cls; /* 0: the first call; then 1 + body bytes seen */
 
     (void)version;
     (void)upload_data;
-    (void)req_cls;
-    if (!get || !fwd_scrape_path(url)) {
-        /* first call, headers only: the answer goes out and the body is never read */
+    if (seen == 0 || *upload_size > 0) {
+        seen = (seen ? seen : 1) + *upload_size;
         *upload_size = 0;
+        *req_cls = (void *)seen; /* a count, not a pointer: nothing to free */
+        return seen - 1 <= FWD_API_BODY_MAX ? MHD_YES : MHD_NO;
+    }
+    if (!get || !fwd_scrape_path(url)) {
         return reply_static(conn, 405,
                             "{\"Err\":\"fwdlog: this listener serves only GET /metrics and "
                             "GET /healthz\"}",

@@ -7,7 +7,7 @@
  * The listener is libmicrohttpd in external-epoll mode on the daemon's loop,
  * as the plugin API is: at most FWD_SCRAPE_CONNECTIONS connections, each
  * closed after FWD_SCRAPE_TIMEOUT_S idle, request headers within MHD's
- * per-connection memory limit, bodies never read. Any method but GET and
+ * per-connection memory limit, bodies (1 MiB at most) thrown away. Any method but GET and
  * HEAD, and any other path, is 405, so no plugin API call can be made on it.
  */
 #ifndef FWD_SCRAPE_H
