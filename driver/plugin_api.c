@@ -160,7 +160,9 @@ static enum MHD_Result metrics(struct fwd_plugin_api *api, struct MHD_Connection
              "fwdlog_blocked_destinations %llu\n"
              "fwdlog_resyncs_total %llu\n"
              "fwdlog_restored_streams_total %llu\n"
-             "fwdlog_stream_state_failures_total %llu\n",
+             "fwdlog_stream_state_failures_total %llu\n"
+             "fwdlog_records_rejected_total %llu\n"
+             "fwdlog_batches_rejected_total %llu\n",
              (unsigned long long)rs.containers, (unsigned long long)rs.frames,
              (unsigned long long)rs.records, (unsigned long long)rs.bytes_read,
              (unsigned long long)rs.corrupt_streams, (unsigned long long)rs.discarded_bytes,
@@ -173,7 +175,8 @@ static enum MHD_Result metrics(struct fwd_plugin_api *api, struct MHD_Connection
              (unsigned long long)os.spooled_batches, (unsigned long long)os.replayed_records,
              (unsigned long long)os.spool_corrupt, (unsigned long long)os.blocked,
              (unsigned long long)rs.resyncs, (unsigned long long)rs.restored,
-             (unsigned long long)rs.state_failures);
+             (unsigned long long)rs.state_failures, (unsigned long long)os.records_rejected,
+             (unsigned long long)os.batches_rejected);
     fwd_buf_init(&out, 4u * 1024u * 1024u);
     if (fwd_buf_append(&out, buf, strlen(buf)) != 0 || fwd_registry_metrics(api->reg, &out) != 0 ||
         fwd_buf_append(&out, "", 1) != 0) {

@@ -48,7 +48,8 @@ struct fwd_batch {
     char chunk[FWD_FORWARD_CHUNK_LEN + 1]; /* ack mode: the chunk id sent with it */
     uint64_t ack_deadline;                 /* ack mode: when a missing ack fails the link */
     uint64_t seq;                          /* order of sealing, kept in the spool */
-    struct fwd_spool_ref ref;              /* where it is in the spool, if it is */
+    uint32_t attempts;        /* connections that failed while it was the oldest one being sent */
+    struct fwd_spool_ref ref; /* where it is in the spool, if it is */
     struct fwd_src_count *srcs;
     uint32_t nsrcs, srccap;
 };

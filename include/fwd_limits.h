@@ -76,6 +76,12 @@
 #define FWD_BACKOFF_CAP_MS 60000u
 /* Connect attempts that take longer than this are abandoned. */
 #define FWD_CONNECT_TIMEOUT_MS 10000u
+/*
+ * A batch is set aside (spool rejected/, counted, logged) once this many connections
+ * failed while it was the oldest being sent: an aggregator that refuses it (too large
+ * for its buffer, say) would otherwise get it again forever, ahead of everything else.
+ */
+#define FWD_MAX_SEND_ATTEMPTS 5
 /* Idle seconds before TCP keepalive probes a silent aggregator connection. */
 #define FWD_TCP_KEEPIDLE_S 60
 /* Bytes written to one aggregator socket per wakeup (fairness). */

@@ -1610,6 +1610,30 @@ class TestStrictReceiver(ProcTest):
         self.assertEqual(d.stop(timeout=20), 0)
         self.assertEqual(logs(r.wait_exact(20000, timeout=60)), self.want(20000))
 
+    def test_refused_batch_is_set_aside_and_the_queue_moves_on(self):
+        # Fluent Bit closes the connection on a request over its buffer limit. With acks,
+        # such a batch was sent again forever, ahead of every other line of its destination
+        # (issue 13: poison batches). After FWD_MAX_SEND_ATTEMPTS (5) failed sends it is set aside in
+        # state/rejected/, counted against its container, and the lines after it arrive.
+        r, d, f = self.strict_case({"max_message_size": 100000,
+                                    "expect_errors": "the big batch is refused each time"},
+                                   {"batch-size": "64k", "max-line-size": "1m",
+                                    "fluentd-request-ack": "true"}, n=0)
+        f.write(frame(time_nano=1, line=b"B" * 150000))
+        wait_until(lambda: d.api.metrics()["fwdlog_records_total"] == 1, 10, "the big line")
+        f.write(lines(b"s", 0, 100))
+        self.assertEqual(logs(r.wait_exact(100, timeout=30)), self.want(100))
+        m = d.api.metrics()
+        self.assertEqual((m["fwdlog_records_rejected_total"], m["fwdlog_batches_rejected_total"],
+                          m["fwdlog_records_dropped_total"]), (1, 1, 0))
+        errs = r.errors()
+        self.assertEqual(len(errs), 5, errs)
+        self.assertTrue(all("exceed limit" in e["error"] for e in errs), errs)
+        rej = os.path.join(self.tmp, "state", "rejected")
+        segs = [s for dd in os.listdir(rej) for s in os.listdir(os.path.join(rej, dd))]
+        self.assertEqual(len(segs), 1, segs)
+        self.assertIn("failed 5 sends in a row", d.logtext())
+
     def test_slow_reader_sigterm_at_once(self):
         # SIGTERM right after the lines were read: the shutdown connects, writes everything
         # and closes while the receiver has most of it still unread; an orderly close keeps it.
