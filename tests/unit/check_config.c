@@ -7,6 +7,8 @@
 
 #include <check.h>
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -306,6 +308,83 @@ START_TEST(test_config_pipeline_errors)
 }
 END_TEST
 
+/* Every row of the option table is one the engine can drive. */
+START_TEST(test_config_table_rows_are_sane)
+{
+    size_t n;
+    const struct fwd_config_opt *t = fwd_config_opts(&n);
+
+    ck_assert_uint_gt(n, 40);
+    for (size_t i = 0; i < n; i++) {
+        const struct fwd_config_opt *d = &t[i];
+
+        ck_assert_msg(d->doc != NULL && d->doc[0] != '\0', "%s: no doc", d->name);
+        ck_assert_msg(d->off + d->size <= sizeof(struct fwd_config), "%s: field", d->name);
+        for (size_t j = 0; j < i; j++) {
+            ck_assert_msg(strcmp(t[j].name, d->name) != 0, "%s twice", d->name);
+            ck_assert_msg(d->env == NULL || t[j].env == NULL || strcmp(t[j].env, d->env) != 0,
+                          "%s twice", d->env);
+        }
+        ck_assert_ptr_eq(fwd_config_env_name(d->name), d->env);
+        switch (d->type) {
+            case FWD_CONFIG_UINT:
+            case FWD_CONFIG_SIZE:
+            case FWD_CONFIG_DURATION:
+                ck_assert_msg(d->size == 4 || d->size == 8, "%s: size", d->name);
+                ck_assert_msg(d->min <= d->max, "%s: range", d->name);
+                ck_assert_msg(d->size == 8 || d->max <= UINT32_MAX, "%s: max", d->name);
+                break;
+            case FWD_CONFIG_ENUM:
+                ck_assert_msg(d->size == sizeof(int) && d->words != NULL, "%s: enum", d->name);
+                break;
+            case FWD_CONFIG_CUSTOM:
+                ck_assert_msg(d->set != NULL, "%s: no setter", d->name);
+                break;
+            case FWD_CONFIG_BOOL:
+                ck_assert_uint_eq(d->size, sizeof(bool));
+                break;
+            case FWD_CONFIG_TEXT:
+                ck_assert_uint_eq(d->size, sizeof(const char *));
+                break;
+            default:
+                ck_assert_msg(d->size > 1, "%s: string size", d->name);
+                break;
+        }
+    }
+}
+END_TEST
+
+/* Numeric rows: the ends of the range are accepted, one past them refused naming the option. */
+START_TEST(test_config_table_ranges_enforced)
+{
+    size_t n;
+    const struct fwd_config_opt *t = fwd_config_opts(&n);
+    struct fwd_config c;
+    char v[64];
+
+    for (size_t i = 0; i < n; i++) {
+        const struct fwd_config_opt *d = &t[i];
+        const char *unit = d->type == FWD_CONFIG_DURATION ? "ms" : "";
+        uint64_t bounds[2] = {d->min, d->max};
+
+        if (d->type != FWD_CONFIG_UINT && d->type != FWD_CONFIG_SIZE &&
+            d->type != FWD_CONFIG_DURATION)
+            continue;
+        for (int b = 0; b < 2; b++) {
+            snprintf(v, sizeof(v), "%" PRIu64 "%s", bounds[b], unit);
+            ck_assert_msg(build1(&c, d->name, v) == 0, "%s=%s: %s", d->name, v, err);
+        }
+        snprintf(v, sizeof(v), "%" PRIu64 "%s", d->max + 1, unit);
+        ck_assert_msg(build1(&c, d->name, v) == -EINVAL, "%s=%s accepted", d->name, v);
+        ck_assert_ptr_nonnull(strstr(err, d->name));
+        if (d->min > 1 || (d->min == 1 && d->zero == NULL)) {
+            snprintf(v, sizeof(v), "%" PRIu64 "%s", d->min - 1, unit);
+            ck_assert_msg(build1(&c, d->name, v) == -EINVAL, "%s=%s accepted", d->name, v);
+        }
+    }
+}
+END_TEST
+
 static const char start_body[] =
     "{\"File\":\"/run/docker/logging/f\",\"Info\":{\"Config\":{\"tag\":\"t\"},"
     "\"ContainerID\":\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\","
@@ -416,6 +495,8 @@ int main(void)
     tcase_add_test(core, test_info_parse_all_fields);
     tcase_add_test(core, test_tag_every_field);
     tcase_add_test(errors, test_config_errors_name_option_value_and_fix);
+    tcase_add_test(core, test_config_table_rows_are_sane);
+    tcase_add_test(errors, test_config_table_ranges_enforced);
     tcase_add_test(errors, test_info_null_arrays_and_errors);
     suite_add_tcase(s, core);
     suite_add_tcase(s, errors);
