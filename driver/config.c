@@ -8,8 +8,13 @@
  * range in a message is the range enforced. Checks across options follow.
  * Plugin-wide defaults are validated at daemon start with the same code, and
  * their errors name the environment variable instead of the log-opt.
+ *
+ * Files named by *-file options are read with fwd_file_read (O_NONBLOCK,
+ * O_NOFOLLOW, regular files only, bounded): StartLogging runs on the loop,
+ * and a FIFO or a device must be refused at once, never waited on.
  */
 #include "fwd_config.h"
+#include "fwd_file.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -17,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /*
@@ -227,44 +233,64 @@ static void store_uint(void *field, size_t size, uint64_t u)
 }
 
 /*
- * A secret from a file (so it need not appear in `docker inspect`): at most
- * size-1 bytes, one trailing newline removed. What is wrong goes to want;
- * never the content.
+ * A secret from a file (so it need not appear in `docker inspect`): 1 to
+ * size-1 bytes after one trailing newline is dropped. What is wrong goes to
+ * want; never the content.
  */
 static int read_secret(char *out, size_t size, const char *path, char *want, size_t wantlen)
 {
-    FILE *f = fopen(path, "re");
-    size_t n;
-    int extra;
+    char *buf = NULL;
+    size_t n = 0;
+    int rc = fwd_file_read(path, size + 1, &buf, &n); /* room for "\r\n" */
 
-    if (f == NULL) {
-        snprintf(want, wantlen, "a readable file (%s)", strerror(errno));
-        return -EINVAL;
+    if (rc == 0) {
+        if (n > 0 && buf[n - 1] == '\n')
+            n--;
+        if (n > 0 && buf[n - 1] == '\r')
+            n--;
+        if (n == 0 || n >= size)
+            rc = -EFBIG;
+        else if (memchr(buf, '\0', n) != NULL)
+            rc = -EILSEQ;
     }
-    n = fread(out, 1, size - 1, f);
-    extra = fgetc(f);
-    fclose(f);
-    out[n] = '\0';
-    if (n > 0 && out[n - 1] == '\n')
-        out[--n] = '\0';
-    if (n > 0 && out[n - 1] == '\r')
-        out[--n] = '\0';
-    if (extra != EOF || n == 0) {
-        memset(out, 0, size);
+    if (rc == 0) {
+        memcpy(out, buf, n);
+        out[n] = '\0';
+    } else if (rc == -EINVAL) {
+        snprintf(want, wantlen, "a regular file (this is a FIFO, socket, device or directory)");
+    } else if (rc == -ELOOP) {
+        snprintf(want, wantlen, "a regular file, not a symbolic link (name the file it points to)");
+    } else if (rc == -EILSEQ) {
+        snprintf(want, wantlen, "a text file (this one holds a NUL byte)");
+    } else if (rc == -EFBIG) {
         snprintf(want, wantlen, "a file holding a secret of 1 to %zu bytes", size - 1);
-        return -EINVAL;
+    } else {
+        snprintf(want, wantlen, "a readable file (%s)", strerror(-rc));
     }
-    return 0;
+    if (buf != NULL)
+        memset(buf, 0, n);
+    free(buf);
+    return rc < 0 ? -EINVAL : 0;
 }
 
+/*
+ * A PEM file OpenSSL loads when the connection starts: readable and regular
+ * now, so a FIFO or a device is refused here rather than block that load.
+ */
 static int check_path(char *out, size_t size, const char *v, char *want, size_t wantlen)
 {
+    struct stat st;
+
     if (strlen(v) >= size) {
         snprintf(want, wantlen, "a readable PEM file (path too long)");
         return -EINVAL;
     }
-    if (access(v, R_OK) != 0) {
+    if (access(v, R_OK) != 0 || stat(v, &st) != 0) {
         snprintf(want, wantlen, "a readable PEM file (%s)", strerror(errno));
+        return -EINVAL;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(want, wantlen, "a readable PEM file (this is not a regular file)");
         return -EINVAL;
     }
     strcpy(out, v);

@@ -148,8 +148,8 @@ enum fwd_config_type {
     FWD_CONFIG_STRING,      /* copied into a char[size] field */
     FWD_CONFIG_SECRET,      /* the same, never shown in an error */
     FWD_CONFIG_TEXT,        /* borrowed into a const char * field; "" takes the default */
-    FWD_CONFIG_PATH,        /* a readable file's path, copied into a char[size] field */
-    FWD_CONFIG_SECRET_FILE, /* the secret read from the file named, into char[size] */
+    FWD_CONFIG_PATH,        /* a readable regular file's path, copied into a char[size] field */
+    FWD_CONFIG_SECRET_FILE, /* the secret read from the regular file named, into char[size] */
     FWD_CONFIG_CUSTOM,      /* set() parses and stores */
 };
 

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static char err[2048];
 
@@ -385,6 +387,69 @@ START_TEST(test_config_table_ranges_enforced)
 }
 END_TEST
 
+static void write_file(const char *path, const char *text, size_t len)
+{
+    FILE *f = fopen(path, "we");
+
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(text, 1, len, f), len);
+    fclose(f);
+}
+
+/*
+ * Issue 13: a *-file option is read on the loop thread at StartLogging. A
+ * FIFO must be refused at once (the old fopen waited for a writer forever,
+ * so this test timed out), and so must anything else that is not a regular
+ * file. Sizes are bounded; one trailing newline is dropped.
+ */
+START_TEST(test_issue_13_secret_files_regular_and_bounded)
+{
+    char dir[] = "/tmp/fwdcfg-XXXXXX", fifo[64], key[64], link[64], big[300];
+    struct fwd_config c;
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+    snprintf(key, sizeof(key), "%s/key", dir);
+    snprintf(link, sizeof(link), "%s/link", dir);
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    ck_assert_int_eq(build1(&c, "fluentd-shared-key-file", fifo), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "invalid log-opt fluentd-shared-key-file=\""));
+    ck_assert_ptr_nonnull(strstr(err, "want a regular file"));
+    ck_assert_int_eq(build1(&c, "fluentd-tls-ca-file", fifo), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "not a regular file"));
+    ck_assert_int_eq(build1(&c, "fluentd-shared-key-file", dir), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "want a regular file"));
+    write_file(key, "s3cret\r\n", 8);
+    ck_assert_int_eq(build1(&c, "fluentd-shared-key-file", key), 0);
+    ck_assert_str_eq(c.shared_key, "s3cret");
+    ck_assert_int_eq(symlink(key, link), 0);
+    ck_assert_int_eq(build1(&c, "fluentd-shared-key-file", link), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "not a symbolic link"));
+    memset(big, 'k', sizeof(big));
+    big[255] = '\n';
+    write_file(key, big, 256); /* 255 bytes and a newline: the most */
+    ck_assert_int_eq(build1(&c, "fluentd-shared-key-file", key), 0);
+    ck_assert_uint_eq(strlen(c.shared_key), 255);
+    write_file(key, big, 256 + 1);
+    ck_assert_int_eq(build1(&c, "fluentd-shared-key-file", key), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "a secret of 1 to 255 bytes"));
+    ck_assert_ptr_null(strstr(err, "kkkk")); /* never the content */
+    write_file(key, big, sizeof(big));
+    ck_assert_int_eq(build1(&c, "fluentd-shared-key-file", key), -EINVAL);
+    write_file(key, "\n", 1);
+    ck_assert_int_eq(build1(&c, "fluentd-password-file", key), -EINVAL);
+    write_file(key, "a\0b", 3);
+    ck_assert_int_eq(build1(&c, "fluentd-password-file", key), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "NUL"));
+    ck_assert_int_eq(build1(&c, "fluentd-password-file", "/nonexistent/pw"), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "No such file"));
+    unlink(link);
+    unlink(key);
+    unlink(fifo);
+    rmdir(dir);
+}
+END_TEST
+
 static const char start_body[] =
     "{\"File\":\"/run/docker/logging/f\",\"Info\":{\"Config\":{\"tag\":\"t\"},"
     "\"ContainerID\":\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\","
@@ -497,6 +562,7 @@ int main(void)
     tcase_add_test(errors, test_config_errors_name_option_value_and_fix);
     tcase_add_test(core, test_config_table_rows_are_sane);
     tcase_add_test(errors, test_config_table_ranges_enforced);
+    tcase_add_test(errors, test_issue_13_secret_files_regular_and_bounded);
     tcase_add_test(errors, test_info_null_arrays_and_errors);
     suite_add_tcase(s, core);
     suite_add_tcase(s, errors);
