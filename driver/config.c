@@ -416,6 +416,12 @@ static int check_combinations(const struct fwd_config *cfg, char *err, size_t er
                  "together: a client certificate needs its key");
         return -EINVAL;
     }
+    if (cfg->tls_key_password[0] && !cfg->tls_key_file[0]) {
+        snprintf(err, errlen,
+                 "log-opt fluentd-tls-key-password-file needs fluentd-tls-key-file (and "
+                 "fluentd-tls-cert-file): it is the passphrase of that key");
+        return -EINVAL;
+    }
     if (cfg->buffer_type == FWD_BUFFER_FILE && cfg->spool_limit == 0) {
         snprintf(err, errlen,
                  "log-opt buffer-type=file needs a spool: spool-limit must not be 0 (default "
@@ -473,6 +479,10 @@ static void make_dest_key(struct fwd_config *cfg)
             h = fwd_config_hash(h, parts[i], strlen(parts[i]) + 1); /* terminators separate */
         key_add(cfg, " auth=%016" PRIx64, h);
     }
+    if (tls && cfg->tls_key_password[0])
+        key_add(
+            cfg, " kp=%016" PRIx64,
+            fwd_config_hash(FWD_HASH_INIT, cfg->tls_key_password, strlen(cfg->tls_key_password)));
 }
 
 int fwd_config_build(struct fwd_config *cfg, const struct fwd_kv *opts, size_t nopts,

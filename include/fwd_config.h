@@ -78,6 +78,8 @@ struct fwd_config {
     char tls_ca_file[FWD_CONFIG_STR_MAX];
     char tls_cert_file[FWD_CONFIG_STR_MAX];
     char tls_key_file[FWD_CONFIG_STR_MAX];
+    /* fluentd-tls-key-password-file: passphrase of an encrypted tls_key_file ("": none). Secret. */
+    char tls_key_password[FWD_CONFIG_STR_MAX];
     char tls_server_name[FWD_CONFIG_STR_MAX]; /* empty: the address's host */
     bool tls_insecure;                        /* skip certificate verification (explicit opt-in) */
     uint64_t buffer_limit;                    /* bytes buffered in memory per destination */

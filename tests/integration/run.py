@@ -1252,6 +1252,9 @@ class TestSecretFiles(ProcTest):
              "not a symbolic link"),
             ({"fluentd-tls-ca-file": fifo}, 'fluentd-tls-ca-file="%s"' % fifo,
              "not a regular file"),
+            ({"fluentd-tls-cert-file": key, "fluentd-tls-key-file": key,
+              "fluentd-tls-key-password-file": fifo},
+             'fluentd-tls-key-password-file="%s"' % fifo, "want a regular file"),
         ]
         try:
             for config, opt, why in cases:

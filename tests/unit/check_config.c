@@ -450,6 +450,41 @@ START_TEST(test_issue_13_secret_files_regular_and_bounded)
 }
 END_TEST
 
+/* fluentd-tls-key-password-file: read like the other secrets, into tls_key_password. */
+START_TEST(test_config_tls_key_password_file)
+{
+    char dir[] = "/tmp/fwdcfg-XXXXXX", pw[64], fifo[64];
+    struct fwd_config c, plain;
+    struct fwd_kv opts[] = {
+        KV("fluentd-address", "tls://h:1"), KV("fluentd-tls-cert-file", "/etc/hostname"),
+        KV("fluentd-tls-key-file", "/etc/hostname"), KV("fluentd-tls-key-password-file", pw)};
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(pw, sizeof(pw), "%s/pw", dir);
+    snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+    write_file(pw, "open sesame\n", 12);
+    ck_assert_int_eq(fwd_config_build(&c, opts, 4, NULL, 0, err, sizeof(err)), 0);
+    ck_assert_str_eq(c.tls_key_password, "open sesame");
+    ck_assert_int_eq(fwd_config_build(&plain, opts, 3, NULL, 0, err, sizeof(err)), 0);
+    ck_assert_str_eq(plain.tls_key_password, "");
+    /* another passphrase is another connection; the passphrase itself is not in the key */
+    ck_assert_str_ne(c.dest_key, plain.dest_key);
+    ck_assert_ptr_null(strstr(c.dest_key, "sesame"));
+    ck_assert_str_eq(fwd_config_env_name("fluentd-tls-key-password-file"),
+                     "FLUENTD_TLS_KEY_PASSWORD_FILE");
+    ck_assert_int_eq(build1(&c, "fluentd-tls-key-password-file", pw), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "needs fluentd-tls-key-file"));
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    opts[3].value = fifo;
+    ck_assert_int_eq(fwd_config_build(&c, opts, 4, NULL, 0, err, sizeof(err)), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "invalid log-opt fluentd-tls-key-password-file=\""));
+    ck_assert_ptr_nonnull(strstr(err, "want a regular file"));
+    unlink(fifo);
+    unlink(pw);
+    rmdir(dir);
+}
+END_TEST
+
 static const char start_body[] =
     "{\"File\":\"/run/docker/logging/f\",\"Info\":{\"Config\":{\"tag\":\"t\"},"
     "\"ContainerID\":\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\","
@@ -563,6 +598,7 @@ int main(void)
     tcase_add_test(core, test_config_table_rows_are_sane);
     tcase_add_test(errors, test_config_table_ranges_enforced);
     tcase_add_test(errors, test_issue_13_secret_files_regular_and_bounded);
+    tcase_add_test(core, test_config_tls_key_password_file);
     tcase_add_test(errors, test_info_null_arrays_and_errors);
     suite_add_tcase(s, core);
     suite_add_tcase(s, errors);
