@@ -6,6 +6,7 @@
 #include "unit.h"
 
 #include <check.h>
+#include <jansson.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -485,6 +486,162 @@ START_TEST(test_config_tls_key_password_file)
 }
 END_TEST
 
+/*
+ * The option table against the docs: every option has a row in README.md's
+ * "Log options" table (its name in the first column, its variable in the
+ * second), every variable has an entry in config.json's env list that
+ * `docker plugin set` may change, and neither names an option that is not in
+ * the table. Files are read from FWD_SRCDIR (default: the current directory,
+ * the top of the tree when make runs the suite).
+ */
+struct doc_row {
+    char names[512]; /* first cell */
+    char envs[512];  /* second cell */
+};
+
+static const char *srcdir(void)
+{
+    const char *d = getenv("FWD_SRCDIR");
+
+    return d != NULL && d[0] != '\0' ? d : ".";
+}
+
+/* Rows of README.md's "## Log options" table, at most max; their count. */
+static size_t readme_rows(struct doc_row *rows, size_t max)
+{
+    char path[512], line[8192];
+    bool in = false;
+    size_t n = 0;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/README.md", srcdir());
+    f = fopen(path, "re");
+    ck_assert_msg(f != NULL, "cannot open %s (set FWD_SRCDIR)", path);
+    while (fgets(line, sizeof(line), f) != NULL && n < max) {
+        char *c1, *c2, *c3;
+
+        if (strncmp(line, "## ", 3) == 0)
+            in = strncmp(line, "## Log options", 14) == 0;
+        if (!in || strncmp(line, "| `", 3) != 0)
+            continue;
+        c1 = line + 1;
+        c2 = strchr(c1, '|');
+        c3 = c2 ? strchr(c2 + 1, '|') : NULL;
+        ck_assert_msg(c3 != NULL, "README options row without columns: %s", line);
+        snprintf(rows[n].names, sizeof(rows[n].names), "%.*s", (int)(c2 - c1), c1);
+        snprintf(rows[n].envs, sizeof(rows[n].envs), "%.*s", (int)(c3 - c2 - 1), c2 + 1);
+        n++;
+    }
+    fclose(f);
+    return n;
+}
+
+/* Whether `word` (with its backticks) is in cell. */
+static bool has_code(const char *cell, const char *word)
+{
+    char quoted[128];
+
+    snprintf(quoted, sizeof(quoted), "`%s`", word);
+    return strstr(cell, quoted) != NULL;
+}
+
+/* Each `token` of cell: an option of the table or one of Docker's own keys. */
+static void check_row_names(const char *cell)
+{
+    static const char *const docker[] = {"mode",     "max-buffer-size", "cache-*",
+                                         "max-size", "max-file",        "compress"};
+    const char *p = cell;
+
+    while ((p = strchr(p, '`')) != NULL) {
+        const char *end = strchr(p + 1, '`');
+        char name[128];
+        bool known;
+
+        ck_assert_ptr_nonnull(end);
+        snprintf(name, sizeof(name), "%.*s", (int)(end - p - 1), p + 1);
+        known = fwd_config_env_name(name) != NULL;
+        for (int i = 0; i < 6 && !known; i++)
+            known = strcmp(name, docker[i]) == 0;
+        ck_assert_msg(known, "README's options table names '%s', which is not an option", name);
+        p = end + 1;
+    }
+}
+
+START_TEST(test_config_every_option_in_readme)
+{
+    static struct doc_row rows[200];
+    size_t n, nrows = readme_rows(rows, 200);
+    const struct fwd_config_opt *t = fwd_config_opts(&n);
+
+    ck_assert_uint_gt(nrows, 10);
+    for (size_t r = 0; r < nrows; r++)
+        check_row_names(rows[r].names);
+    for (size_t i = 0; i < n; i++) {
+        const struct doc_row *row = NULL;
+
+        for (size_t r = 0; r < nrows && row == NULL; r++)
+            if (has_code(rows[r].names, t[i].name))
+                row = &rows[r];
+        ck_assert_msg(row != NULL, "option %s has no row in README.md's Log options table",
+                      t[i].name);
+        ck_assert_msg(t[i].env == NULL || has_code(row->envs, t[i].env),
+                      "README.md's row for %s does not give its variable %s", t[i].name, t[i].env);
+    }
+}
+END_TEST
+
+START_TEST(test_config_every_variable_in_config_json)
+{
+    static const char *const daemon_vars[] = {"FWDLOG_STATE_DIR", "FWDLOG_LOG_LEVEL",
+                                              "FWDLOG_SOCKET"};
+    char path[512];
+    json_error_t jerr;
+    json_t *root, *env, *e;
+    size_t n, k;
+    const struct fwd_config_opt *t = fwd_config_opts(&n);
+
+    snprintf(path, sizeof(path), "%s/config.json", srcdir());
+    root = json_load_file(path, 0, &jerr);
+    ck_assert_msg(root != NULL, "%s: %s (set FWD_SRCDIR)", path, jerr.text);
+    env = json_object_get(root, "env");
+    ck_assert(json_is_array(env));
+    for (size_t i = 0; i < n; i++) {
+        bool found = false;
+
+        if (t[i].env == NULL)
+            continue;
+        json_array_foreach(env, k, e)
+        {
+            const char *desc = json_string_value(json_object_get(e, "description"));
+            json_t *settable = json_object_get(e, "settable");
+
+            if (strcmp(json_string_value(json_object_get(e, "name")), t[i].env) != 0)
+                continue;
+            found = true;
+            ck_assert_msg(desc != NULL && strstr(desc, t[i].name) != NULL,
+                          "config.json: %s's description does not name %s", t[i].env, t[i].name);
+            ck_assert_msg(json_array_size(settable) == 1 &&
+                              strcmp(json_string_value(json_array_get(settable, 0)), "value") == 0,
+                          "config.json: %s must be settable (\"settable\": [\"value\"])", t[i].env);
+        }
+        ck_assert_msg(found, "option %s: its variable %s is not in config.json's env list",
+                      t[i].name, t[i].env);
+    }
+    json_array_foreach(env, k, e)
+    {
+        const char *name = json_string_value(json_object_get(e, "name"));
+        bool known = false;
+
+        for (size_t i = 0; i < n && !known; i++)
+            known = t[i].env != NULL && strcmp(t[i].env, name) == 0;
+        for (int i = 0; i < 3 && !known; i++)
+            known = strcmp(daemon_vars[i], name) == 0;
+        ck_assert_msg(known, "config.json's env %s is no option's variable", name);
+    }
+    json_decref(root);
+}
+END_TEST
+
 static const char start_body[] =
     "{\"File\":\"/run/docker/logging/f\",\"Info\":{\"Config\":{\"tag\":\"t\"},"
     "\"ContainerID\":\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\","
@@ -599,6 +756,8 @@ int main(void)
     tcase_add_test(errors, test_config_table_ranges_enforced);
     tcase_add_test(errors, test_issue_13_secret_files_regular_and_bounded);
     tcase_add_test(core, test_config_tls_key_password_file);
+    tcase_add_test(core, test_config_every_option_in_readme);
+    tcase_add_test(core, test_config_every_variable_in_config_json);
     tcase_add_test(errors, test_info_null_arrays_and_errors);
     suite_add_tcase(s, core);
     suite_add_tcase(s, errors);
