@@ -1203,6 +1203,69 @@ class TestAuth(ProcTest):
         self.assertIn('fluentd-shared-key-file="/nonexistent/key"', body["Err"])
 
 
+class TestSecretFiles(ProcTest):
+    """*-file options name files that StartLogging reads on the loop thread: anything but a
+    regular file (a FIFO, a directory, a symlink) is refused at once, with an Err naming the
+    option, and the daemon keeps answering (issue 13: a FIFO used to hang every container)."""
+
+    def start_err(self, d, config, timeout=1.0):
+        f = self.fifo()
+        try:
+            st, body = d.api.start(f.path, info(cid(95), config=config), timeout=timeout)
+        except socket.timeout:
+            self.fail("StartLogging got no answer within %.1f s" % timeout)
+        self.assertEqual(st, 200)
+        return body["Err"]
+
+    def unblock(self, fifo):
+        """The old code sits in open(2) on the FIFO: a writer lets it go, so the daemon can
+        still be stopped and the test fails on its assertion, not in tearDown."""
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+
+    def test_issue_13_shared_key_file_fifo_answers_err_within_1s(self):
+        d = self.daemon({"FLUENTD_ADDRESS": "127.0.0.1:9"})
+        fifo = os.path.join(self.tmp, "key.fifo")
+        os.mkfifo(fifo)
+        try:
+            e = self.start_err(d, {"fluentd-shared-key-file": fifo})
+        finally:
+            self.unblock(fifo)
+        self.assertIn('invalid log-opt fluentd-shared-key-file="%s"' % fifo, e)
+        self.assertIn("want a regular file", e)
+        self.assertEqual(d.api.call("/Plugin.Activate", timeout=1),
+                         (200, {"Implements": ["LogDriver"]}))
+
+    def test_issue_13_other_non_regular_files_are_refused(self):
+        d = self.daemon({"FLUENTD_ADDRESS": "127.0.0.1:9"})
+        fifo, key, link = (os.path.join(self.tmp, n) for n in ("pem.fifo", "key", "key.link"))
+        os.mkfifo(fifo)
+        with open(key, "w") as fh:
+            fh.write("k\n")
+        os.symlink(key, link)
+        cases = [
+            ({"fluentd-shared-key": "k", "fluentd-password-file": self.tmp},
+             'fluentd-password-file="%s"' % self.tmp, "want a regular file"),
+            ({"fluentd-shared-key-file": link}, 'fluentd-shared-key-file="%s"' % link,
+             "not a symbolic link"),
+            ({"fluentd-tls-ca-file": fifo}, 'fluentd-tls-ca-file="%s"' % fifo,
+             "not a regular file"),
+            ({"fluentd-tls-cert-file": key, "fluentd-tls-key-file": key,
+              "fluentd-tls-key-password-file": fifo},
+             'fluentd-tls-key-password-file="%s"' % fifo, "want a regular file"),
+        ]
+        try:
+            for config, opt, why in cases:
+                e = self.start_err(d, config)
+                self.assertIn(opt, e)
+                self.assertIn(why, e)
+        finally:
+            self.unblock(fifo)
+        self.assertEqual(self.start_err(d, {"fluentd-shared-key-file": key}), "")
+
+
 class TestTLS(ProcTest):
     """tls:// against the receiver's TLS side, with certificates made at test time."""
 
