@@ -1327,6 +1327,35 @@ class TestTLS(ProcTest):
             "fluentd-tls-key-file": self.pki["client.key"]})
         self.assertEqual(logs(r.wait_exact(300)), ["t%d" % i for i in range(300)])
 
+    def test_encrypted_client_key(self):
+        # An encrypted key: without its passphrase a clear error naming the option (OpenSSL
+        # loading the file itself gave "not the key of the certificate", or prompted on a
+        # tty); with fluentd-tls-key-password-file it works.
+        enc = os.path.join(self.tmp, "client-enc.key")
+        subprocess.run(["openssl", "pkey", "-in", self.pki["client.key"], "-aes256",
+                        "-passout", "pass:horse battery", "-out", enc], check=True)
+        pw = os.path.join(self.tmp, "key.pass")
+        with open(pw, "w") as f:
+            f.write("horse battery\n")
+        d = self.daemon()
+        f = self.fifo()
+        opts = {"fluentd-address": "tls://127.0.0.1:1", "fluentd-tls-ca-file": self.pki["ca.pem"],
+                "fluentd-tls-cert-file": self.pki["client.pem"], "fluentd-tls-key-file": enc}
+        st, body = d.api.start(f.path, info(cid(97), config=opts))
+        self.assertIn('fluentd-tls-key-file="%s": the key is encrypted: give its passphrase '
+                      'with fluentd-tls-key-password-file' % enc, body["Err"])
+        bad = os.path.join(self.tmp, "bad.pass")
+        with open(bad, "w") as f2:
+            f2.write("wrong\n")
+        st, body = d.api.start(f.path, info(cid(97), config=dict(
+            opts, **{"fluentd-tls-key-password-file": bad})))
+        self.assertIn("wrong passphrase", body["Err"])
+        r, d2, body = self.run_case({"tls_client_ca": self.pki["ca.pem"]}, {
+            "fluentd-tls-ca-file": self.pki["ca.pem"],
+            "fluentd-tls-cert-file": self.pki["client.pem"], "fluentd-tls-key-file": enc,
+            "fluentd-tls-key-password-file": pw})
+        self.assertEqual(logs(r.wait_exact(300)), ["t%d" % i for i in range(300)])
+
     def test_client_certificate_missing(self):
         r, d, body = self.run_case({"tls_client_ca": self.pki["ca.pem"]}, {
             "fluentd-tls-ca-file": self.pki["ca.pem"]})
