@@ -1,28 +1,18 @@
 /*
- * config_pipeline.c - values of the parse*, time-*, multiline*, metadata and
- * seq-key options (names and environment variables: config.c's table).
+ * config_pipeline.c - the parse*, time-*, multiline*, metadata and seq-key
+ * options: the parsers of the syntaxes that are their own, and the checks
+ * across them. Their rows (names, variables, ranges, defaults) are in
+ * config_table.c; the plain ones (bools, numbers, words) need no code here.
  *
  * Patterns (parse-regex, multiline-start) are borrowed here and compiled by
  * the modules that use them, at StartLogging, whose errors name the option.
  * Names that would collide with the keys fwdlog sets itself are refused here.
  */
 #include "fwd_config_pipeline.h"
-#include "fwd_config.h"
-#include "fwd_limits.h"
 
 #include <errno.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-
-void fwd_pipeline_cfg_init(struct fwd_pipeline_cfg *c)
-{
-    memset(c, 0, sizeof(*c));
-    c->parse_regex = c->multiline_start = "";
-    c->multiline_max_lines = FWD_DEFAULT_MULTILINE_LINES;
-    c->multiline_flush_ms = FWD_DEFAULT_MULTILINE_FLUSH;
-    /* zeroed: time_format is rfc3339 (FWD_TIMEFMT_RFC3339 == 0) */
-}
 
 static int word(const char *v, const char *const *words, int n)
 {
@@ -32,29 +22,38 @@ static int word(const char *v, const char *const *words, int n)
     return -1;
 }
 
-/* A record key: 1 to 127 bytes, not one fwdlog sets itself. */
-static int key_name(char *dst, const char *v, bool empty_ok, char *want, size_t wantlen)
+/* A record key: 1 to 127 bytes (or "": unset), not one fwdlog sets itself. */
+int fwd_pipeline_set_key(void *field, const char *v, char *want, size_t wantlen)
 {
     static const char *const base[] = {"container_id", "container_name", "source", "log"};
 
-    if ((v[0] == '\0' && !empty_ok) || strlen(v) >= FWD_PIPELINE_NAME_MAX ||
-        word(v, base, 4) >= 0) {
+    if (strlen(v) >= FWD_PIPELINE_NAME_MAX || word(v, base, 4) >= 0) {
         snprintf(want, wantlen,
                  "a key name of 1 to 127 bytes other than container_id, container_name, source "
                  "and log");
         return -EINVAL;
     }
-    strcpy(dst, v);
+    strcpy(field, v);
     return 0;
 }
 
-static int metadata(unsigned *bits, const char *v, char *want, size_t wantlen)
+int fwd_pipeline_set_time_format(void *field, const char *v, char *want, size_t wantlen)
+{
+    if (fwd_timefmt_compile(field, v) == 0)
+        return 0;
+    snprintf(want, wantlen,
+             "rfc3339, unix, unix_ms, unix_us, unix_ns or a strptime pattern such as "
+             "%%Y-%%m-%%d %%H:%%M:%%S.%%L%%z (at most 127 bytes)");
+    return -EINVAL;
+}
+
+int fwd_pipeline_set_metadata(void *field, const char *v, char *want, size_t wantlen)
 {
     static const char *const names[] = {"image_name", "image_id", "host",
                                         "command",    "created",  "compose"};
     const char *p = v;
+    unsigned bits = 0;
 
-    *bits = 0;
     while (*p != '\0') {
         size_t n = strcspn(p, ",");
         int i = -1;
@@ -67,100 +66,10 @@ static int metadata(unsigned *bits, const char *v, char *want, size_t wantlen)
                      "a comma list of image_name, image_id, host, command, created, compose");
             return -EINVAL;
         }
-        *bits |= 1u << i;
+        bits |= 1u << i;
         p += n + (p[n] == ',');
     }
-    return 0;
-}
-
-static int flag(bool *b, const char *v, char *want, size_t wantlen)
-{
-    if (fwd_config_parse_bool(v, b) == 0)
-        return 0;
-    snprintf(want, wantlen, "true or false");
-    return -EINVAL;
-}
-
-static int multiline_opt(struct fwd_pipeline_cfg *c, const char *name, const char *v, char *want,
-                         size_t wantlen)
-{
-    static const char *const presets[] = {"none", "java", "python", "go"};
-    uint64_t u;
-    int i;
-
-    if (strcmp(name, "multiline") == 0) {
-        if ((i = word(v, presets, 4)) < 0) {
-            snprintf(want, wantlen, "none, java, python or go (or multiline-start=REGEX)");
-            return -EINVAL;
-        }
-        c->multiline = (enum fwd_multiline_mode)i;
-    } else if (strcmp(name, "multiline-start") == 0) {
-        c->multiline_start = v;
-    } else if (strcmp(name, "multiline-max-lines") == 0) {
-        if (v[strspn(v, "0123456789")] != '\0' || strlen(v) > 6 ||
-            (u = strtoull(v, NULL, 10)) < 1 || u > FWD_MAX_MULTILINE_LINES) {
-            snprintf(want, wantlen, "a whole number from 1 to %u", FWD_MAX_MULTILINE_LINES);
-            return -EINVAL;
-        }
-        c->multiline_max_lines = (uint32_t)u;
-    } else if (strcmp(name, "multiline-max-bytes") == 0) {
-        if (fwd_config_parse_size(v, &u) != 0 || u < 1024 || u > FWD_MAX_MAX_LINE) {
-            snprintf(want, wantlen, "a size from 1k to 64m, such as 1m");
-            return -EINVAL;
-        }
-        c->multiline_max_bytes = (size_t)u;
-    } else if (strcmp(name, "multiline-flush") == 0) {
-        if (fwd_config_parse_duration_ms(v, &u) != 0 || u < 1 || u > 3600000) {
-            snprintf(want, wantlen, "a duration from 1ms to 1h, such as 1s");
-            return -EINVAL;
-        }
-        c->multiline_flush_ms = (uint32_t)u;
-    } else {
-        return 1;
-    }
-    return 0;
-}
-
-int fwd_pipeline_cfg_apply(struct fwd_pipeline_cfg *c, const char *name, const char *v, char *want,
-                           size_t wantlen)
-{
-    static const char *const kinds[] = {"none", "json", "logfmt", "regex"};
-    int i;
-
-    if (strcmp(name, "parse") == 0) {
-        if ((i = word(v, kinds, 4)) < 0) {
-            snprintf(want, wantlen, "none, json, logfmt or regex");
-            return -EINVAL;
-        }
-        c->parse = (enum fwd_parse_kind)i;
-    } else if (strcmp(name, "parse-into") == 0) {
-        return key_name(c->parse_into, v, true, want, wantlen);
-    } else if (strcmp(name, "parse-keep-log") == 0) {
-        return flag(&c->parse_keep_log, v, want, wantlen);
-    } else if (strcmp(name, "parse-regex") == 0) {
-        c->parse_regex = v;
-    } else if (strcmp(name, "time-key") == 0) {
-        if (strlen(v) >= FWD_PIPELINE_NAME_MAX) {
-            snprintf(want, wantlen, "a field name of at most 127 bytes");
-            return -EINVAL;
-        }
-        strcpy(c->time_key, v);
-    } else if (strcmp(name, "time-format") == 0) {
-        if (fwd_timefmt_compile(&c->time_format, v) != 0) {
-            snprintf(want, wantlen,
-                     "rfc3339, unix, unix_ms, unix_us, unix_ns or a strptime pattern such as "
-                     "%%Y-%%m-%%d %%H:%%M:%%S.%%L%%z (at most 127 bytes)");
-            return -EINVAL;
-        }
-    } else if (strcmp(name, "time-keep") == 0) {
-        return flag(&c->time_keep, v, want, wantlen);
-    } else if (strcmp(name, "metadata") == 0) {
-        return metadata(&c->metadata, v, want, wantlen);
-    } else if (strcmp(name, "seq-key") == 0) {
-        return key_name(c->seq_key, v, true, want, wantlen);
-    } else {
-        return multiline_opt(c, name, v, want, wantlen);
-    }
+    *(unsigned *)field = bits;
     return 0;
 }
 

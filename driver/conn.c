@@ -177,6 +177,9 @@ static void fail(struct fwd_conn *c, const char *what, int err)
 {
     uint64_t wait;
 
+    /* the oldest batch on the wire when it failed: refused too often, it is set aside */
+    if (c->qhead != NULL && c->qhead->sent > 0)
+        c->qhead->attempts++;
     close_conn(c);
     forget_addrs(c);
     c->failures++;

@@ -163,6 +163,11 @@ static const struct global output_globals[] = {
      OS(replayed_records)},
     {"fwdlog_spool_corrupt_records_total", C, "Spool records skipped as cut short or damaged.",
      OS(spool_corrupt)},
+    {"fwdlog_records_rejected_total", C,
+     "Records set aside in state/rejected/ after failed sends (an aggregator refusing them).",
+     OS(records_rejected)},
+    {"fwdlog_batches_rejected_total", C, "Forward messages set aside in state/rejected/.",
+     OS(batches_rejected)},
     {"fwdlog_blocked_destinations", G,
      "Destinations holding their containers back (overflow-policy=block).", OS(blocked)},
 };

@@ -102,9 +102,23 @@ static void list_unlink(struct fwd_queue *q, struct fwd_batch *prev, struct fwd_
     q->nresident -= !b->spilled;
 }
 
+static void reject(struct fwd_queue *q, struct fwd_batch *b);
+
 void fwd_queue_return(struct fwd_queue *q, struct fwd_batch *list)
 {
     struct fwd_batch head = {0}, *t = &head, *p = q->head;
+
+    for (struct fwd_batch **pp = &list; *pp != NULL;) {
+        struct fwd_batch *b = *pp;
+
+        if (b->attempts < FWD_MAX_SEND_ATTEMPTS) {
+            pp = &b->next;
+            continue;
+        }
+        *pp = b->next;
+        b->next = NULL;
+        reject(q, b);
+    }
 
     for (const struct fwd_batch *b = list; b != NULL; b = b->next)
         q->nresident += !b->spilled;
@@ -236,11 +250,13 @@ void fwd_queue_fini(struct fwd_queue *q)
         fwd_spool_destroy(q->spool);
     } else
         fwd_spool_close(q->spool); /* the records still in it stay for the next start */
+    fwd_spool_close(q->rejected);
     if (q->delivered_fd >= 0)
         close(q->delivered_fd);
     free(q->spool_dir);
     json_decref(q->options);
     q->spool = NULL;
+    q->rejected = NULL;
     q->spool_dir = NULL;
     q->options = NULL;
 }
@@ -472,6 +488,67 @@ static int load(struct fwd_queue *q, struct fwd_batch *b)
     q->st->spool_corrupt++;
     fwd_queue_drop(q, b);
     return -EIO;
+}
+
+static int keep_rejected(void *ctx, const struct fwd_spool_item *it)
+{
+    (void)ctx;
+    (void)it;
+    return 0; /* an earlier run's rejected batches stay, and count against spool-limit */
+}
+
+/*
+ * Write b to state_dir/rejected/<the spool directory's name>, outside spool/ so no
+ * start replays it, within what spool-limit leaves. 0 or -errno.
+ */
+static int rejected_write(struct fwd_queue *q, struct fwd_batch *b)
+{
+    char dir[FWD_PATH_MAX], err[512];
+    struct fwd_spool_ref ref;
+    const char *name;
+    int rc;
+
+    if (spool_get(q) == NULL || b->spilled)
+        return -EIO;
+    if (q->rejected == NULL) {
+        name = strrchr(q->spool_dir, '/');
+        pathf(dir, sizeof(dir), "%s/rejected", q->state_dir);
+        if (mkdir(dir, 0700) == -1 && errno != EEXIST)
+            return -errno;
+        pathf(dir, sizeof(dir), "%s/rejected/%s", q->state_dir, name ? name + 1 : q->spool_dir);
+        rc = fwd_spool_open(dir, &q->rejected, keep_rejected, NULL, err, sizeof(err));
+        if (rc < 0) {
+            fwd_log_rl(FWD_LOG_ERROR, NULL, "%s: %s", q->label, err);
+            return rc;
+        }
+    }
+    if (fwd_spool_live_bytes(q->spool) + fwd_spool_live_bytes(q->rejected) +
+            FWD_SPOOL_RECORD_OVERHEAD + b->tag_len + b->entries_len >
+        q->cfg->spool_limit)
+        return -ENOSPC;
+    return fwd_spool_append(q->rejected, b->seq, b->count, q->cfg->gzip ? FWD_SPOOL_GZIP : 0,
+                            fwd_batch_tag(b), b->tag_len, b->entries.data, b->entries.len, &ref);
+}
+
+/*
+ * b failed FWD_MAX_SEND_ATTEMPTS sends: the aggregator refuses it (too large for
+ * its buffer, say). It leaves the queue, so what comes after it moves on.
+ */
+static void reject(struct fwd_queue *q, struct fwd_batch *b)
+{
+    int rc = rejected_write(q, b);
+
+    q->st->records_rejected += b->count;
+    q->st->batches_rejected++;
+    fwd_batch_count_drop(b);
+    fwd_log_rl(FWD_LOG_ERROR, fwd_batch_first_cid(b),
+               "%s: a batch of %u records (%zu bytes) failed %u sends in a row (the aggregator "
+               "closes the connection on it: larger than it accepts?): %s%s%s",
+               q->label, b->count, fwd_batch_wire_len(b), b->attempts,
+               rc == 0 ? "set aside in " : "dropped (",
+               rc == 0 ? fwd_spool_dir(q->rejected) : strerror(-rc), rc == 0 ? "" : ")");
+    b->next = NULL;
+    fwd_queue_done(q, b);
 }
 
 struct fwd_batch *fwd_queue_pop(struct fwd_queue *q)

@@ -462,6 +462,11 @@ int fwd_spool_append(struct fwd_spool *sp, uint64_t seq, uint32_t count, uint16_
     return 0;
 }
 
+const char *fwd_spool_dir(const struct fwd_spool *sp)
+{
+    return sp->dir;
+}
+
 int fwd_spool_read(struct fwd_spool *sp, const struct fwd_spool_ref *ref, struct fwd_buf *out)
 {
     char path[FWD_PATH_MAX];

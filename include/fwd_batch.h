@@ -50,6 +50,7 @@ struct fwd_batch {
     uint64_t seq;                          /* order of sealing, kept in the spool */
     uint64_t born;            /* monotonic time it was made (its first record, or read back) */
     uint64_t written_at;      /* ack mode: loop time its last byte was written */
+    uint32_t attempts;        /* connections that failed while it was the oldest one being sent */
     struct fwd_spool_ref ref; /* where it is in the spool, if it is */
     struct fwd_src_count *srcs;
     uint32_t nsrcs, srccap;

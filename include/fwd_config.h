@@ -78,6 +78,8 @@ struct fwd_config {
     char tls_ca_file[FWD_CONFIG_STR_MAX];
     char tls_cert_file[FWD_CONFIG_STR_MAX];
     char tls_key_file[FWD_CONFIG_STR_MAX];
+    /* fluentd-tls-key-password-file: passphrase of an encrypted tls_key_file ("": none). Secret. */
+    char tls_key_password[FWD_CONFIG_STR_MAX];
     char tls_server_name[FWD_CONFIG_STR_MAX]; /* empty: the address's host */
     bool tls_insecure;                        /* skip certificate verification (explicit opt-in) */
     uint64_t buffer_limit;                    /* bytes buffered in memory per destination */
@@ -135,6 +137,47 @@ int fwd_config_env_defaults(char *const *envp, struct fwd_kv **out, size_t *n)
 /* The environment variable that sets option's plugin-wide default, or NULL. */
 const char *fwd_config_env_name(const char *option);
 
+/*
+ * The option table (config_table.c): one row per option, and parsing,
+ * defaults, range checks and error messages are all driven by it.
+ */
+enum fwd_config_type {
+    FWD_CONFIG_BOOL = 1,    /* Go strconv.ParseBool, into a bool */
+    FWD_CONFIG_UINT,        /* a whole number in [min, max], into a uint32_t or uint64_t */
+    FWD_CONFIG_SIZE,        /* docker/go-units bytes in [min, max], into a uint64_t or size_t */
+    FWD_CONFIG_DURATION,    /* Go duration, as milliseconds in [min, max], into a uint32_t */
+    FWD_CONFIG_ENUM,        /* one of words[], stored as its index into an enum field */
+    FWD_CONFIG_STRING,      /* copied into a char[size] field */
+    FWD_CONFIG_SECRET,      /* the same, never shown in an error */
+    FWD_CONFIG_TEXT,        /* borrowed into a const char * field; "" takes the default */
+    FWD_CONFIG_PATH,        /* a readable regular file's path, copied into a char[size] field */
+    FWD_CONFIG_SECRET_FILE, /* the secret read from the regular file named, into char[size] */
+    FWD_CONFIG_CUSTOM,      /* set() parses and stores */
+};
+
+/*
+ * A custom option's parser: store v (borrowed for the config's life) into
+ * field, or return -EINVAL with what is accepted in want.
+ */
+typedef int (*fwd_config_set_cb)(void *field, const char *v, char *want, size_t wantlen);
+
+struct fwd_config_opt {
+    const char *name; /* the log-opt */
+    const char *env;  /* the variable of its plugin-wide default, or NULL */
+    enum fwd_config_type type;
+    size_t off, size;         /* the field in struct fwd_config */
+    uint64_t min, max;        /* UINT, SIZE, DURATION (milliseconds) */
+    const char *zero;         /* UINT, SIZE, DURATION: 0 is accepted too, and means this */
+    const char *def;          /* the default, as a value; NULL: zero */
+    const char *const *words; /* ENUM: NULL-terminated */
+    const char *hint;         /* added to what is accepted ("such as 1m"); STRING: the noun */
+    fwd_config_set_cb set;    /* CUSTOM */
+    const char *doc;          /* one line */
+};
+
+/* The option table, *n rows; static storage. */
+const struct fwd_config_opt *fwd_config_opts(size_t *n);
+
 /* Parsers shared with main.c and tests. 0 or -EINVAL. */
 int fwd_config_parse_addr(const char *s, struct fwd_addr *out, char *err, size_t errlen)
     __attribute__((warn_unused_result));
@@ -144,5 +187,8 @@ int fwd_config_parse_addr_list(const char *s, struct fwd_addr *out, unsigned *n,
 int fwd_config_parse_duration_ms(const char *s, uint64_t *ms) __attribute__((warn_unused_result));
 int fwd_config_parse_size(const char *s, uint64_t *bytes) __attribute__((warn_unused_result));
 int fwd_config_parse_bool(const char *s, bool *b) __attribute__((warn_unused_result));
+/* Decimal digits only, at most max. */
+int fwd_config_parse_uint(const char *s, uint64_t max, uint64_t *out)
+    __attribute__((warn_unused_result));
 
 #endif

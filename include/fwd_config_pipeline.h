@@ -1,8 +1,9 @@
 /*
  * fwd_config_pipeline.h - the options that shape records at the source:
- * parse*, time-*, multiline*, metadata and seq-key. Their names and
- * environment variables are in config.c's option table with the others; this
- * module holds their values and parses them.
+ * parse*, time-*, multiline*, metadata and seq-key. Their rows (names,
+ * variables, types, ranges, defaults) are in config_table.c with the others;
+ * this module holds their values, the parsers of the syntaxes that are their
+ * own, and the checks across them.
  */
 #ifndef FWD_CONFIG_PIPELINE_H
 #define FWD_CONFIG_PIPELINE_H
@@ -45,15 +46,20 @@ struct fwd_pipeline_cfg {
     char seq_key[FWD_PIPELINE_NAME_MAX];
 };
 
-/* The defaults: everything off. */
-void fwd_pipeline_cfg_init(struct fwd_pipeline_cfg *c);
-
 /*
- * Apply option name=v (v borrowed for the config's life). 0; 1 when name is
- * not one of these options; -EINVAL with what is accepted in want.
+ * Parsers of the options whose syntax is their own (fwd_config_set_cb):
+ * field is the option's field in struct fwd_pipeline_cfg, v is borrowed.
+ * 0, or -EINVAL with what is accepted in want.
  */
-int fwd_pipeline_cfg_apply(struct fwd_pipeline_cfg *c, const char *name, const char *v, char *want,
-                           size_t wantlen) __attribute__((warn_unused_result));
+/* parse-into, seq-key: a record key (char[FWD_PIPELINE_NAME_MAX]), not one fwdlog sets. */
+int fwd_pipeline_set_key(void *field, const char *v, char *want, size_t wantlen)
+    __attribute__((warn_unused_result));
+/* time-format, into a struct fwd_timefmt. */
+int fwd_pipeline_set_time_format(void *field, const char *v, char *want, size_t wantlen)
+    __attribute__((warn_unused_result));
+/* metadata, into unsigned enum fwd_metadata bits. */
+int fwd_pipeline_set_metadata(void *field, const char *v, char *want, size_t wantlen)
+    __attribute__((warn_unused_result));
 
 /* Checks across options, after all are applied. 0 or -EINVAL with a message in err. */
 int fwd_pipeline_cfg_check(const struct fwd_pipeline_cfg *c, char *err, size_t errlen)

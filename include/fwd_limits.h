@@ -1,9 +1,9 @@
 /*
- * fwd_limits.h - every hard cap and default of fwdlog in one place.
+ * fwd_limits.h - the daemon's hard caps and fixed timings in one place.
  *
- * Caps protect the daemon from untrusted sizes (FIFO frames, API bodies);
- * defaults are what a container gets when neither its log-opts nor the
- * plugin-wide environment say otherwise. Sizes are bytes, times milliseconds.
+ * Caps protect the daemon from untrusted sizes (FIFO frames, API bodies).
+ * The log-opts' defaults and ranges are not here: each is in its option's
+ * row of driver/config_table.c. Sizes are bytes, times milliseconds.
  */
 #ifndef FWD_LIMITS_H
 #define FWD_LIMITS_H
@@ -43,46 +43,29 @@
 /* How long a timed-out partial id is remembered so later chunks continue its ordinals. */
 #define FWD_PARTIAL_TOMBSTONE_MS 60000u
 
-/* Per-option defaults (see config.c for the option table). */
-#define FWD_DEFAULT_ADDRESS          "localhost:24224"
-#define FWD_DEFAULT_PORT             24224
-#define FWD_DEFAULT_TAG              "{{.ID}}"
-#define FWD_DEFAULT_BUFFER_LIMIT     (64u * 1024u * 1024u)
-#define FWD_DEFAULT_RETRY_WAIT_MS    1000u
-#define FWD_DEFAULT_MAX_RETRIES      2147483647u /* moby: math.MaxInt32 */
-#define FWD_DEFAULT_WRITE_TIMEOUT_MS 30000u
+/*
+ * Each log-opt's default and range are in its row of the option table
+ * (driver/config_table.c). What other modules need of them is here.
+ */
+#define FWD_DEFAULT_PORT 24224
 /* With fluentd-request-ack and no fluentd-read-timeout: how long an ack may take. */
-#define FWD_DEFAULT_ACK_TIMEOUT_MS  30000u
-#define FWD_DEFAULT_MAX_LINE        (1024u * 1024u)
-#define FWD_DEFAULT_PARTIAL_TIMEOUT 1000u
-#define FWD_DEFAULT_FLUSH_INTERVAL  100u
-#define FWD_DEFAULT_BATCH_SIZE      (512u * 1024u)
-#define FWD_DEFAULT_SPOOL_LIMIT     (256ull * 1024u * 1024u)
-#define FWD_DEFAULT_MULTILINE_LINES 500u
-#define FWD_DEFAULT_MULTILINE_FLUSH 1000u
-
-/* Option ranges. */
-#define FWD_MIN_BUFFER_LIMIT (64u * 1024u)
-#define FWD_MAX_BUFFER_LIMIT (64ull * 1024u * 1024u * 1024u)
-#define FWD_MIN_MAX_LINE     FWD_DOCKER_CHUNK
-#define FWD_MAX_MAX_LINE     (64u * 1024u * 1024u)
-#define FWD_MIN_BATCH_SIZE   (4u * 1024u)
-/* Fluent Bit in_forward closes a connection past 6,144,000 bytes per request. */
-#define FWD_MAX_BATCH_SIZE  (4u * 1024u * 1024u)
-#define FWD_MAX_FLUSH_MS    10000u
-#define FWD_MIN_SPOOL_LIMIT (16u * 1024u * 1024u)
-#define FWD_MAX_SPOOL_LIMIT (1024ull * 1024u * 1024u * 1024u)
+#define FWD_DEFAULT_ACK_TIMEOUT_MS 30000u
+/* batch-size, at most (the spool's record cap too): Fluent Bit in_forward closes a
+ * connection past 6,144,000 bytes per request. */
+#define FWD_MAX_BATCH_SIZE (4u * 1024u * 1024u)
 /* Paths built under the state directory, at most (the directory itself: 200 less). */
 #define FWD_PATH_MAX 4096
 /* A spool segment file is closed (and a new one begun) past this size. */
-#define FWD_SPOOL_SEGMENT       (4u * 1024u * 1024u)
-#define FWD_MAX_RETRY_WAIT      (10u * 60u * 1000u)
-#define FWD_MAX_MULTILINE_LINES 100000u
+#define FWD_SPOOL_SEGMENT (4u * 1024u * 1024u)
 
-/* Default reconnect back-off cap (fluent-logger-golang MaxRetryWait); max-retry-wait sets it. */
-#define FWD_BACKOFF_CAP_MS 60000u
 /* Connect attempts that take longer than this are abandoned. */
 #define FWD_CONNECT_TIMEOUT_MS 10000u
+/*
+ * A batch is set aside (spool rejected/, counted, logged) once this many connections
+ * failed while it was the oldest being sent: an aggregator that refuses it (too large
+ * for its buffer, say) would otherwise get it again forever, ahead of everything else.
+ */
+#define FWD_MAX_SEND_ATTEMPTS 5
 /* Idle seconds before TCP keepalive probes a silent aggregator connection. */
 #define FWD_TCP_KEEPIDLE_S 60
 /* Bytes written to one aggregator socket per wakeup (fairness). */

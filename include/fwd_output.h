@@ -67,6 +67,8 @@ struct fwd_output_stats {
     uint64_t replayed_records;    /* found in spools at start */
     uint64_t spool_corrupt;       /* spool records skipped as cut short or damaged */
     uint64_t blocked;             /* destinations holding their containers back, now */
+    uint64_t records_rejected;    /* set aside after FWD_MAX_SEND_ATTEMPTS failed sends */
+    uint64_t batches_rejected;
 };
 
 /*

@@ -73,6 +73,7 @@ struct fwd_queue {
     struct fwd_waiter *waiters;
     json_t *options; /* what the destination was made with, for the spool's options.json */
     struct fwd_dest_counts dc;
+    struct fwd_spool *rejected; /* spool_dir/rejected: batches refused too often */
 };
 
 /*
@@ -106,7 +107,11 @@ int fwd_queue_seal(struct fwd_queue *q, struct fwd_batch *b, const char *tag, si
 
 /* The oldest queued batch, read back from the spool if it is spilled, or NULL. */
 struct fwd_batch *fwd_queue_pop(struct fwd_queue *q);
-/* Batches taken and not done (ordered by seq) queue again, in order. */
+/*
+ * Batches taken and not done (ordered by seq) queue again, in order. One that
+ * failed FWD_MAX_SEND_ATTEMPTS times is set aside instead: written to the
+ * spool directory's rejected/ (within spool-limit), counted, logged.
+ */
 void fwd_queue_return(struct fwd_queue *q, struct fwd_batch *list);
 /* A taken batch is done: delivered or (counted by the caller) dropped. Frees it. */
 void fwd_queue_done(struct fwd_queue *q, struct fwd_batch *b);

@@ -76,6 +76,8 @@ int fwd_spool_read(struct fwd_spool *sp, const struct fwd_spool_ref *ref, struct
 /* The record is no longer needed; its segment goes when all of its records are. */
 void fwd_spool_release(struct fwd_spool *sp, struct fwd_spool_ref *ref);
 
+/* The directory it was opened on. */
+const char *fwd_spool_dir(const struct fwd_spool *sp);
 /* Bytes of segment files on disk now. */
 uint64_t fwd_spool_bytes(const struct fwd_spool *sp);
 /*

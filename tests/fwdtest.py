@@ -137,9 +137,9 @@ class PluginClient:
     def __init__(self, sock_path):
         self.sock_path = sock_path
 
-    def call(self, path, body=None, method="POST", raw=None, headers=None):
-        """Returns (status, parsed JSON or text)."""
-        c = _UnixConn(self.sock_path)
+    def call(self, path, body=None, method="POST", raw=None, headers=None, timeout=30):
+        """Returns (status, parsed JSON or text); socket.timeout past timeout seconds."""
+        c = _UnixConn(self.sock_path, timeout=timeout)
         try:
             data = raw if raw is not None else (
                 b"" if body is None else (json.dumps(body) + "\n").encode())
@@ -155,8 +155,8 @@ class PluginClient:
         finally:
             c.close()
 
-    def start(self, fifo, info):
-        return self.call("/LogDriver.StartLogging", {"File": fifo, "Info": info})
+    def start(self, fifo, info, timeout=30):
+        return self.call("/LogDriver.StartLogging", {"File": fifo, "Info": info}, timeout=timeout)
 
     def stop(self, fifo):
         return self.call("/LogDriver.StopLogging", {"File": fifo})

@@ -1206,6 +1206,69 @@ class TestAuth(ProcTest):
         self.assertIn('fluentd-shared-key-file="/nonexistent/key"', body["Err"])
 
 
+class TestSecretFiles(ProcTest):
+    """*-file options name files that StartLogging reads on the loop thread: anything but a
+    regular file (a FIFO, a directory, a symlink) is refused at once, with an Err naming the
+    option, and the daemon keeps answering (issue 13: a FIFO used to hang every container)."""
+
+    def start_err(self, d, config, timeout=1.0):
+        f = self.fifo()
+        try:
+            st, body = d.api.start(f.path, info(cid(95), config=config), timeout=timeout)
+        except socket.timeout:
+            self.fail("StartLogging got no answer within %.1f s" % timeout)
+        self.assertEqual(st, 200)
+        return body["Err"]
+
+    def unblock(self, fifo):
+        """The old code sits in open(2) on the FIFO: a writer lets it go, so the daemon can
+        still be stopped and the test fails on its assertion, not in tearDown."""
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+
+    def test_issue_13_shared_key_file_fifo_answers_err_within_1s(self):
+        d = self.daemon({"FLUENTD_ADDRESS": "127.0.0.1:9"})
+        fifo = os.path.join(self.tmp, "key.fifo")
+        os.mkfifo(fifo)
+        try:
+            e = self.start_err(d, {"fluentd-shared-key-file": fifo})
+        finally:
+            self.unblock(fifo)
+        self.assertIn('invalid log-opt fluentd-shared-key-file="%s"' % fifo, e)
+        self.assertIn("want a regular file", e)
+        self.assertEqual(d.api.call("/Plugin.Activate", timeout=1),
+                         (200, {"Implements": ["LogDriver"]}))
+
+    def test_issue_13_other_non_regular_files_are_refused(self):
+        d = self.daemon({"FLUENTD_ADDRESS": "127.0.0.1:9"})
+        fifo, key, link = (os.path.join(self.tmp, n) for n in ("pem.fifo", "key", "key.link"))
+        os.mkfifo(fifo)
+        with open(key, "w") as fh:
+            fh.write("k\n")
+        os.symlink(key, link)
+        cases = [
+            ({"fluentd-shared-key": "k", "fluentd-password-file": self.tmp},
+             'fluentd-password-file="%s"' % self.tmp, "want a regular file"),
+            ({"fluentd-shared-key-file": link}, 'fluentd-shared-key-file="%s"' % link,
+             "not a symbolic link"),
+            ({"fluentd-tls-ca-file": fifo}, 'fluentd-tls-ca-file="%s"' % fifo,
+             "not a regular file"),
+            ({"fluentd-tls-cert-file": key, "fluentd-tls-key-file": key,
+              "fluentd-tls-key-password-file": fifo},
+             'fluentd-tls-key-password-file="%s"' % fifo, "want a regular file"),
+        ]
+        try:
+            for config, opt, why in cases:
+                e = self.start_err(d, config)
+                self.assertIn(opt, e)
+                self.assertIn(why, e)
+        finally:
+            self.unblock(fifo)
+        self.assertEqual(self.start_err(d, {"fluentd-shared-key-file": key}), "")
+
+
 class TestTLS(ProcTest):
     """tls:// against the receiver's TLS side, with certificates made at test time."""
 
@@ -1265,6 +1328,35 @@ class TestTLS(ProcTest):
             "fluentd-tls-ca-file": self.pki["ca.pem"],
             "fluentd-tls-cert-file": self.pki["client.pem"],
             "fluentd-tls-key-file": self.pki["client.key"]})
+        self.assertEqual(logs(r.wait_exact(300)), ["t%d" % i for i in range(300)])
+
+    def test_encrypted_client_key(self):
+        # An encrypted key: without its passphrase a clear error naming the option (OpenSSL
+        # loading the file itself gave "not the key of the certificate", or prompted on a
+        # tty); with fluentd-tls-key-password-file it works.
+        enc = os.path.join(self.tmp, "client-enc.key")
+        subprocess.run(["openssl", "pkey", "-in", self.pki["client.key"], "-aes256",
+                        "-passout", "pass:horse battery", "-out", enc], check=True)
+        pw = os.path.join(self.tmp, "key.pass")
+        with open(pw, "w") as f:
+            f.write("horse battery\n")
+        d = self.daemon()
+        f = self.fifo()
+        opts = {"fluentd-address": "tls://127.0.0.1:1", "fluentd-tls-ca-file": self.pki["ca.pem"],
+                "fluentd-tls-cert-file": self.pki["client.pem"], "fluentd-tls-key-file": enc}
+        st, body = d.api.start(f.path, info(cid(97), config=opts))
+        self.assertIn('fluentd-tls-key-file="%s": the key is encrypted: give its passphrase '
+                      'with fluentd-tls-key-password-file' % enc, body["Err"])
+        bad = os.path.join(self.tmp, "bad.pass")
+        with open(bad, "w") as f2:
+            f2.write("wrong\n")
+        st, body = d.api.start(f.path, info(cid(97), config=dict(
+            opts, **{"fluentd-tls-key-password-file": bad})))
+        self.assertIn("wrong passphrase", body["Err"])
+        r, d2, body = self.run_case({"tls_client_ca": self.pki["ca.pem"]}, {
+            "fluentd-tls-ca-file": self.pki["ca.pem"],
+            "fluentd-tls-cert-file": self.pki["client.pem"], "fluentd-tls-key-file": enc,
+            "fluentd-tls-key-password-file": pw})
         self.assertEqual(logs(r.wait_exact(300)), ["t%d" % i for i in range(300)])
 
     def test_client_certificate_missing(self):
@@ -1612,6 +1704,30 @@ class TestStrictReceiver(ProcTest):
                    "every record written to the socket")
         self.assertEqual(d.stop(timeout=20), 0)
         self.assertEqual(logs(r.wait_exact(20000, timeout=60)), self.want(20000))
+
+    def test_refused_batch_is_set_aside_and_the_queue_moves_on(self):
+        # Fluent Bit closes the connection on a request over its buffer limit. With acks,
+        # such a batch was sent again forever, ahead of every other line of its destination
+        # (issue 13: poison batches). After FWD_MAX_SEND_ATTEMPTS (5) failed sends it is set aside in
+        # state/rejected/, counted against its container, and the lines after it arrive.
+        r, d, f = self.strict_case({"max_message_size": 100000,
+                                    "expect_errors": "the big batch is refused each time"},
+                                   {"batch-size": "64k", "max-line-size": "1m",
+                                    "fluentd-request-ack": "true"}, n=0)
+        f.write(frame(time_nano=1, line=b"B" * 150000))
+        wait_until(lambda: d.api.metrics()["fwdlog_records_total"] == 1, 10, "the big line")
+        f.write(lines(b"s", 0, 100))
+        self.assertEqual(logs(r.wait_exact(100, timeout=30)), self.want(100))
+        m = d.api.metrics()
+        self.assertEqual((m["fwdlog_records_rejected_total"], m["fwdlog_batches_rejected_total"],
+                          m["fwdlog_records_dropped_total"]), (1, 1, 0))
+        errs = r.errors()
+        self.assertEqual(len(errs), 5, errs)
+        self.assertTrue(all("exceed limit" in e["error"] for e in errs), errs)
+        rej = os.path.join(self.tmp, "state", "rejected")
+        segs = [s for dd in os.listdir(rej) for s in os.listdir(os.path.join(rej, dd))]
+        self.assertEqual(len(segs), 1, segs)
+        self.assertIn("failed 5 sends in a row", d.logtext())
 
     def test_slow_reader_sigterm_at_once(self):
         # SIGTERM right after the lines were read: the shutdown connects, writes everything

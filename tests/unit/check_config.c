@@ -6,9 +6,14 @@
 #include "unit.h"
 
 #include <check.h>
+#include <jansson.h>
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static char err[2048];
 
@@ -306,6 +311,338 @@ START_TEST(test_config_pipeline_errors)
 }
 END_TEST
 
+/* Every row of the option table is one the engine can drive. */
+START_TEST(test_config_table_rows_are_sane)
+{
+    size_t n;
+    const struct fwd_config_opt *t = fwd_config_opts(&n);
+
+    ck_assert_uint_gt(n, 40);
+    for (size_t i = 0; i < n; i++) {
+        const struct fwd_config_opt *d = &t[i];
+
+        ck_assert_msg(d->doc != NULL && d->doc[0] != '\0', "%s: no doc", d->name);
+        ck_assert_msg(d->off + d->size <= sizeof(struct fwd_config), "%s: field", d->name);
+        for (size_t j = 0; j < i; j++) {
+            ck_assert_msg(strcmp(t[j].name, d->name) != 0, "%s twice", d->name);
+            ck_assert_msg(d->env == NULL || t[j].env == NULL || strcmp(t[j].env, d->env) != 0,
+                          "%s twice", d->env);
+        }
+        ck_assert_ptr_eq(fwd_config_env_name(d->name), d->env);
+        switch (d->type) {
+            case FWD_CONFIG_UINT:
+            case FWD_CONFIG_SIZE:
+            case FWD_CONFIG_DURATION:
+                ck_assert_msg(d->size == 4 || d->size == 8, "%s: size", d->name);
+                ck_assert_msg(d->min <= d->max, "%s: range", d->name);
+                ck_assert_msg(d->size == 8 || d->max <= UINT32_MAX, "%s: max", d->name);
+                break;
+            case FWD_CONFIG_ENUM:
+                ck_assert_msg(d->size == sizeof(int) && d->words != NULL, "%s: enum", d->name);
+                break;
+            case FWD_CONFIG_CUSTOM:
+                ck_assert_msg(d->set != NULL, "%s: no setter", d->name);
+                break;
+            case FWD_CONFIG_BOOL:
+                ck_assert_uint_eq(d->size, sizeof(bool));
+                break;
+            case FWD_CONFIG_TEXT:
+                ck_assert_uint_eq(d->size, sizeof(const char *));
+                break;
+            default:
+                ck_assert_msg(d->size > 1, "%s: string size", d->name);
+                break;
+        }
+    }
+}
+END_TEST
+
+/* Numeric rows: the ends of the range are accepted, one past them refused naming the option. */
+START_TEST(test_config_table_ranges_enforced)
+{
+    size_t n;
+    const struct fwd_config_opt *t = fwd_config_opts(&n);
+    struct fwd_config c;
+    char v[64];
+
+    for (size_t i = 0; i < n; i++) {
+        const struct fwd_config_opt *d = &t[i];
+        const char *unit = d->type == FWD_CONFIG_DURATION ? "ms" : "";
+        uint64_t bounds[2] = {d->min, d->max};
+
+        if (d->type != FWD_CONFIG_UINT && d->type != FWD_CONFIG_SIZE &&
+            d->type != FWD_CONFIG_DURATION)
+            continue;
+        for (int b = 0; b < 2; b++) {
+            snprintf(v, sizeof(v), "%" PRIu64 "%s", bounds[b], unit);
+            ck_assert_msg(build1(&c, d->name, v) == 0, "%s=%s: %s", d->name, v, err);
+        }
+        snprintf(v, sizeof(v), "%" PRIu64 "%s", d->max + 1, unit);
+        ck_assert_msg(build1(&c, d->name, v) == -EINVAL, "%s=%s accepted", d->name, v);
+        ck_assert_ptr_nonnull(strstr(err, d->name));
+        if (d->min > 1 || (d->min == 1 && d->zero == NULL)) {
+            snprintf(v, sizeof(v), "%" PRIu64 "%s", d->min - 1, unit);
+            ck_assert_msg(build1(&c, d->name, v) == -EINVAL, "%s=%s accepted", d->name, v);
+        }
+    }
+}
+END_TEST
+
+static void write_file(const char *path, const char *text, size_t len)
+{
+    FILE *f = fopen(path, "we");
+
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(text, 1, len, f), len);
+    fclose(f);
+}
+
+/*
+ * Issue 13: a *-file option is read on the loop thread at StartLogging. A
+ * FIFO must be refused at once (the old fopen waited for a writer forever,
+ * so this test timed out), and so must anything else that is not a regular
+ * file. Sizes are bounded; one trailing newline is dropped.
+ */
+START_TEST(test_issue_13_secret_files_regular_and_bounded)
+{
+    char dir[] = "/tmp/fwdcfg-XXXXXX", fifo[64], key[64], link[64], big[300];
+    struct fwd_config c;
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+    snprintf(key, sizeof(key), "%s/key", dir);
+    snprintf(link, sizeof(link), "%s/link", dir);
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    ck_assert_int_eq(build1(&c, "fluentd-shared-key-file", fifo), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "invalid log-opt fluentd-shared-key-file=\""));
+    ck_assert_ptr_nonnull(strstr(err, "want a regular file"));
+    ck_assert_int_eq(build1(&c, "fluentd-tls-ca-file", fifo), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "not a regular file"));
+    ck_assert_int_eq(build1(&c, "fluentd-shared-key-file", dir), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "want a regular file"));
+    write_file(key, "s3cret\r\n", 8);
+    ck_assert_int_eq(build1(&c, "fluentd-shared-key-file", key), 0);
+    ck_assert_str_eq(c.shared_key, "s3cret");
+    ck_assert_int_eq(symlink(key, link), 0);
+    ck_assert_int_eq(build1(&c, "fluentd-shared-key-file", link), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "not a symbolic link"));
+    memset(big, 'k', sizeof(big));
+    big[255] = '\n';
+    write_file(key, big, 256); /* 255 bytes and a newline: the most */
+    ck_assert_int_eq(build1(&c, "fluentd-shared-key-file", key), 0);
+    ck_assert_uint_eq(strlen(c.shared_key), 255);
+    write_file(key, big, 256 + 1);
+    ck_assert_int_eq(build1(&c, "fluentd-shared-key-file", key), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "a secret of 1 to 255 bytes"));
+    ck_assert_ptr_null(strstr(err, "kkkk")); /* never the content */
+    write_file(key, big, sizeof(big));
+    ck_assert_int_eq(build1(&c, "fluentd-shared-key-file", key), -EINVAL);
+    write_file(key, "\n", 1);
+    ck_assert_int_eq(build1(&c, "fluentd-password-file", key), -EINVAL);
+    write_file(key, "a\0b", 3);
+    ck_assert_int_eq(build1(&c, "fluentd-password-file", key), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "NUL"));
+    ck_assert_int_eq(build1(&c, "fluentd-password-file", "/nonexistent/pw"), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "No such file"));
+    unlink(link);
+    unlink(key);
+    unlink(fifo);
+    rmdir(dir);
+}
+END_TEST
+
+/* fluentd-tls-key-password-file: read like the other secrets, into tls_key_password. */
+START_TEST(test_config_tls_key_password_file)
+{
+    char dir[] = "/tmp/fwdcfg-XXXXXX", pw[64], fifo[64];
+    struct fwd_config c, plain;
+    struct fwd_kv opts[] = {
+        KV("fluentd-address", "tls://h:1"), KV("fluentd-tls-cert-file", "/etc/hostname"),
+        KV("fluentd-tls-key-file", "/etc/hostname"), KV("fluentd-tls-key-password-file", pw)};
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(pw, sizeof(pw), "%s/pw", dir);
+    snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+    write_file(pw, "open sesame\n", 12);
+    ck_assert_int_eq(fwd_config_build(&c, opts, 4, NULL, 0, err, sizeof(err)), 0);
+    ck_assert_str_eq(c.tls_key_password, "open sesame");
+    ck_assert_int_eq(fwd_config_build(&plain, opts, 3, NULL, 0, err, sizeof(err)), 0);
+    ck_assert_str_eq(plain.tls_key_password, "");
+    /* another passphrase is another connection; the passphrase itself is not in the key */
+    ck_assert_str_ne(c.dest_key, plain.dest_key);
+    ck_assert_ptr_null(strstr(c.dest_key, "sesame"));
+    ck_assert_str_eq(fwd_config_env_name("fluentd-tls-key-password-file"),
+                     "FLUENTD_TLS_KEY_PASSWORD_FILE");
+    ck_assert_int_eq(build1(&c, "fluentd-tls-key-password-file", pw), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "needs fluentd-tls-key-file"));
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    opts[3].value = fifo;
+    ck_assert_int_eq(fwd_config_build(&c, opts, 4, NULL, 0, err, sizeof(err)), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "invalid log-opt fluentd-tls-key-password-file=\""));
+    ck_assert_ptr_nonnull(strstr(err, "want a regular file"));
+    unlink(fifo);
+    unlink(pw);
+    rmdir(dir);
+}
+END_TEST
+
+/*
+ * The option table against the docs: every option has a row in README.md's
+ * "Log options" table (its name in the first column, its variable in the
+ * second), every variable has an entry in config.json's env list that
+ * `docker plugin set` may change, and neither names an option that is not in
+ * the table. Files are read from FWD_SRCDIR (default: the current directory,
+ * the top of the tree when make runs the suite).
+ */
+struct doc_row {
+    char names[512]; /* first cell */
+    char envs[512];  /* second cell */
+};
+
+static const char *srcdir(void)
+{
+    const char *d = getenv("FWD_SRCDIR");
+
+    return d != NULL && d[0] != '\0' ? d : ".";
+}
+
+/* Rows of README.md's "## Log options" table, at most max; their count. */
+static size_t readme_rows(struct doc_row *rows, size_t max)
+{
+    char path[512], line[8192];
+    bool in = false;
+    size_t n = 0;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/README.md", srcdir());
+    f = fopen(path, "re");
+    ck_assert_msg(f != NULL, "cannot open %s (set FWD_SRCDIR)", path);
+    while (fgets(line, sizeof(line), f) != NULL && n < max) {
+        char *c1, *c2, *c3;
+
+        if (strncmp(line, "## ", 3) == 0)
+            in = strncmp(line, "## Log options", 14) == 0;
+        if (!in || strncmp(line, "| `", 3) != 0)
+            continue;
+        c1 = line + 1;
+        c2 = strchr(c1, '|');
+        c3 = c2 ? strchr(c2 + 1, '|') : NULL;
+        ck_assert_msg(c3 != NULL, "README options row without columns: %s", line);
+        snprintf(rows[n].names, sizeof(rows[n].names), "%.*s", (int)(c2 - c1), c1);
+        snprintf(rows[n].envs, sizeof(rows[n].envs), "%.*s", (int)(c3 - c2 - 1), c2 + 1);
+        n++;
+    }
+    fclose(f);
+    return n;
+}
+
+/* Whether `word` (with its backticks) is in cell. */
+static bool has_code(const char *cell, const char *word)
+{
+    char quoted[128];
+
+    snprintf(quoted, sizeof(quoted), "`%s`", word);
+    return strstr(cell, quoted) != NULL;
+}
+
+/* Each `token` of cell: an option of the table or one of Docker's own keys. */
+static void check_row_names(const char *cell)
+{
+    static const char *const docker[] = {"mode",     "max-buffer-size", "cache-*",
+                                         "max-size", "max-file",        "compress"};
+    const char *p = cell;
+
+    while ((p = strchr(p, '`')) != NULL) {
+        const char *end = strchr(p + 1, '`');
+        char name[128];
+        bool known;
+
+        ck_assert_ptr_nonnull(end);
+        snprintf(name, sizeof(name), "%.*s", (int)(end - p - 1), p + 1);
+        known = fwd_config_env_name(name) != NULL;
+        for (int i = 0; i < 6 && !known; i++)
+            known = strcmp(name, docker[i]) == 0;
+        ck_assert_msg(known, "README's options table names '%s', which is not an option", name);
+        p = end + 1;
+    }
+}
+
+START_TEST(test_config_every_option_in_readme)
+{
+    static struct doc_row rows[200];
+    size_t n, nrows = readme_rows(rows, 200);
+    const struct fwd_config_opt *t = fwd_config_opts(&n);
+
+    ck_assert_uint_gt(nrows, 10);
+    for (size_t r = 0; r < nrows; r++)
+        check_row_names(rows[r].names);
+    for (size_t i = 0; i < n; i++) {
+        const struct doc_row *row = NULL;
+
+        for (size_t r = 0; r < nrows && row == NULL; r++)
+            if (has_code(rows[r].names, t[i].name))
+                row = &rows[r];
+        ck_assert_msg(row != NULL, "option %s has no row in README.md's Log options table",
+                      t[i].name);
+        ck_assert_msg(t[i].env == NULL || has_code(row->envs, t[i].env),
+                      "README.md's row for %s does not give its variable %s", t[i].name, t[i].env);
+    }
+}
+END_TEST
+
+START_TEST(test_config_every_variable_in_config_json)
+{
+    static const char *const daemon_vars[] = {"FWDLOG_STATE_DIR", "FWDLOG_LOG_LEVEL",
+                                              "FWDLOG_SOCKET", "FWDLOG_METRICS_ADDRESS",
+                                              "FWDLOG_HEALTH_WINDOW"};
+    char path[512];
+    json_error_t jerr;
+    json_t *root, *env, *e;
+    size_t n, k;
+    const struct fwd_config_opt *t = fwd_config_opts(&n);
+
+    snprintf(path, sizeof(path), "%s/config.json", srcdir());
+    root = json_load_file(path, 0, &jerr);
+    ck_assert_msg(root != NULL, "%s: %s (set FWD_SRCDIR)", path, jerr.text);
+    env = json_object_get(root, "env");
+    ck_assert(json_is_array(env));
+    for (size_t i = 0; i < n; i++) {
+        bool found = false;
+
+        if (t[i].env == NULL)
+            continue;
+        json_array_foreach(env, k, e)
+        {
+            const char *desc = json_string_value(json_object_get(e, "description"));
+            json_t *settable = json_object_get(e, "settable");
+
+            if (strcmp(json_string_value(json_object_get(e, "name")), t[i].env) != 0)
+                continue;
+            found = true;
+            ck_assert_msg(desc != NULL && strstr(desc, t[i].name) != NULL,
+                          "config.json: %s's description does not name %s", t[i].env, t[i].name);
+            ck_assert_msg(json_array_size(settable) == 1 &&
+                              strcmp(json_string_value(json_array_get(settable, 0)), "value") == 0,
+                          "config.json: %s must be settable (\"settable\": [\"value\"])", t[i].env);
+        }
+        ck_assert_msg(found, "option %s: its variable %s is not in config.json's env list",
+                      t[i].name, t[i].env);
+    }
+    json_array_foreach(env, k, e)
+    {
+        const char *name = json_string_value(json_object_get(e, "name"));
+        bool known = false;
+
+        for (size_t i = 0; i < n && !known; i++)
+            known = t[i].env != NULL && strcmp(t[i].env, name) == 0;
+        for (size_t i = 0; i < sizeof(daemon_vars) / sizeof(daemon_vars[0]) && !known; i++)
+            known = strcmp(daemon_vars[i], name) == 0;
+        ck_assert_msg(known, "config.json's env %s is no option's variable", name);
+    }
+    json_decref(root);
+}
+END_TEST
+
 static const char start_body[] =
     "{\"File\":\"/run/docker/logging/f\",\"Info\":{\"Config\":{\"tag\":\"t\"},"
     "\"ContainerID\":\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\","
@@ -416,6 +753,12 @@ int main(void)
     tcase_add_test(core, test_info_parse_all_fields);
     tcase_add_test(core, test_tag_every_field);
     tcase_add_test(errors, test_config_errors_name_option_value_and_fix);
+    tcase_add_test(core, test_config_table_rows_are_sane);
+    tcase_add_test(errors, test_config_table_ranges_enforced);
+    tcase_add_test(errors, test_issue_13_secret_files_regular_and_bounded);
+    tcase_add_test(core, test_config_tls_key_password_file);
+    tcase_add_test(core, test_config_every_option_in_readme);
+    tcase_add_test(core, test_config_every_variable_in_config_json);
     tcase_add_test(errors, test_info_null_arrays_and_errors);
     suite_add_tcase(s, core);
     suite_add_tcase(s, errors);
