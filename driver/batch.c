@@ -50,6 +50,11 @@ void fwd_src_log_drops(struct fwd_src *src)
     src->logged = src->dropped;
 }
 
+uint64_t fwd_src_rejected(const struct fwd_src *src)
+{
+    return src->rejected;
+}
+
 uint64_t fwd_src_dropped(const struct fwd_src *src)
 {
     return src->dropped;
@@ -125,10 +130,13 @@ void fwd_batch_note_src(struct fwd_batch *b, struct fwd_src *src)
     b->srcs[b->nsrcs++] = (struct fwd_src_count){src, 1};
 }
 
-void fwd_batch_count_drop(struct fwd_batch *b)
+void fwd_batch_count_drop(struct fwd_batch *b, bool rejected)
 {
-    for (uint32_t i = 0; i < b->nsrcs; i++)
+    for (uint32_t i = 0; i < b->nsrcs; i++) {
         b->srcs[i].src->dropped += b->srcs[i].n;
+        if (rejected)
+            b->srcs[i].src->rejected += b->srcs[i].n;
+    }
 }
 
 int fwd_batch_frame(struct fwd_batch *b, const char *tag, size_t tag_len, bool ack, bool gzip)

@@ -742,6 +742,7 @@ size_t fwd_registry_snapshot(const struct fwd_registry *r, struct fwd_container_
         s->name = c->name;
         s->n = c->n;
         s->dropped = fwd_src_dropped(c->src);
+        s->rejected = fwd_src_rejected(c->src);
         s->parsing = c->parser != NULL;
         s->parse_failures = c->parse_failures;
         s->partial_joins = fwd_partial_joins(c->partial);

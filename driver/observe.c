@@ -229,17 +229,19 @@ static void containers(struct fwd_metrics *w, const struct snap *s)
                   "Bytes read from the container's FIFO.", CS(n.bytes_read), ALL);
     fwd_metrics_family(w, "fwdlog_container_records_dropped_total", C,
                        "The container's records dropped, by reason: overflow (memory and spool "
-                       "full, or retries given up), out_of_memory.");
-    for (int pass = 0; pass < 2; pass++)
+                       "full, or retries given up), rejected (refused by the aggregator, set "
+                       "aside in state/rejected/), out_of_memory.");
+    for (int reason = 0; reason < 3; reason++)
         for (size_t i = 0; i < s->nc; i++) {
             const struct fwd_container_stats *c = &s->c[i];
+            static const char *const names[] = {"overflow", "rejected", "out_of_memory"};
+            uint64_t v[] = {c->dropped - c->rejected, c->rejected, c->n.records_lost};
             char id[13];
-            struct fwd_metrics_label l[] = {{"container_id", id},
-                                            {"container_name", c->name},
-                                            {"reason", pass ? "out_of_memory" : "overflow"}};
+            struct fwd_metrics_label l[] = {
+                {"container_id", id}, {"container_name", c->name}, {"reason", names[reason]}};
 
             snprintf(id, sizeof(id), "%.12s", c->id);
-            fwd_metrics_u64(w, l, 3, pass ? c->n.records_lost : c->dropped);
+            fwd_metrics_u64(w, l, 3, v[reason]);
         }
     per_container(w, s, "fwdlog_container_corrupt_streams_total", C,
                   "Times the container's stream lost its framing.", CS(n.corrupt_streams), ALL);
@@ -326,6 +328,8 @@ static void dests(struct fwd_metrics *w, const struct snap *s, uint64_t now)
              "Bytes written (a batch resent after a failure counts again).", DS(bytes_sent));
     per_dest(w, s, "fwdlog_destination_records_dropped_total", C,
              "Records dropped: memory and spool full, or retries given up.", DS(records_dropped));
+    per_dest(w, s, "fwdlog_destination_records_rejected_total", C,
+             "Records set aside in state/rejected/ after failed sends.", DS(records_rejected));
     per_dest(w, s, "fwdlog_destination_queued_bytes", G,
              "Bytes of records waiting for delivery, in memory or spool.", DS(queued_bytes));
     per_dest(w, s, "fwdlog_destination_memory_bytes", G,

@@ -781,6 +781,7 @@ void fwd_outputs_each_dest(const struct fwd_outputs *m, fwd_dest_cb cb, void *ct
             .records_sent = dc->records_sent,
             .bytes_sent = dc->bytes_sent,
             .records_dropped = dc->records_dropped,
+            .records_rejected = dc->records_rejected,
             .memory_bytes = d->q.mem + d->q.openbytes,
             .spool_bytes = d->q.spool ? fwd_spool_bytes(d->q.spool) : 0,
             .queued_bytes = d->q.qbytes + d->q.openbytes,

@@ -193,7 +193,7 @@ static void count_drop(struct fwd_queue *q, struct fwd_batch *b)
     q->st->batches_dropped++;
     q->dc.records_dropped += b->count;
     q->dc.last_drop_mono = fwd_time_mono_ns();
-    fwd_batch_count_drop(b);
+    fwd_batch_count_drop(b, false);
 }
 
 void fwd_queue_drop(struct fwd_queue *q, struct fwd_batch *b)
@@ -540,7 +540,8 @@ static void reject(struct fwd_queue *q, struct fwd_batch *b)
 
     q->st->records_rejected += b->count;
     q->st->batches_rejected++;
-    fwd_batch_count_drop(b);
+    q->dc.records_rejected += b->count;
+    fwd_batch_count_drop(b, true);
     fwd_log_rl(FWD_LOG_ERROR, fwd_batch_first_cid(b),
                "%s: a batch of %u records (%zu bytes) failed %u sends in a row (the aggregator "
                "closes the connection on it: larger than it accepts?): %s%s%s",

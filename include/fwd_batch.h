@@ -23,7 +23,8 @@
 struct fwd_src {
     int refs;
     uint64_t dropped;
-    uint64_t logged; /* of those, how many fwd_src_log_drops reported */
+    uint64_t rejected; /* of those, how many were set aside as refused (queue.c reject) */
+    uint64_t logged;   /* of those, how many fwd_src_log_drops reported */
     char cid[13];
 };
 
@@ -71,8 +72,8 @@ const char *fwd_batch_first_cid(const struct fwd_batch *b);
 
 /* Count one more record of src (NULL: none) in b; runs of one source share an entry. */
 void fwd_batch_note_src(struct fwd_batch *b, struct fwd_src *src);
-/* b is dropped: charge its records to their sources. */
-void fwd_batch_count_drop(struct fwd_batch *b);
+/* b is dropped: charge its records to their sources (rejected: set aside as refused too). */
+void fwd_batch_count_drop(struct fwd_batch *b, bool rejected);
 
 /*
  * Seal b, whose entries are complete: with gzip, replace them by one gzip

@@ -50,8 +50,9 @@ struct fwd_container_stats {
     const char *id;   /* the full ContainerID */
     const char *name; /* ContainerName as dockerd sent it (leading '/') */
     struct fwd_container_counts n;
-    uint64_t dropped; /* records dropped downstream (memory and spool full, retries over) */
-    bool parsing;     /* parse= is on: parse_failures means something */
+    uint64_t dropped;  /* records dropped downstream (memory and spool full, retries over) */
+    uint64_t rejected; /* of those, set aside as refused by the aggregator */
+    bool parsing;      /* parse= is on: parse_failures means something */
     uint64_t parse_failures;
     uint64_t partial_joins; /* lines joined from Docker's 16 KiB chunks */
     bool multiline;         /* multiline= or multiline-start= is on */

@@ -38,6 +38,8 @@ struct fwd_src;
 struct fwd_src *fwd_src_create(const char *cid);
 void fwd_src_release(struct fwd_src *src);
 uint64_t fwd_src_dropped(const struct fwd_src *src);
+/* Of the dropped, those set aside as refused by the aggregator (state/rejected/). */
+uint64_t fwd_src_rejected(const struct fwd_src *src);
 /*
  * Log how many of src's records were dropped (its container stops). The last
  * release logs only what was dropped after that, so nothing is said twice.
@@ -161,6 +163,7 @@ struct fwd_dest_stats {
     uint64_t failures;                 /* connects, handshakes and live connections that failed */
     uint64_t records_sent, bytes_sent; /* delivered (acknowledged with require_ack_response) */
     uint64_t records_dropped;
+    uint64_t records_rejected;  /* set aside after failed sends (state/rejected/) */
     uint64_t memory_bytes;      /* queued in memory, sealed and open batches */
     uint64_t spool_bytes;       /* queued in its spool on disk */
     uint64_t queued_bytes;      /* sealed and open, wherever they are */

@@ -40,7 +40,7 @@
  * env's queue) the rest.
  */
 struct fwd_dest_counts {
-    uint64_t connects, failures, records_sent, bytes_sent, records_dropped;
+    uint64_t connects, failures, records_sent, bytes_sent, records_dropped, records_rejected;
     uint64_t last_send_mono, last_drop_mono; /* monotonic ns; 0: never */
     int64_t last_send_unix;                  /* wall clock ns; 0: never */
     struct fwd_hist ack;                     /* seconds from last byte written to its ack */

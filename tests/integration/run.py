@@ -1721,6 +1721,9 @@ class TestStrictReceiver(ProcTest):
         m = d.api.metrics()
         self.assertEqual((m["fwdlog_records_rejected_total"], m["fwdlog_batches_rejected_total"],
                           m["fwdlog_records_dropped_total"]), (1, 1, 0))
+        per = {k.split('reason="')[1][:-2]: v for k, v in m.items()
+               if k.startswith("fwdlog_container_records_dropped_total{")}
+        self.assertEqual(per, {"overflow": 0, "rejected": 1, "out_of_memory": 0})
         errs = r.errors()
         self.assertEqual(len(errs), 5, errs)
         self.assertTrue(all("exceed limit" in e["error"] for e in errs), errs)
@@ -2131,6 +2134,8 @@ FAMILIES = {
         "fwdlog_batches_sent", "fwdlog_bytes_sent", "fwdlog_records_dropped",
         "fwdlog_batches_dropped", "fwdlog_connects", "fwdlog_connection_failures",
         "fwdlog_spooled_batches", "fwdlog_replayed_records", "fwdlog_spool_corrupt_records",
+        "fwdlog_records_rejected", "fwdlog_batches_rejected",
+        "fwdlog_destination_records_rejected",
         "fwdlog_container_records", "fwdlog_container_fifo_bytes",
         "fwdlog_container_records_dropped", "fwdlog_container_corrupt_streams",
         "fwdlog_container_discarded_bytes", "fwdlog_container_parse_failures",
@@ -2222,7 +2227,7 @@ class TestObserve(ProcTest):
         self.assertEqual(one(fams, "fwdlog_container_partial_joins_total", **b), 0)
         self.assertEqual(one(fams, "fwdlog_container_multiline_joins_total", **b), 1)
         self.assertEqual(series(fams, "fwdlog_container_multiline_joins_total", **a), {})
-        for r in ("overflow", "out_of_memory"):
+        for r in ("overflow", "rejected", "out_of_memory"):
             self.assertEqual(one(fams, "fwdlog_container_records_dropped_total", reason=r, **a), 0)
         dest = {"destination": "127.0.0.1:%d" % recv.port}
         self.assertEqual(one(fams, "fwdlog_destination_records_sent_total", **dest), 5)

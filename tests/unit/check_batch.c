@@ -175,7 +175,7 @@ START_TEST(sources)
     ck_assert_uint_eq(b->nsrcs, 3); /* runs share an entry */
     ck_assert_str_eq(fwd_batch_first_cid(b), "aaaaaaaaaaaa");
     ck_assert_int_eq(a->refs, 3);
-    fwd_batch_count_drop(b);
+    fwd_batch_count_drop(b, false);
     ck_assert_uint_eq(fwd_src_dropped(a), 4);
     ck_assert_uint_eq(fwd_src_dropped(c), 1);
     fill(b, 10);
