@@ -84,6 +84,15 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h tests/unit/show.h $(LIBOBJS)
 	$(Q)$(CC) $(CFLAGS) $(shell pkg-config --cflags check) $(LDFLAGS) -o $@ $< $(LIBOBJS) \
 	    $(LDLIBS) $(shell pkg-config --libs check)
 
+# The fault-injection shim (LD_PRELOAD) the integration tests use: see its header.
+# Built without sanitizers or _FORTIFY_SOURCE (it defines open, read, ... itself).
+SHIM := $(BUILD)/tests/faultshim.so
+$(SHIM): tests/faultshim.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(filter-out -fsanitize=% -fno-sanitize-recover=% -D_FORTIFY_SOURCE=%,$(CFLAGS)) \
+	    -U_FORTIFY_SOURCE -fPIC -shared -o $@ $< -ldl
+
 # Debian 12 packages for building, testing and the end-to-end suite.
 DEB_BUILD := build-essential pkg-config libmicrohttpd-dev libjansson-dev libmsgpack-dev \
              libprotobuf-c-dev protobuf-c-compiler libpcre2-dev zlib1g-dev libssl-dev libc-ares-dev \
@@ -114,8 +123,9 @@ test: check-deps
 unit: $(UNITS)
 	$(Q)BUILD=$(BUILD) tests/run-unit.sh $(UNITS)
 
-integration: $(BUILD)/fwdlogd
-	$(Q)FWDLOGD=$(abspath $(BUILD)/fwdlogd) $(PYTHON) tests/integration/run.py
+integration: $(BUILD)/fwdlogd $(SHIM)
+	$(Q)FWDLOGD=$(abspath $(BUILD)/fwdlogd) FAULTSHIM=$(abspath $(SHIM)) \
+	    $(PYTHON) tests/integration/run.py
 
 # End-to-end: a private dockerd (unless FWDLOG_E2E_DOCKER_HOST names one to use), the
 # plugin from plugin-local, the project's receiver on 127.0.0.1. See tests/e2e/run.py.
@@ -267,7 +277,8 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(LIBOBJS)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBOBJS) $(LDLIBS)
 
-FMT_FILES := $(wildcard driver/*.c include/*.h tests/unit/*.c tests/fuzz/*.c tests/bench/*.c)
+FMT_FILES := $(wildcard driver/*.c include/*.h tests/unit/*.c tests/fuzz/*.c tests/bench/*.c) \
+             tests/faultshim.c
 format:
 	clang-format -i $(FMT_FILES)
 format-check:
