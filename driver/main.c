@@ -2,11 +2,12 @@
  * main.c - fwdlogd: arguments and environment, signals, wiring, shutdown.
  *
  * Start order: log level, plugin-wide defaults (validated: a bad default is a
- * start error naming the variable), state directory, loop, outputs, registry,
- * plugin API socket. Shutdown (SIGTERM/SIGINT) runs in reverse: stop
- * accepting API calls, drain every FIFO and seal every batch, keep the loop
- * running until the aggregators took everything or FWD_SHUTDOWN_FLUSH_MS
- * passed (dockerd sends SIGKILL 10 s after SIGTERM), then free and exit 0.
+ * start error naming the variable), state directory (made private and locked:
+ * a second fwdlogd on it exits at once), loop, outputs, registry, plugin API
+ * socket. Shutdown (SIGTERM/SIGINT) runs in reverse: stop accepting API calls,
+ * drain every FIFO and seal every batch, keep the loop running until the
+ * aggregators took everything or FWD_SHUTDOWN_FLUSH_MS passed (dockerd sends
+ * SIGKILL 10 s after SIGTERM), then free and exit 0.
  */
 #define FWD_LOG_MODULE "main"
 #include "fwd_config.h"
@@ -16,6 +17,7 @@
 #include "fwd_loop.h"
 #include "fwd_output.h"
 #include "fwd_plugin_api.h"
+#include "fwd_state.h"
 #include "fwd_time.h"
 
 #include <errno.h>
@@ -111,28 +113,6 @@ static int parse_args(int argc, char **argv, struct opts *o)
     return 0;
 }
 
-/* mkdir -p with mode 0700 for the last component. */
-static int make_dirs(const char *path)
-{
-    char buf[4096];
-    size_t n = strlen(path);
-
-    if (n == 0 || n >= sizeof(buf))
-        return -ENAMETOOLONG;
-    memcpy(buf, path, n + 1);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) == -1 && errno != EEXIST)
-            return -errno;
-        *p = '/';
-    }
-    if (mkdir(buf, 0700) == -1 && errno != EEXIST)
-        return -errno;
-    return 0;
-}
-
 static void on_signal(struct fwd_io *io, uint32_t events)
 {
     struct signalfd_siginfo si;
@@ -173,7 +153,7 @@ int main(int argc, char **argv)
     struct fwd_io sigio = {0};
     char err[2048], hostname[256] = "";
     sigset_t mask;
-    int sfd = -1, rc = 1, lvl;
+    int sfd = -1, lock_fd = -1, rc = 1, lvl;
 
     if (parse_args(argc, argv, &o) < 0)
         return 2;
@@ -197,8 +177,10 @@ int main(int argc, char **argv)
         rc = 2;
         goto out;
     }
-    if (make_dirs(o.state_dir) < 0)
-        fwd_log(FWD_LOG_WARN, "cannot create state directory %s: %s", o.state_dir, strerror(errno));
+    if (fwd_state_dir_open(o.state_dir, &lock_fd, err, sizeof(err)) < 0) {
+        fwd_log(FWD_LOG_ERROR, "%s", err);
+        goto out;
+    }
 
     sigemptyset(&mask);
     sigaddset(&mask, SIGTERM);
@@ -272,5 +254,7 @@ out:
     if (sfd >= 0)
         close(sfd);
     fwd_kv_free(defaults, ndefaults);
+    if (lock_fd >= 0)
+        close(lock_fd);
     return rc;
 }

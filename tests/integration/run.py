@@ -1827,6 +1827,52 @@ JAVA_TRACE = [
 ]
 
 
+class TestHardening(ProcTest):
+    """Issue 13 item 10: the state directory is private and locked; StartLogging's File
+    stays in the FIFO directory; an empty StartLogging body says so."""
+
+    def test_state_dir_is_made_private(self):
+        state = os.path.join(self.tmp, "state")
+        os.mkdir(state)
+        os.chmod(state, 0o755)
+        d = self.daemon()
+        self.assertEqual(os.stat(state).st_mode & 0o7777, 0o700)
+        with open(os.path.join(state, "fwdlogd.lock")) as f:
+            self.assertEqual(f.read().strip(), str(d.proc.pid))
+
+    def test_new_state_dir_is_0700(self):
+        self.daemon()
+        self.assertEqual(os.stat(os.path.join(self.tmp, "state")).st_mode & 0o7777, 0o700)
+
+    def test_state_dir_others_can_write_is_refused(self):
+        for mode, who in ((0o777, "others"), (0o770, "its group")):
+            state = os.path.join(self.tmp, "state")
+            os.makedirs(state, exist_ok=True)
+            os.chmod(state, mode)
+            with self.assertRaises(RuntimeError) as cm:
+                self.daemon()  # exits at once (never added to self.procs)
+            msg = str(cm.exception)
+            self.assertIn("state directory %s is writable by %s (mode %04o)" % (state, who, mode),
+                          msg)
+            self.assertIn("chmod 0700 " + state, msg)
+            self.assertEqual(os.stat(state).st_mode & 0o7777, mode, "left as it was")
+
+    def test_second_daemon_on_the_same_state_dir_exits(self):
+        d = self.daemon()
+        state = os.path.join(self.tmp, "state")
+        fwdlogd = os.environ.get("FWDLOGD", os.path.join(fwdtest.HERE, "..", "build", "fwdlogd"))
+        p = subprocess.run([fwdlogd, "--socket",
+                            os.path.join(self.tmp, "second.sock"), "--state-dir", state],
+                           capture_output=True, text=True, timeout=10,
+                           env={"FWDLOG_FIFO_DIR": self.tmp, "PATH": os.environ["PATH"]})
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("state directory %s is in use by another fwdlogd (pid %d, holding "
+                      "%s/fwdlogd.lock)" % (state, d.proc.pid, state), p.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "second.sock")))
+        # the first one is untouched
+        self.assertEqual(d.api.call("/Plugin.Activate")[0], 200)
+
+
 class TestParse(Base):
     """parse=, time-*, multiline*, metadata=, seq-key= through fwdlogd."""
 
