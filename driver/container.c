@@ -14,6 +14,9 @@
  * wakeup per millisecond, not one per line. overflow-policy=block pauses it
  * until the destination has room.
  * Invariant: every container in the list has an open fd watched by the loop.
+ * A StartLogging File must resolve (realpath: no symlink or `..` out of it)
+ * to a FIFO directly inside the FIFO directory (FWDLOG_FIFO_DIR, where dockerd
+ * creates them); anything else is refused before it is opened.
  *
  * Streams outlive the process: StartLogging keeps its body on disk (state.c)
  * before it answers, StopLogging and EOF forget it, shutdown keeps it. At
@@ -46,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <sys/epoll.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -84,6 +88,7 @@ struct fwd_registry {
     size_t ndefaults;
     char *hostname;
     char *state_dir; /* streams are kept under it (state.c) */
+    char *fifo_dir;  /* StartLogging's File must be in it */
     struct fwd_container *head;
     uint8_t *scratch;
     struct fwd_entry_decoder *dec;
@@ -96,7 +101,8 @@ struct fwd_registry {
 
 struct fwd_registry *fwd_registry_create(struct fwd_loop *loop, struct fwd_outputs *outputs,
                                          const struct fwd_kv *defaults, size_t ndefaults,
-                                         const char *hostname, const char *state_dir)
+                                         const char *hostname, const char *state_dir,
+                                         const char *fifo_dir)
 {
     struct fwd_registry *r = calloc(1, sizeof(*r));
 
@@ -108,9 +114,11 @@ struct fwd_registry *fwd_registry_create(struct fwd_loop *loop, struct fwd_outpu
     r->ndefaults = ndefaults;
     r->hostname = strdup(hostname);
     r->state_dir = strdup(state_dir);
+    r->fifo_dir = strdup(fifo_dir);
     r->scratch = malloc(SCRATCH_SIZE);
     r->dec = fwd_entry_decoder_create();
-    if (r->hostname == NULL || r->state_dir == NULL || r->scratch == NULL || r->dec == NULL) {
+    if (r->hostname == NULL || r->state_dir == NULL || r->fifo_dir == NULL || r->scratch == NULL ||
+        r->dec == NULL) {
         fwd_registry_destroy(r);
         return NULL;
     }
@@ -157,6 +165,7 @@ void fwd_registry_destroy(struct fwd_registry *r)
     free(r->scratch);
     free(r->hostname);
     free(r->state_dir);
+    free(r->fifo_dir);
     free(r);
 }
 
@@ -509,11 +518,61 @@ static struct fwd_container *find_cid(struct fwd_registry *r, const char *cid)
     return NULL;
 }
 
-static int open_fifo(const char *file, char *err, size_t errlen)
+/* Is the resolved path res directly inside the resolved directory dir? */
+static bool directly_in(const char *res, const char *dir)
 {
-    struct stat sb;
-    int fd = open(file, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    size_t n = strcmp(dir, "/") == 0 ? 0 : strlen(dir);
 
+    return strncmp(res, dir, n) == 0 && res[n] == '/' && res[n + 1] != '\0' &&
+           strchr(res + n + 1, '/') == NULL;
+}
+
+/*
+ * StartLogging may name any path: confine it to the FIFO directory, resolved
+ * (symlinks and `..` followed) into res. 0, or -errno with err set (-ENOENT
+ * for a FIFO that is not there, -EPERM for one outside the directory).
+ */
+static int confine(const struct fwd_registry *r, const char *file, char *res, char *err,
+                   size_t errlen)
+{
+    char dir[PATH_MAX];
+    int e;
+
+    if (file[0] != '/') {
+        snprintf(err, errlen, "log FIFO path %s is not absolute", file);
+        return -EINVAL;
+    }
+    if (realpath(r->fifo_dir, dir) == NULL) {
+        e = errno;
+        snprintf(err, errlen, "cannot open log FIFO %s: the FIFO directory %s: %s", file,
+                 r->fifo_dir, strerror(e));
+        return -e;
+    }
+    if (realpath(file, res) == NULL) {
+        e = errno;
+        snprintf(err, errlen, "cannot open log FIFO %s: %s", file, strerror(e));
+        return -e;
+    }
+    if (!directly_in(res, dir)) {
+        snprintf(err, errlen,
+                 "log FIFO %s is not in %s, the directory dockerd makes the plugin's FIFOs in "
+                 "(it resolves to %s); if dockerd uses another, set FWDLOG_FIFO_DIR",
+                 file, r->fifo_dir, res);
+        return -EPERM;
+    }
+    return 0;
+}
+
+static int open_fifo(const struct fwd_registry *r, const char *file, char *err, size_t errlen)
+{
+    char res[PATH_MAX];
+    struct stat sb;
+    int fd = confine(r, file, res, err, errlen);
+
+    if (fd < 0)
+        return fd;
+    /* O_NOFOLLOW: res was resolved, a symlink put there since is not followed */
+    fd = open(res, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
     if (fd == -1) {
         int e = errno;
         snprintf(err, errlen, "cannot open log FIFO %s: %s", file, strerror(e));
@@ -618,7 +677,7 @@ int fwd_registry_start(struct fwd_registry *r, const char *file, struct fwd_info
         rc = -ENOMEM;
         goto out;
     }
-    c->fd = open_fifo(file, err, errlen);
+    c->fd = open_fifo(r, file, err, errlen);
     if (c->fd < 0) {
         rc = c->fd;
         goto out;

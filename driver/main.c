@@ -35,10 +35,14 @@ extern char **environ;
 
 #define DEFAULT_SOCKET    "/run/docker/plugins/fwdlog.sock"
 #define DEFAULT_STATE_DIR "/var/lib/fwdlog"
+/* Where dockerd creates a plugin's FIFOs (moby daemon/logger/plugin.go: the plugin's
+ * ScopedPath of /run/docker/logging, which is this path as the plugin sees it). */
+#define DEFAULT_FIFO_DIR "/run/docker/logging"
 
 struct opts {
     const char *socket;
     const char *state_dir;
+    const char *fifo_dir;
     const char *log_level;
 };
 
@@ -46,22 +50,25 @@ static volatile sig_atomic_t stopping;
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "Usage: fwdlogd [--socket PATH] [--state-dir DIR] [--log-level LEVEL]\n"
-            "\n"
-            "fwdlog: a Docker logging driver plugin that ships container logs to Fluentd or\n"
-            "Fluent Bit over the Forward protocol.\n"
-            "\n"
-            "  --socket PATH      plugin API socket (env FWDLOG_SOCKET; default %s)\n"
-            "  --state-dir DIR    state directory (env FWDLOG_STATE_DIR; default %s)\n"
-            "  --log-level LEVEL  error|warn|info|debug (env FWDLOG_LOG_LEVEL; default info)\n"
-            "  --help             this text\n"
-            "  --version          the version\n"
-            "\n"
-            "Plugin-wide defaults for log-opts come from the environment: FLUENTD_ADDRESS,\n"
-            "FLUENTD_BUFFER_LIMIT, FLUENTD_RETRY_WAIT, ..., FWDLOG_TAG, FWDLOG_MAX_LINE_SIZE,\n"
-            "... (see README.md). A container's own --log-opt wins over them.\n",
-            DEFAULT_SOCKET, DEFAULT_STATE_DIR);
+    fprintf(
+        f,
+        "Usage: fwdlogd [--socket PATH] [--state-dir DIR] [--fifo-dir DIR] [--log-level LEVEL]\n"
+        "\n"
+        "fwdlog: a Docker logging driver plugin that ships container logs to Fluentd or\n"
+        "Fluent Bit over the Forward protocol.\n"
+        "\n"
+        "  --socket PATH      plugin API socket (env FWDLOG_SOCKET; default %s)\n"
+        "  --state-dir DIR    state directory (env FWDLOG_STATE_DIR; default %s)\n"
+        "  --fifo-dir DIR     the only directory StartLogging may name FIFOs in (env\n"
+        "                     FWDLOG_FIFO_DIR; default %s, where dockerd makes them)\n"
+        "  --log-level LEVEL  error|warn|info|debug (env FWDLOG_LOG_LEVEL; default info)\n"
+        "  --help             this text\n"
+        "  --version          the version\n"
+        "\n"
+        "Plugin-wide defaults for log-opts come from the environment: FLUENTD_ADDRESS,\n"
+        "FLUENTD_BUFFER_LIMIT, FLUENTD_RETRY_WAIT, ..., FWDLOG_TAG, FWDLOG_MAX_LINE_SIZE,\n"
+        "... (see README.md). A container's own --log-opt wins over them.\n",
+        DEFAULT_SOCKET, DEFAULT_STATE_DIR, DEFAULT_FIFO_DIR);
 }
 
 static const char *env_or(const char *name, const char *def)
@@ -74,14 +81,19 @@ static const char *env_or(const char *name, const char *def)
 static int parse_args(int argc, char **argv, struct opts *o)
 {
     static const struct option longopts[] = {
-        {"socket", required_argument, NULL, 's'},    {"state-dir", required_argument, NULL, 'd'},
-        {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},         {NULL, 0, NULL, 0},
+        {"socket", required_argument, NULL, 's'},
+        {"state-dir", required_argument, NULL, 'd'},
+        {"log-level", required_argument, NULL, 'l'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {"fifo-dir", required_argument, NULL, 'f'},
+        {NULL, 0, NULL, 0},
     };
     int c;
 
     o->socket = env_or("FWDLOG_SOCKET", DEFAULT_SOCKET);
     o->state_dir = env_or("FWDLOG_STATE_DIR", DEFAULT_STATE_DIR);
+    o->fifo_dir = env_or("FWDLOG_FIFO_DIR", DEFAULT_FIFO_DIR);
     o->log_level = env_or("FWDLOG_LOG_LEVEL", "info");
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
@@ -90,6 +102,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
                 break;
             case 'd':
                 o->state_dir = optarg;
+                break;
+            case 'f':
+                o->fifo_dir = optarg;
                 break;
             case 'l':
                 o->log_level = optarg;
@@ -196,7 +211,8 @@ int main(int argc, char **argv)
         fwd_log(FWD_LOG_ERROR, "cannot initialise: %s", err);
         goto out;
     }
-    reg = outputs ? fwd_registry_create(loop, outputs, defaults, ndefaults, hostname, o.state_dir)
+    reg = outputs ? fwd_registry_create(loop, outputs, defaults, ndefaults, hostname, o.state_dir,
+                                        o.fifo_dir)
                   : NULL;
     if (reg == NULL || fwd_loop_io_add(loop, &sigio, sfd, EPOLLIN, on_signal, NULL) < 0) {
         fwd_log(FWD_LOG_ERROR, "cannot initialise: %s", strerror(errno ? errno : ENOMEM));

@@ -1873,6 +1873,96 @@ class TestHardening(ProcTest):
         self.assertEqual(d.api.call("/Plugin.Activate")[0], 200)
 
 
+class TestHardening(ProcTest):
+    """Issue 13 item 10: the state directory is private and locked; StartLogging's File
+    stays in the FIFO directory; an empty StartLogging body says so."""
+
+    def test_state_dir_is_made_private(self):
+        state = os.path.join(self.tmp, "state")
+        os.mkdir(state)
+        os.chmod(state, 0o755)
+        d = self.daemon()
+        self.assertEqual(os.stat(state).st_mode & 0o7777, 0o700)
+        with open(os.path.join(state, "fwdlogd.lock")) as f:
+            self.assertEqual(f.read().strip(), str(d.proc.pid))
+
+    def test_new_state_dir_is_0700(self):
+        self.daemon()
+        self.assertEqual(os.stat(os.path.join(self.tmp, "state")).st_mode & 0o7777, 0o700)
+
+    def test_state_dir_others_can_write_is_refused(self):
+        for mode, who in ((0o777, "others"), (0o770, "its group")):
+            state = os.path.join(self.tmp, "state")
+            os.makedirs(state, exist_ok=True)
+            os.chmod(state, mode)
+            with self.assertRaises(RuntimeError) as cm:
+                self.daemon()  # exits at once (never added to self.procs)
+            msg = str(cm.exception)
+            self.assertIn("state directory %s is writable by %s (mode %04o)" % (state, who, mode),
+                          msg)
+            self.assertIn("chmod 0700 " + state, msg)
+            self.assertEqual(os.stat(state).st_mode & 0o7777, mode, "left as it was")
+
+    def test_second_daemon_on_the_same_state_dir_exits(self):
+        d = self.daemon()
+        state = os.path.join(self.tmp, "state")
+        fwdlogd = os.environ.get("FWDLOGD", os.path.join(fwdtest.HERE, "..", "build", "fwdlogd"))
+        p = subprocess.run([fwdlogd, "--socket",
+                            os.path.join(self.tmp, "second.sock"), "--state-dir", state],
+                           capture_output=True, text=True, timeout=10,
+                           env={"FWDLOG_FIFO_DIR": self.tmp, "PATH": os.environ["PATH"]})
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("state directory %s is in use by another fwdlogd (pid %d, holding "
+                      "%s/fwdlogd.lock)" % (state, d.proc.pid, state), p.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "second.sock")))
+        # the first one is untouched
+        self.assertEqual(d.api.call("/Plugin.Activate")[0], 200)
+
+    def test_fifo_outside_the_fifo_dir_is_refused(self):
+        recv = self.receiver()
+        d = self.daemon({"FLUENTD_ADDRESS": "127.0.0.1:%d" % recv.port})
+        other = fwdtest.tmpdir()
+        self.addCleanup(shutil.rmtree, other, ignore_errors=True)
+        out = Fifo(other)
+        self.addCleanup(out.close)
+        os.mkdir(os.path.join(self.tmp, "sub"))
+        deeper = Fifo(os.path.join(self.tmp, "sub"))
+        self.addCleanup(deeper.close)
+        link = os.path.join(self.tmp, "b" * 64)
+        os.symlink(out.path, link)
+        dotdot = os.path.join(self.tmp, "..", os.path.basename(other),
+                              os.path.basename(out.path))
+        for n, (path, want) in enumerate([
+                (dotdot, "is not in %s, the directory dockerd makes the plugin's FIFOs in "
+                 "(it resolves to %s); if dockerd uses another, set FWDLOG_FIFO_DIR"
+                 % (self.tmp, out.path)),
+                (link, "(it resolves to %s)" % out.path),
+                (deeper.path, "(it resolves to %s)" % deeper.path),
+                (os.path.basename(out.path), "is not absolute")]):
+            st, body = d.api.start(path, info(cid(0x90 + n)))
+            self.assertEqual(st, 200)
+            self.assertTrue(body["Err"].startswith("fwdlog: "), body)
+            self.assertIn(want, body["Err"])
+        self.assertEqual(d.api.metrics()["fwdlog_containers"], 0)
+        # inside, through a symlink that stays inside: accepted, and read
+        f = self.fifo()
+        inside = os.path.join(self.tmp, "c" * 64)
+        os.symlink(f.path, inside)
+        self.assertEqual(d.api.start(inside, info(cid(0x9f))), (200, {"Err": ""}))
+        f.write(frame(time_nano=1, line=b"inside"))
+        self.assertEqual(logs(recv.wait_exact(1)), ["inside"])
+        self.assertEqual(d.api.stop(inside), (200, {"Err": ""}))
+
+    def test_empty_start_logging_body_says_so(self):
+        d = self.daemon()
+        st, body = d.api.call("/LogDriver.StartLogging", raw=b"")
+        self.assertEqual(st, 400)
+        self.assertIn("empty request body", body["Err"])
+        self.assertNotIn("wrong arguments", body["Err"])
+        # an empty StopLogging is dockerd's retry: still a success
+        self.assertEqual(d.api.call("/LogDriver.StopLogging", raw=b""), (200, {"Err": ""}))
+
+
 class TestParse(Base):
     """parse=, time-*, multiline*, metadata=, seq-key= through fwdlogd."""
 
