@@ -51,6 +51,7 @@
 #include <string.h>
 #include <limits.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -563,6 +564,26 @@ static int confine(const struct fwd_registry *r, const char *file, char *res, ch
     return 0;
 }
 
+/* The reason an open failed for want of descriptors, with the limit and the fix. */
+static void open_error(const char *file, int e, char *err, size_t errlen)
+{
+    struct rlimit rl;
+
+    if (e == EMFILE && getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        snprintf(err, errlen,
+                 "cannot open log FIFO %s: %s: fwdlogd has all the file descriptors its limit "
+                 "allows (RLIMIT_NOFILE %llu) open; raise the limit of what starts fwdlogd "
+                 "(dockerd's LimitNOFILE for the managed plugin)",
+                 file, strerror(e), (unsigned long long)rl.rlim_cur);
+    else if (e == ENFILE)
+        snprintf(err, errlen,
+                 "cannot open log FIFO %s: %s: the system's file table is full (raise "
+                 "fs.file-max)",
+                 file, strerror(e));
+    else
+        snprintf(err, errlen, "cannot open log FIFO %s: %s", file, strerror(e));
+}
+
 static int open_fifo(const struct fwd_registry *r, const char *file, char *err, size_t errlen)
 {
     char res[PATH_MAX];
@@ -575,7 +596,7 @@ static int open_fifo(const struct fwd_registry *r, const char *file, char *err, 
     fd = open(res, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
     if (fd == -1) {
         int e = errno;
-        snprintf(err, errlen, "cannot open log FIFO %s: %s", file, strerror(e));
+        open_error(file, e, err, errlen);
         return -e;
     }
     if (fstat(fd, &sb) == -1 || !S_ISFIFO(sb.st_mode)) {

@@ -1827,50 +1827,21 @@ JAVA_TRACE = [
 ]
 
 
-class TestHardening(ProcTest):
-    """Issue 13 item 10: the state directory is private and locked; StartLogging's File
-    stays in the FIFO directory; an empty StartLogging body says so."""
+SHIM = os.environ.get("FAULTSHIM") or os.path.join(
+    os.path.dirname(os.environ.get("FWDLOGD", os.path.join(fwdtest.HERE, "..", "build",
+                                                           "fwdlogd"))), "tests", "faultshim.so")
 
-    def test_state_dir_is_made_private(self):
-        state = os.path.join(self.tmp, "state")
-        os.mkdir(state)
-        os.chmod(state, 0o755)
-        d = self.daemon()
-        self.assertEqual(os.stat(state).st_mode & 0o7777, 0o700)
-        with open(os.path.join(state, "fwdlogd.lock")) as f:
-            self.assertEqual(f.read().strip(), str(d.proc.pid))
 
-    def test_new_state_dir_is_0700(self):
-        self.daemon()
-        self.assertEqual(os.stat(os.path.join(self.tmp, "state")).st_mode & 0o7777, 0o700)
-
-    def test_state_dir_others_can_write_is_refused(self):
-        for mode, who in ((0o777, "others"), (0o770, "its group")):
-            state = os.path.join(self.tmp, "state")
-            os.makedirs(state, exist_ok=True)
-            os.chmod(state, mode)
-            with self.assertRaises(RuntimeError) as cm:
-                self.daemon()  # exits at once (never added to self.procs)
-            msg = str(cm.exception)
-            self.assertIn("state directory %s is writable by %s (mode %04o)" % (state, who, mode),
-                          msg)
-            self.assertIn("chmod 0700 " + state, msg)
-            self.assertEqual(os.stat(state).st_mode & 0o7777, mode, "left as it was")
-
-    def test_second_daemon_on_the_same_state_dir_exits(self):
-        d = self.daemon()
-        state = os.path.join(self.tmp, "state")
-        fwdlogd = os.environ.get("FWDLOGD", os.path.join(fwdtest.HERE, "..", "build", "fwdlogd"))
-        p = subprocess.run([fwdlogd, "--socket",
-                            os.path.join(self.tmp, "second.sock"), "--state-dir", state],
-                           capture_output=True, text=True, timeout=10,
-                           env={"FWDLOG_FIFO_DIR": self.tmp, "PATH": os.environ["PATH"]})
-        self.assertNotEqual(p.returncode, 0)
-        self.assertIn("state directory %s is in use by another fwdlogd (pid %d, holding "
-                      "%s/fwdlogd.lock)" % (state, d.proc.pid, state), p.stderr)
-        self.assertFalse(os.path.exists(os.path.join(self.tmp, "second.sock")))
-        # the first one is untouched
-        self.assertEqual(d.api.call("/Plugin.Activate")[0], 200)
+def shim_env(**faults):
+    """The environment that runs fwdlogd under tests/faultshim.c (see its header for the
+    FAULTSHIM_* switches, given here as keywords: path=..., ops=..., errno=...)."""
+    if not os.path.exists(SHIM):
+        raise AssertionError("%s is missing: make %s" % (SHIM, os.path.relpath(SHIM)))
+    env = {"LD_PRELOAD": SHIM,
+           # the shim comes before libasan under SAN=address
+           "ASAN_OPTIONS": (os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0")}
+    env.update({"FAULTSHIM_" + k.upper(): str(v) for k, v in faults.items()})
+    return env
 
 
 class TestHardening(ProcTest):
@@ -1961,6 +1932,92 @@ class TestHardening(ProcTest):
         self.assertNotIn("wrong arguments", body["Err"])
         # an empty StopLogging is dockerd's retry: still a success
         self.assertEqual(d.api.call("/LogDriver.StopLogging", raw=b""), (200, {"Err": ""}))
+
+
+class TestFaults(ProcTest):
+    """Faults injected with tests/faultshim.c (LD_PRELOAD)."""
+
+    def faults(self):
+        return fwdtest.tail(os.path.join(self.tmp, "faults.log")).splitlines()
+
+    def test_emfile_at_start_logging_is_a_clear_err(self):
+        recv = self.receiver()
+        env = {"FLUENTD_ADDRESS": "127.0.0.1:%d" % recv.port}
+        env.update(shim_env(path=os.path.join(self.tmp, "emfile-*"), ops="open",
+                            errno="EMFILE", log=os.path.join(self.tmp, "faults.log")))
+        d = self.daemon(env)
+        bad = Fifo(self.tmp, name="emfile-" + "d" * 57)
+        self.addCleanup(bad.close)
+        st, body = d.api.start(bad.path, info(cid(0xc1)))
+        self.assertEqual(self.faults(), ["open " + bad.path], "the shim made that open fail")
+        self.assertEqual(st, 200)
+        err = body["Err"]
+        self.assertTrue(err.startswith("fwdlog: cannot open log FIFO %s: Too many open files"
+                                       % bad.path), err)
+        self.assertRegex(err, r"RLIMIT_NOFILE \d+")
+        self.assertIn("raise the limit", err)
+        self.assertIn("StartLogging refused", d.logtext())
+        # the daemon goes on: the next container starts and its lines arrive
+        f = self.fifo()
+        self.assertEqual(d.api.start(f.path, info(cid(0xc2))), (200, {"Err": ""}))
+        f.write(frame(time_nano=1, line=b"after EMFILE"))
+        self.assertEqual(logs(recv.wait_exact(1)), ["after EMFILE"])
+        self.assertEqual(d.api.metrics()["fwdlog_containers"], 1)
+
+    # issue 13 item 2: syncs on the loop. fdatasync of a spool segment runs on the loop
+    # thread today, so a 500 ms sync stalls every container and the API. Expected to fail
+    # until the syncs move off the loop; then remove the decorator.
+    @unittest.expectedFailure
+    def test_stalled_fdatasync_does_not_stall_other_containers(self):
+        self.stalled_fdatasync(500)
+
+    def stalled_fdatasync(self, delay_ms):
+        """Container A's destination is down and spills to the spool, where every
+        fdatasync takes delay_ms; container B's lines keep flowing to its receiver and
+        API calls answer within 50 ms meanwhile."""
+        down = fwdtest.free_port()
+        rb = self.receiver()
+        env = {"FLUENTD_ADDRESS": "127.0.0.1:%d" % rb.port, "FWDLOG_BATCH_SIZE": "64k"}
+        env.update(shim_env(path=os.path.join(self.tmp, "state", "spool", "*"),
+                            ops="fdatasync", delay_ms=delay_ms,
+                            log=os.path.join(self.tmp, "faults.log")))
+        d = self.daemon(env, level="info")
+        fa, fb = self.fifo(), self.fifo()
+        self.assertEqual(d.api.start(fa.path, info(cid(0xc3), config={
+            "fluentd-address": "127.0.0.1:%d" % down, "fluentd-buffer-limit": "64k"})),
+            (200, {"Err": ""}))
+        self.assertEqual(d.api.start(fb.path, info(cid(0xc4))), (200, {"Err": ""}))
+        import threading
+        stop = threading.Event()
+
+        def flood():  # 1 KiB lines, about 48 MiB: a dozen 4 MiB segments, each synced
+            for j in range(0, 48000, 2000):
+                if stop.is_set():
+                    return
+                fa.write(lines(b"a", j, j + 2000, pad=1000), timeout=60)
+        t = threading.Thread(target=flood)
+        t.start()
+        self.addCleanup(t.join)
+        self.addCleanup(stop.set)
+        wait_until(lambda: self.faults(), 20, "a first spool fdatasync")
+        n, slow, gaps = 200, [], []
+        last_seen, last_change = 0, time.time()
+        for i in range(n):
+            fb.write(frame(time_nano=i + 1, line=b"b%04d" % i))
+            t1 = time.time()
+            self.assertEqual(d.api.call("/LogDriver.Capabilities")[0], 200)
+            slow.append(time.time() - t1)
+            seen = len(rb.records())
+            if seen != last_seen:
+                gaps.append(time.time() - last_change)
+                last_seen, last_change = seen, time.time()
+            time.sleep(0.02)
+        stop.set()
+        self.assertEqual(logs(rb.wait_exact(n, timeout=30)), ["b%04d" % i for i in range(n)])
+        self.assertGreaterEqual(len(self.faults()), 3, "spool syncs while B was writing")
+        self.assertLess(max(slow), 0.05, "slowest API call (of %d) while syncs took %d ms"
+                        % (n, delay_ms))
+        self.assertLess(max(gaps), 0.4, "longest wait for B's next line at the receiver")
 
 
 class TestParse(Base):
