@@ -13,7 +13,8 @@
  * trickle pauses the FIFO for FWD_COALESCE_MS, so a busy container costs one
  * wakeup per millisecond, not one per line. overflow-policy=block pauses it
  * until the destination has room.
- * Invariant: every container in the list has an open fd watched by the loop.
+ * Invariant: every container in the list has an open fd watched by the loop,
+ * and is in both indexes (by FIFO path, by container id: O(1) lookups).
  * A StartLogging File must resolve (realpath: no symlink or `..` out of it)
  * to a FIFO directly inside the FIFO directory (FWDLOG_FIFO_DIR, where dockerd
  * creates them); anything else is refused before it is opened.
@@ -33,6 +34,7 @@
 #include "fwd_config.h"
 #include "fwd_entry.h"
 #include "fwd_frame.h"
+#include "fwd_index.h"
 #include "fwd_limits.h"
 #include "fwd_log.h"
 #include "fwd_multiline.h"
@@ -58,6 +60,7 @@
 struct fwd_container {
     struct fwd_registry *r;
     struct fwd_container *prev, *next;
+    struct fwd_index_node by_file, by_cid;
     char *file;
     char cid[65];
     int fd;
@@ -91,6 +94,7 @@ struct fwd_registry {
     char *state_dir; /* streams are kept under it (state.c) */
     char *fifo_dir;  /* StartLogging's File must be in it */
     struct fwd_container *head;
+    struct fwd_index files, cids; /* the containers by file and by cid */
     uint8_t *scratch;
     struct fwd_entry_decoder *dec;
     uint64_t turn;     /* fwd_loop_now of the loop turn the budget below is for */
@@ -109,6 +113,10 @@ struct fwd_registry *fwd_registry_create(struct fwd_loop *loop, struct fwd_outpu
 
     if (r == NULL)
         return NULL;
+    if (fwd_index_init(&r->files) != 0 || fwd_index_init(&r->cids) != 0) {
+        fwd_registry_destroy(r);
+        return NULL;
+    }
     r->loop = loop;
     r->outputs = outputs;
     r->defaults = defaults;
@@ -136,6 +144,8 @@ static void container_free(struct fwd_container *c)
         r->head = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    fwd_index_del(&r->files, &c->by_file);
+    fwd_index_del(&r->cids, &c->by_cid);
     if (c->fd >= 0) {
         fwd_loop_io_del(r->loop, &c->io);
         close(c->fd);
@@ -167,6 +177,8 @@ void fwd_registry_destroy(struct fwd_registry *r)
     free(r->hostname);
     free(r->state_dir);
     free(r->fifo_dir);
+    fwd_index_release(&r->files);
+    fwd_index_release(&r->cids);
     free(r);
 }
 
@@ -505,18 +517,16 @@ static void on_room(struct fwd_waiter *w)
 
 static struct fwd_container *find_file(struct fwd_registry *r, const char *file)
 {
-    for (struct fwd_container *c = r->head; c != NULL; c = c->next)
-        if (strcmp(c->file, file) == 0)
-            return c;
-    return NULL;
+    struct fwd_index_node *n = fwd_index_find(&r->files, file);
+
+    return n ? (struct fwd_container *)((char *)n - offsetof(struct fwd_container, by_file)) : NULL;
 }
 
 static struct fwd_container *find_cid(struct fwd_registry *r, const char *cid)
 {
-    for (struct fwd_container *c = r->head; c != NULL; c = c->next)
-        if (strcmp(c->cid, cid) == 0)
-            return c;
-    return NULL;
+    struct fwd_index_node *n = fwd_index_find(&r->cids, cid);
+
+    return n ? (struct fwd_container *)((char *)n - offsetof(struct fwd_container, by_cid)) : NULL;
 }
 
 /* Is the resolved path res directly inside the resolved directory dir? */
@@ -736,6 +746,8 @@ int fwd_registry_start(struct fwd_registry *r, const char *file, struct fwd_info
     if (r->head)
         r->head->prev = c;
     r->head = c;
+    fwd_index_add(&r->files, &c->by_file, c->file);
+    fwd_index_add(&r->cids, &c->by_cid, c->cid);
     r->st.containers++;
     fwd_log_c(FWD_LOG_INFO, c->cid, "logging %s as tag \"%s\" to %s (%zu attributes)",
               info->container_name, tag, fwd_stream_label(c->stream), fwd_record_nattrs(c->tmpl));
