@@ -18,6 +18,8 @@
  * A StartLogging File must resolve (realpath: no symlink or `..` out of it)
  * to a FIFO directly inside the FIFO directory (FWDLOG_FIFO_DIR, where dockerd
  * creates them); anything else is refused before it is opened.
+ * Shutdown drains every FIFO until a deadline: a FIFO still being written
+ * past it is left for the next start (its state stays).
  *
  * Streams outlive the process: StartLogging keeps its body on disk (state.c)
  * before it answers, StopLogging and EOF forget it, shutdown keeps it. At
@@ -95,6 +97,7 @@ struct fwd_registry {
     char *fifo_dir;  /* StartLogging's File must be in it */
     struct fwd_container *head;
     struct fwd_index files, cids; /* the containers by file and by cid */
+    uint64_t drain_deadline;      /* shutdown: drains end at this fwd_time_mono_ns (0: none) */
     uint8_t *scratch;
     struct fwd_entry_decoder *dec;
     uint64_t turn;     /* fwd_loop_now of the loop turn the budget below is for */
@@ -387,7 +390,8 @@ static void process(struct fwd_container *c, size_t len)
 /*
  * Read what the FIFO holds. Returns 0 when it would block (or the wakeup's
  * budget is spent), 1 at EOF (dockerd closed its end), 2 when the loop turn's
- * budget was spent before anything was read, -errno on error. *got: bytes read.
+ * budget was spent before anything was read, 3 when a drain passed the
+ * registry's drain_deadline, -errno on error. *got: bytes read.
  */
 static int read_fifo(struct fwd_container *c, bool drain, size_t *got)
 {
@@ -410,6 +414,9 @@ static int read_fifo(struct fwd_container *c, bool drain, size_t *got)
         }
         if (!drain && i > 0 && fwd_stream_blocked(c->stream, &c->waiter))
             return 0; /* overflow-policy=block: on_fifo stops watching the FIFO */
+        /* shutdown: a writer that never stops must not hold us past dockerd's SIGKILL */
+        if (drain && r->drain_deadline != 0 && fwd_time_mono_ns() >= r->drain_deadline)
+            return 3;
 
         if (have)
             memcpy(r->scratch, c->pending.data, have);
@@ -447,6 +454,11 @@ static void finish(struct fwd_container *c, const char *why, bool forget)
 
     if (rc < 0)
         fwd_log_c(FWD_LOG_WARN, c->cid, "reading FIFO while stopping: %s", strerror(-rc));
+    if (rc == 3)
+        fwd_log_c(FWD_LOG_WARN, c->cid,
+                  "shutdown: stopped draining the FIFO, still being written after %u ms; what "
+                  "is left in it is read at the next start",
+                  FWD_SHUTDOWN_DRAIN_MS);
     if (c->pending.len > 0)
         fwd_log_c(FWD_LOG_WARN, c->cid, "discarding %zu bytes of an incomplete last frame",
                   c->pending.len);
@@ -783,10 +795,12 @@ void fwd_registry_stop(struct fwd_registry *r, const char *file)
     finish(c, "StopLogging", true);
 }
 
-void fwd_registry_stop_all(struct fwd_registry *r)
+void fwd_registry_stop_all(struct fwd_registry *r, uint64_t deadline)
 {
+    r->drain_deadline = deadline;
     while (r->head != NULL)
         finish(r->head, "shutdown", false);
+    r->drain_deadline = 0;
 }
 
 void fwd_registry_stats(const struct fwd_registry *r, struct fwd_registry_stats *st)

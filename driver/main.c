@@ -6,8 +6,10 @@
  * a second fwdlogd on it exits at once), loop, outputs, registry, plugin API
  * socket. Shutdown (SIGTERM/SIGINT) runs in reverse: stop accepting API calls,
  * drain every FIFO and seal every batch, keep the loop running until the
- * aggregators took everything or FWD_SHUTDOWN_FLUSH_MS passed (dockerd sends
- * SIGKILL 10 s after SIGTERM), then free and exit 0.
+ * aggregators took everything, then free and exit 0. The whole path is bounded
+ * from the signal on (dockerd sends SIGKILL 10 s after SIGTERM): draining ends
+ * at FWD_SHUTDOWN_DRAIN_MS even if a FIFO is still being written, sending at
+ * FWD_SHUTDOWN_FLUSH_MS, closing connections at FWD_SHUTDOWN_MS.
  */
 #define FWD_LOG_MODULE "main"
 #include "fwd_config.h"
@@ -144,12 +146,10 @@ static bool flushing(const struct fwd_outputs *m)
     return !fwd_outputs_idle(m);
 }
 
-/* Shutdown: run the loop while busy(m), for at most ms. */
+/* Shutdown: run the loop while busy(m), until deadline (fwd_time_mono_ns). */
 static void run_while(struct fwd_loop *loop, bool (*busy)(const struct fwd_outputs *),
-                      const struct fwd_outputs *m, uint64_t ms)
+                      const struct fwd_outputs *m, uint64_t deadline)
 {
-    uint64_t deadline = fwd_time_mono_ns() + FWD_MS_TO_NS(ms);
-
     while (busy(m) && fwd_time_mono_ns() < deadline)
         if (fwd_loop_run_once(loop, 50) < 0)
             break;
@@ -168,6 +168,7 @@ int main(int argc, char **argv)
     struct fwd_io sigio = {0};
     char err[2048], hostname[256] = "";
     sigset_t mask;
+    uint64_t t0, close_by;
     int sfd = -1, lock_fd = -1, rc = 1, lvl;
 
     if (parse_args(argc, argv, &o) < 0)
@@ -242,12 +243,14 @@ int main(int argc, char **argv)
         }
     }
 
+    /* Every step from here is bounded from t0: dockerd SIGKILLs 10 s after SIGTERM. */
+    t0 = fwd_time_mono_ns();
     fwd_log(FWD_LOG_INFO, "stopping: draining FIFOs and flushing buffered records");
     fwd_plugin_api_destroy(api);
     api = NULL;
-    fwd_registry_stop_all(reg);
+    fwd_registry_stop_all(reg, t0 + FWD_MS_TO_NS(FWD_SHUTDOWN_DRAIN_MS));
     fwd_outputs_flush_all(outputs);
-    run_while(loop, flushing, outputs, FWD_SHUTDOWN_FLUSH_MS);
+    run_while(loop, flushing, outputs, t0 + FWD_MS_TO_NS(FWD_SHUTDOWN_FLUSH_MS));
     if (!fwd_outputs_idle(outputs)) {
         struct fwd_output_stats st;
 
@@ -258,7 +261,10 @@ int main(int argc, char **argv)
     }
     /* Connections close gracefully, so aggregators read everything before our close. */
     fwd_outputs_close_all(outputs);
-    run_while(loop, fwd_outputs_closing, outputs, FWD_SHUTDOWN_CLOSE_MS);
+    close_by = fwd_time_mono_ns() + FWD_MS_TO_NS(FWD_SHUTDOWN_CLOSE_MS);
+    if (close_by > t0 + FWD_MS_TO_NS(FWD_SHUTDOWN_MS))
+        close_by = t0 + FWD_MS_TO_NS(FWD_SHUTDOWN_MS);
+    run_while(loop, fwd_outputs_closing, outputs, close_by);
     rc = 0;
 out:
     fwd_plugin_api_destroy(api);

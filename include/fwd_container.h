@@ -67,8 +67,12 @@ int fwd_registry_start(struct fwd_registry *r, const char *file, struct fwd_info
 size_t fwd_registry_restore(struct fwd_registry *r);
 /* StopLogging (the stream's state is forgotten). An unknown file is not an error. */
 void fwd_registry_stop(struct fwd_registry *r, const char *file);
-/* Drain and stop every container (shutdown): their states stay for the next start. */
-void fwd_registry_stop_all(struct fwd_registry *r);
+/*
+ * Drain and stop every container (shutdown): their states stay for the next
+ * start. deadline (fwd_time_mono_ns, 0: none): draining stops there, and what
+ * a writer still puts in a FIFO is left in it for the next start.
+ */
+void fwd_registry_stop_all(struct fwd_registry *r, uint64_t deadline);
 void fwd_registry_stats(const struct fwd_registry *r, struct fwd_registry_stats *st);
 /* Per-container metrics lines (Prometheus text) appended to out. 0, or -1 when out is full. */
 int fwd_registry_metrics(const struct fwd_registry *r, struct fwd_buf *out);

@@ -1934,6 +1934,51 @@ class TestHardening(ProcTest):
         self.assertEqual(d.api.call("/LogDriver.StopLogging", raw=b""), (200, {"Err": ""}))
 
 
+class TestShutdownBound(ProcTest):
+    def test_sigterm_with_writers_that_never_stop(self):
+        # Issue 13 item 4: the SIGTERM path drained FIFOs until they were empty, so a
+        # container that keeps writing held fwdlogd past dockerd's SIGKILL at 10 s.
+        recv = self.receiver()
+        d = self.daemon({"FLUENTD_ADDRESS": "127.0.0.1:%d" % recv.port,
+                         "FLUENTD_BUFFER_LIMIT": "1m", "FWDLOG_SPOOL_LIMIT": "0"},
+                        level="info")
+        f = self.fifo()
+        # parsed JSON: each line costs fwdlogd more than the writer, which stays ahead
+        self.assertEqual(d.api.start(f.path, info(cid(0xb1), config={"parse": "json"})),
+                         (200, {"Err": ""}))
+        # Two writers, each writing whole frames in writes of at most PIPE_BUF bytes (atomic:
+        # frames never interleave), at a raised priority when the test may: while one waits
+        # for the CPU the other keeps the pipe full, so the FIFO is never found empty.
+        chunk = os.path.join(self.tmp, "chunk")
+        with open(chunk, "wb") as c:
+            c.write(b"".join(frame(time_nano=i + 1, line=b'{"n":%d,"msg":"w","l":[1,2,{"k":"v"}]}'
+                                   % i) for i in range(8000)))
+        writer = ("import os, struct, sys\n"
+                  "try:\n    os.nice(-10)\nexcept OSError:\n    pass\n"
+                  "d, out, cur = open(sys.argv[2], 'rb').read(), [], b''\n"
+                  "while d:\n"
+                  "    n = 4 + struct.unpack('>I', d[:4])[0]\n"
+                  "    if len(cur) + n > 4096:\n        out.append(cur)\n        cur = b''\n"
+                  "    cur, d = cur + d[:n], d[n:]\n"
+                  "out.append(cur)\n"
+                  "fd = os.open(sys.argv[1], os.O_WRONLY)\n"
+                  "while True:\n    for b in out:\n        os.write(fd, b)\n")
+        for _ in range(2):
+            w = subprocess.Popen([fwdtest.PYTHON, "-c", writer, f.path, chunk],
+                                 preexec_fn=fwdtest._die_with_parent)
+            self.addCleanup(w.wait)
+            self.addCleanup(w.kill)
+        wait_until(lambda: d.api.metrics()["fwdlog_records_total"] > 100000, 20,
+                   "the writer's lines read")
+        t0 = time.time()
+        rc = d.stop(timeout=20)
+        took = time.time() - t0
+        self.procs.remove(d)
+        self.assertEqual(rc, 0, d.logtext()[-2000:])
+        self.assertLess(took, 9.5, "SIGTERM took %.1f s with writers that never stop" % took)
+        self.assertIsNone(w.poll(), "the writers still run: they never stopped writing")
+
+
 class TestFaults(ProcTest):
     """Faults injected with tests/faultshim.c (LD_PRELOAD)."""
 
