@@ -567,8 +567,10 @@ static int confine(const struct fwd_registry *r, const char *file, char *res, ch
     }
     if (realpath(r->fifo_dir, dir) == NULL) {
         e = errno;
-        snprintf(err, errlen, "cannot open log FIFO %s: the FIFO directory %s: %s", file,
-                 r->fifo_dir, strerror(e));
+        snprintf(err, errlen,
+                 "cannot open log FIFO %s: the FIFO directory %s (--fifo-dir, FWDLOG_FIFO_DIR): "
+                 "%s",
+                 file, r->fifo_dir, strerror(e));
         return -e;
     }
     if (realpath(file, res) == NULL) {

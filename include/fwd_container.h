@@ -54,8 +54,8 @@ void fwd_registry_destroy(struct fwd_registry *r);
  * received, kept on disk for a restart (state.c); NULL when restoring such a
  * state (the FIFO may then begin mid-frame). 0, or -EINVAL / -ENOENT /
  * -EPERM (a File outside the FIFO directory) / -EMFILE / -ENOMEM with a
- * user-facing message in err. A second start for the same
- * ContainerID or File replaces the old stream after draining it.
+ * user-facing message in err. A second start for the same ContainerID or
+ * File replaces the old stream after draining it.
  */
 int fwd_registry_start(struct fwd_registry *r, const char *file, struct fwd_info *info,
                        const char *body, size_t body_len, char *err, size_t errlen)
