@@ -6,7 +6,8 @@
 #   make ERR=1            warnings are errors (CI)
 #   make deps             install build and test dependencies (Debian 12, as root)
 #   make valgrind         unit tests under valgrind
-#   make fuzz             build the libFuzzer targets (clang) and run each briefly
+#   make fuzz             build the libFuzzer targets (clang) and run each FUZZ_SECONDS (30);
+#                         the corpus in tests/fuzz/corpus grows with what they find
 #   make bench            benchmarks against the built-in fluentd driver (see tests/bench/run.py)
 #   make format / format-check / lint
 #   make plugin           build the managed plugin from the Dockerfile (no registry needed:
@@ -56,7 +57,7 @@ LIBOBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
 UNITS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/check_*.c))
 FUZZERS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 
-.PHONY: all deps check-deps test unit integration e2e demo valgrind fuzz bench bench-deps format format-check lint clean \
+.PHONY: all deps check-deps test unit integration e2e demo valgrind fuzz fuzz-deps bench bench-deps format format-check lint clean \
         plugin plugin-rootfs-local plugin-local plugin-create plugin-enable plugin-disable plugin-rm \
         plugin-push base-image release-test
 all: $(BUILD)/fwdlogd
@@ -83,6 +84,15 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h tests/unit/show.h $(LIBOBJS)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CFLAGS) $(shell pkg-config --cflags check) $(LDFLAGS) -o $@ $< $(LIBOBJS) \
 	    $(LDLIBS) $(shell pkg-config --libs check)
+
+# The fault-injection shim (LD_PRELOAD) the integration tests use: see its header.
+# Built without sanitizers or _FORTIFY_SOURCE (it defines open, read, ... itself).
+SHIM := $(BUILD)/tests/faultshim.so
+$(SHIM): tests/faultshim.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(filter-out -fsanitize=% -fno-sanitize-recover=% -D_FORTIFY_SOURCE=%,$(CFLAGS)) \
+	    -U_FORTIFY_SOURCE -fPIC -shared -o $@ $< -ldl
 
 # Debian 12 packages for building, testing and the end-to-end suite.
 DEB_BUILD := build-essential pkg-config libmicrohttpd-dev libjansson-dev libmsgpack-dev \
@@ -115,8 +125,9 @@ test: check-deps
 unit: $(UNITS)
 	$(Q)BUILD=$(BUILD) tests/run-unit.sh $(UNITS)
 
-integration: $(BUILD)/fwdlogd
-	$(Q)FWDLOGD=$(abspath $(BUILD)/fwdlogd) $(PYTHON) tests/integration/run.py
+integration: $(BUILD)/fwdlogd $(SHIM)
+	$(Q)FWDLOGD=$(abspath $(BUILD)/fwdlogd) FAULTSHIM=$(abspath $(SHIM)) \
+	    $(PYTHON) tests/integration/run.py
 
 # End-to-end: a private dockerd (unless FWDLOG_E2E_DOCKER_HOST names one to use), the
 # plugin from plugin-local, the project's receiver on 127.0.0.1. See tests/e2e/run.py.
@@ -236,12 +247,40 @@ valgrind: $(UNITS)
 	$(Q)for t in $(UNITS); do CK_FORK=no valgrind -q --error-exitcode=1 --leak-check=full \
 	    --errors-for-leak-kinds=definite $$t || exit 1; done
 
-fuzz:
+# make fuzz: every tests/fuzz/fuzz_*.c target for FUZZ_SECONDS (30) each, clang's
+# libFuzzer with ASan+UBSan. Each run starts from tests/fuzz/corpus/<target> and works
+# in build/fuzz-corpus/<target>; then what it found that reaches code the corpus did
+# not is merged into tests/fuzz/corpus/<target> (-merge=1 adds only those inputs), so
+# the corpus grows with coverage, not with every input tried: commit it. A crash stops
+# the run, its input is left as build/fuzz-crash/<target>-crash-*.
+# Debian 12: clang alone lacks the fuzzer runtime (libclang-rt is only recommended).
+DEB_FUZZ := clang libclang-rt-dev
+FUZZ_SECONDS ?= 30
+FUZZ_BUILD := build/fuzzer$(comma)address$(comma)undefined
+fuzz-deps:
+	$(Q)if ! command -v clang >/dev/null || \
+	    ! ls "$$(clang --print-runtime-dir 2>/dev/null)"/libclang_rt.fuzzer-*.a >/dev/null 2>&1; \
+	then echo "make: installing $(DEB_FUZZ) for make fuzz"; \
+	    if [ "$$(id -u)" != 0 ]; then echo "make fuzz-deps: run as root (apt-get)"; exit 1; fi; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_FUZZ); fi
+
+fuzz: fuzz-deps
 	$(Q)$(MAKE) --no-print-directory CC=clang SAN=fuzzer,address,undefined \
-	    $(addprefix build/fuzzer$(comma)address$(comma)undefined/fuzz/,$(FUZZERS))
-	$(Q)for f in $(FUZZERS); do mkdir -p build/fuzz-corpus/$$f; \
-	    build/fuzzer,address,undefined/fuzz/$$f -max_total_time=$${FUZZ_SECONDS:-20} \
-	    build/fuzz-corpus/$$f tests/fuzz/corpus/$$f || exit 1; done
+	    $(addprefix $(FUZZ_BUILD)/fuzz/,$(FUZZERS))
+	$(Q)mkdir -p build/fuzz-crash
+	$(Q)for f in $(FUZZERS); do rm -rf build/fuzz-corpus/$$f; \
+	    mkdir -p build/fuzz-corpus/$$f tests/fuzz/corpus/$$f; \
+	    echo "  FUZZ    $$f ($(FUZZ_SECONDS) s)"; \
+	    $(FUZZ_BUILD)/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	        -artifact_prefix=build/fuzz-crash/$$f- build/fuzz-corpus/$$f tests/fuzz/corpus/$$f \
+	        >build/fuzz-corpus/$$f.log 2>&1 || { tail -40 build/fuzz-corpus/$$f.log; exit 1; }; \
+	    grep -E '^stat::(number_of_executed_units|new_units_added)' build/fuzz-corpus/$$f.log \
+	        | tr '\n' ' '; echo; \
+	    before=$$(ls tests/fuzz/corpus/$$f | wc -l); \
+	    $(FUZZ_BUILD)/fuzz/$$f -merge=1 tests/fuzz/corpus/$$f build/fuzz-corpus/$$f \
+	        >build/fuzz-corpus/$$f.merge.log 2>&1 || { tail -20 build/fuzz-corpus/$$f.merge.log; exit 1; }; \
+	    echo "          corpus tests/fuzz/corpus/$$f: $$before -> $$(ls tests/fuzz/corpus/$$f | wc -l) inputs"; \
+	    done
 
 # make bench: not part of make test (it takes minutes and wants an idle machine).
 BENCH_DEB := gnuplot-nox
@@ -268,7 +307,8 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(LIBOBJS)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBOBJS) $(LDLIBS)
 
-FMT_FILES := $(wildcard driver/*.c include/*.h tests/unit/*.c tests/fuzz/*.c tests/bench/*.c)
+FMT_FILES := $(wildcard driver/*.c include/*.h tests/unit/*.c tests/fuzz/*.c tests/bench/*.c) \
+             tests/faultshim.c
 format:
 	clang-format -i $(FMT_FILES)
 format-check:

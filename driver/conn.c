@@ -268,6 +268,7 @@ static void start_connect(struct fwd_conn *c)
     int rc;
 
     c->state = FWD_CONN_RESOLVING;
+    c->one_request = false;
     forget_addrs(c);
     if (c->addr.scheme == FWD_ADDR_UNIX) {
         struct sockaddr_un *sun = (struct sockaddr_un *)&c->addrs.addr[0].sa;
@@ -297,7 +298,8 @@ void fwd_conn_start(struct fwd_conn *c)
 /* Batches may be written now (with acks, only while the window has room). */
 static bool can_write(const struct fwd_conn *c)
 {
-    return c->unsent != NULL && (!ack_mode(c) || c->inflight < ACK_WINDOW);
+    return c->unsent != NULL && (!ack_mode(c) || c->inflight < ACK_WINDOW) &&
+           !(c->one_request && c->written > 0);
 }
 
 static int watch(struct fwd_conn *c)
@@ -353,6 +355,7 @@ static void ready(struct fwd_conn *c)
     else
         fwd_log(FWD_LOG_DEBUG, "%s: connected", c->label);
     c->failures = 0;
+    c->written = 0;
     c->state = FWD_CONN_CONNECTED;
     c->connected_at = fwd_loop_now(loop_of(c));
     c->last_progress = c->connected_at;
@@ -488,6 +491,7 @@ static void advance(struct fwd_conn *c, size_t w)
             return;
         }
         w -= left;
+        c->written++;
         if (!ack_mode(c)) {
             delivered(c); /* without acks, written is as delivered as it gets */
             continue;
@@ -521,12 +525,30 @@ static bool reconnect_due(const struct fwd_conn *c)
            fwd_loop_now(loop_of(c)) - c->connected_at >= FWD_MS_TO_NS(every);
 }
 
+/*
+ * Reconnect between requests: fluentd-async-reconnect-interval, or a server whose HELO
+ * said keepalive=false once its one request is done. The old connection is closed
+ * gracefully; another aggregator takes what is queued meanwhile, if one is up.
+ */
+static void reconnect(struct fwd_conn *c)
+{
+    close_conn_gracefully(c);
+    start_connect(c);
+    c->env->ops->take_more(c);
+}
+
+/* Its one request is done (written, and acknowledged with acks). */
+static bool request_done(const struct fwd_conn *c)
+{
+    return c->one_request && c->written > 0 && c->inflight == 0;
+}
+
 /* One sendmsg of what is unsent (up to the ack window). Bytes written, or -1 with errno. */
 static ssize_t write_some(struct fwd_conn *c)
 {
     struct iovec iov[IOV_BATCHES * 3];
     struct msghdr msg = {.msg_iov = iov};
-    unsigned window = ack_mode(c) ? ACK_WINDOW - c->inflight : IOV_BATCHES;
+    unsigned window = c->one_request ? 1 : ack_mode(c) ? ACK_WINDOW - c->inflight : IOV_BATCHES;
     int niov = 0;
 
     /* A batch adds up to three iovecs (fewer for the half-written one): room for three
@@ -551,9 +573,7 @@ static void do_write(struct fwd_conn *c)
         ssize_t w;
 
         if (reconnect_due(c)) {
-            close_conn_gracefully(c);
-            start_connect(c);
-            c->env->ops->take_more(c); /* to another aggregator meanwhile, if one is up */
+            reconnect(c);
             return;
         }
         w = write_some(c);
@@ -569,6 +589,10 @@ static void do_write(struct fwd_conn *c)
         c->env->q->dc.bytes_sent += (uint64_t)w;
         c->last_progress = fwd_loop_now(loop_of(c));
         advance(c, (size_t)w);
+        if (request_done(c)) {
+            reconnect(c);
+            return;
+        }
         if (c->unsent == NULL)
             c->env->ops->take_more(c); /* take more from the destination's queue */
         budget = (size_t)w >= budget ? 0 : budget - (size_t)w;
@@ -608,6 +632,11 @@ static int take_acks(struct fwd_conn *c)
             return -1;
         }
         delivered(c);
+        if (request_done(c)) {
+            fwd_buf_consume(&c->reply, off);
+            reconnect(c);
+            return -1; /* this connection is gone: read nothing more from it */
+        }
         if (c->unsent == NULL)
             c->env->ops->take_more(c);
     }
@@ -655,7 +684,9 @@ static void handshake_step(struct fwd_conn *c)
         if (r == FWD_HANDSHAKE_MORE)
             return;
         if (r == FWD_HANDSHAKE_DONE) {
-            fwd_log(FWD_LOG_DEBUG, "%s: authenticated to %s", c->label, c->hs.peer);
+            fwd_log(FWD_LOG_DEBUG, "%s: authenticated to %s%s", c->label, c->hs.peer,
+                    c->hs.helo.keepalive ? "" : " (keepalive false: one request per connection)");
+            c->one_request = !c->hs.helo.keepalive;
             ready(c);
             return;
         }

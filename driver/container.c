@@ -13,7 +13,13 @@
  * trickle pauses the FIFO for FWD_COALESCE_MS, so a busy container costs one
  * wakeup per millisecond, not one per line. overflow-policy=block pauses it
  * until the destination has room.
- * Invariant: every container in the list has an open fd watched by the loop.
+ * Invariant: every container in the list has an open fd watched by the loop,
+ * and is in both indexes (by FIFO path, by container id: O(1) lookups).
+ * A StartLogging File must resolve (realpath: no symlink or `..` out of it)
+ * to a FIFO directly inside the FIFO directory (FWDLOG_FIFO_DIR, where dockerd
+ * creates them); anything else is refused before it is opened.
+ * Shutdown drains every FIFO until a deadline: a FIFO still being written
+ * past it is left for the next start (its state stays).
  *
  * Streams outlive the process: StartLogging keeps its body on disk (state.c)
  * before it answers, StopLogging and EOF forget it, shutdown keeps it. At
@@ -30,6 +36,7 @@
 #include "fwd_config.h"
 #include "fwd_entry.h"
 #include "fwd_frame.h"
+#include "fwd_index.h"
 #include "fwd_limits.h"
 #include "fwd_log.h"
 #include "fwd_multiline.h"
@@ -46,14 +53,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 struct fwd_container {
     struct fwd_registry *r;
     struct fwd_container *prev, *next;
+    struct fwd_index_node by_file, by_cid;
     char *file;
     char cid[65];
     int fd;
@@ -87,7 +97,10 @@ struct fwd_registry {
     size_t ndefaults;
     char *hostname;
     char *state_dir; /* streams are kept under it (state.c) */
+    char *fifo_dir;  /* StartLogging's File must be in it */
     struct fwd_container *head;
+    struct fwd_index files, cids; /* the containers by file and by cid */
+    uint64_t drain_deadline;      /* shutdown: drains end at this fwd_time_mono_ns (0: none) */
     uint8_t *scratch;
     struct fwd_entry_decoder *dec;
     uint64_t turn;     /* fwd_loop_now of the loop turn the budget below is for */
@@ -99,21 +112,28 @@ struct fwd_registry {
 
 struct fwd_registry *fwd_registry_create(struct fwd_loop *loop, struct fwd_outputs *outputs,
                                          const struct fwd_kv *defaults, size_t ndefaults,
-                                         const char *hostname, const char *state_dir)
+                                         const char *hostname, const char *state_dir,
+                                         const char *fifo_dir)
 {
     struct fwd_registry *r = calloc(1, sizeof(*r));
 
     if (r == NULL)
         return NULL;
+    if (fwd_index_init(&r->files) != 0 || fwd_index_init(&r->cids) != 0) {
+        fwd_registry_destroy(r);
+        return NULL;
+    }
     r->loop = loop;
     r->outputs = outputs;
     r->defaults = defaults;
     r->ndefaults = ndefaults;
     r->hostname = strdup(hostname);
     r->state_dir = strdup(state_dir);
+    r->fifo_dir = strdup(fifo_dir);
     r->scratch = malloc(SCRATCH_SIZE);
     r->dec = fwd_entry_decoder_create();
-    if (r->hostname == NULL || r->state_dir == NULL || r->scratch == NULL || r->dec == NULL) {
+    if (r->hostname == NULL || r->state_dir == NULL || r->fifo_dir == NULL || r->scratch == NULL ||
+        r->dec == NULL) {
         fwd_registry_destroy(r);
         return NULL;
     }
@@ -130,6 +150,8 @@ static void container_free(struct fwd_container *c)
         r->head = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    fwd_index_del(&r->files, &c->by_file);
+    fwd_index_del(&r->cids, &c->by_cid);
     if (c->fd >= 0) {
         fwd_loop_io_del(r->loop, &c->io);
         close(c->fd);
@@ -161,6 +183,9 @@ void fwd_registry_destroy(struct fwd_registry *r)
     free(r->scratch);
     free(r->hostname);
     free(r->state_dir);
+    free(r->fifo_dir);
+    fwd_index_release(&r->files);
+    fwd_index_release(&r->cids);
     free(r);
 }
 
@@ -373,7 +398,8 @@ static void process(struct fwd_container *c, size_t len)
 /*
  * Read what the FIFO holds. Returns 0 when it would block (or the wakeup's
  * budget is spent), 1 at EOF (dockerd closed its end), 2 when the loop turn's
- * budget was spent before anything was read, -errno on error. *got: bytes read.
+ * budget was spent before anything was read, 3 when a drain passed the
+ * registry's drain_deadline, -errno on error. *got: bytes read.
  */
 static int read_fifo(struct fwd_container *c, bool drain, size_t *got)
 {
@@ -396,6 +422,9 @@ static int read_fifo(struct fwd_container *c, bool drain, size_t *got)
         }
         if (!drain && i > 0 && fwd_stream_blocked(c->stream, &c->waiter))
             return 0; /* overflow-policy=block: on_fifo stops watching the FIFO */
+        /* shutdown: a writer that never stops must not hold us past dockerd's SIGKILL */
+        if (drain && r->drain_deadline != 0 && fwd_time_mono_ns() >= r->drain_deadline)
+            return 3;
 
         if (have)
             memcpy(r->scratch, c->pending.data, have);
@@ -434,6 +463,11 @@ static void finish(struct fwd_container *c, const char *why, bool forget)
 
     if (rc < 0)
         fwd_log_c(FWD_LOG_WARN, c->cid, "reading FIFO while stopping: %s", strerror(-rc));
+    if (rc == 3)
+        fwd_log_c(FWD_LOG_WARN, c->cid,
+                  "shutdown: stopped draining the FIFO, still being written after %u ms; what "
+                  "is left in it is read at the next start",
+                  FWD_SHUTDOWN_DRAIN_MS);
     if (c->pending.len > 0)
         fwd_log_c(FWD_LOG_WARN, c->cid, "discarding %zu bytes of an incomplete last frame",
                   c->pending.len);
@@ -520,28 +554,98 @@ static void on_room(struct fwd_waiter *w)
 
 static struct fwd_container *find_file(struct fwd_registry *r, const char *file)
 {
-    for (struct fwd_container *c = r->head; c != NULL; c = c->next)
-        if (strcmp(c->file, file) == 0)
-            return c;
-    return NULL;
+    struct fwd_index_node *n = fwd_index_find(&r->files, file);
+
+    return n ? (struct fwd_container *)((char *)n - offsetof(struct fwd_container, by_file)) : NULL;
 }
 
 static struct fwd_container *find_cid(struct fwd_registry *r, const char *cid)
 {
-    for (struct fwd_container *c = r->head; c != NULL; c = c->next)
-        if (strcmp(c->cid, cid) == 0)
-            return c;
-    return NULL;
+    struct fwd_index_node *n = fwd_index_find(&r->cids, cid);
+
+    return n ? (struct fwd_container *)((char *)n - offsetof(struct fwd_container, by_cid)) : NULL;
 }
 
-static int open_fifo(const char *file, char *err, size_t errlen)
+/* Is the resolved path res directly inside the resolved directory dir? */
+static bool directly_in(const char *res, const char *dir)
 {
-    struct stat sb;
-    int fd = open(file, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    size_t n = strcmp(dir, "/") == 0 ? 0 : strlen(dir);
 
+    return strncmp(res, dir, n) == 0 && res[n] == '/' && res[n + 1] != '\0' &&
+           strchr(res + n + 1, '/') == NULL;
+}
+
+/*
+ * StartLogging may name any path: confine it to the FIFO directory, resolved
+ * (symlinks and `..` followed) into res. 0, or -errno with err set (-ENOENT
+ * for a FIFO that is not there, -EPERM for one outside the directory).
+ */
+static int confine(const struct fwd_registry *r, const char *file, char *res, char *err,
+                   size_t errlen)
+{
+    char dir[PATH_MAX];
+    int e;
+
+    if (file[0] != '/') {
+        snprintf(err, errlen, "log FIFO path %s is not absolute", file);
+        return -EINVAL;
+    }
+    if (realpath(r->fifo_dir, dir) == NULL) {
+        e = errno;
+        snprintf(err, errlen,
+                 "cannot open log FIFO %s: the FIFO directory %s (--fifo-dir, FWDLOG_FIFO_DIR): "
+                 "%s",
+                 file, r->fifo_dir, strerror(e));
+        return -e;
+    }
+    if (realpath(file, res) == NULL) {
+        e = errno;
+        snprintf(err, errlen, "cannot open log FIFO %s: %s", file, strerror(e));
+        return -e;
+    }
+    if (!directly_in(res, dir)) {
+        snprintf(err, errlen,
+                 "log FIFO %s is not in %s, the directory dockerd makes the plugin's FIFOs in "
+                 "(it resolves to %s); if dockerd uses another, set FWDLOG_FIFO_DIR",
+                 file, r->fifo_dir, res);
+        return -EPERM;
+    }
+    return 0;
+}
+
+/* The reason an open failed for want of descriptors, with the limit and the fix. */
+static void open_error(const char *file, int e, char *err, size_t errlen)
+{
+    struct rlimit rl;
+
+    if (e == EMFILE && getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        snprintf(err, errlen,
+                 "cannot open log FIFO %s: %s: fwdlogd has all the file descriptors its limit "
+                 "allows (RLIMIT_NOFILE %llu) open; raise the limit of what starts fwdlogd "
+                 "(dockerd's LimitNOFILE for the managed plugin)",
+                 file, strerror(e), (unsigned long long)rl.rlim_cur);
+    else if (e == ENFILE)
+        snprintf(err, errlen,
+                 "cannot open log FIFO %s: %s: the system's file table is full (raise "
+                 "fs.file-max)",
+                 file, strerror(e));
+    else
+        snprintf(err, errlen, "cannot open log FIFO %s: %s", file, strerror(e));
+}
+
+static int open_fifo(const struct fwd_registry *r, const char *file, char *err, size_t errlen)
+{
+    char res[PATH_MAX];
+    struct stat sb;
+    int fd = confine(r, file, res, err, errlen);
+
+    if (fd < 0)
+        return fd;
+    /* O_NOFOLLOW: res was resolved, a symlink put there since is not followed */
+    fd = open(res, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
     if (fd == -1) {
         int e = errno;
-        snprintf(err, errlen, "cannot open log FIFO %s: %s", file, strerror(e));
+        open_error(file, e, err, errlen);
         return -e;
     }
     if (fstat(fd, &sb) == -1 || !S_ISFIFO(sb.st_mode)) {
@@ -644,7 +748,7 @@ int fwd_registry_start(struct fwd_registry *r, const char *file, struct fwd_info
         rc = -ENOMEM;
         goto out;
     }
-    c->fd = open_fifo(file, err, errlen);
+    c->fd = open_fifo(r, file, err, errlen);
     if (c->fd < 0) {
         rc = c->fd;
         goto out;
@@ -682,6 +786,8 @@ int fwd_registry_start(struct fwd_registry *r, const char *file, struct fwd_info
     if (r->head)
         r->head->prev = c;
     r->head = c;
+    fwd_index_add(&r->files, &c->by_file, c->file);
+    fwd_index_add(&r->cids, &c->by_cid, c->cid);
     r->st.containers++;
     fwd_log_c(FWD_LOG_INFO, c->cid, "logging %s as tag \"%s\" to %s (%zu attributes)",
               info->container_name, tag, fwd_stream_label(c->stream), fwd_record_nattrs(c->tmpl));
@@ -718,10 +824,12 @@ void fwd_registry_stop(struct fwd_registry *r, const char *file)
     finish(c, "StopLogging", true);
 }
 
-void fwd_registry_stop_all(struct fwd_registry *r)
+void fwd_registry_stop_all(struct fwd_registry *r, uint64_t deadline)
 {
+    r->drain_deadline = deadline;
     while (r->head != NULL)
         finish(r->head, "shutdown", false);
+    r->drain_deadline = 0;
 }
 
 void fwd_registry_stats(const struct fwd_registry *r, struct fwd_registry_stats *st)

@@ -10,10 +10,12 @@
  */
 #include "fwd_forward.h"
 #include "fwd_buf.h"
+#include "fwd_log.h"
 
 #include <errno.h>
 #include <string.h>
 #include <sys/random.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <zlib.h>
@@ -585,11 +587,12 @@ int fwd_forward_check_pong(const struct fwd_pong *pong, const struct fwd_helo *h
                            const char *self_hostname, const char *salt, const char *shared_key,
                            char *why, size_t whylen)
 {
-    char want[129];
+    char want[129], reason[4 * FWD_HANDSHAKE_FIELD_MAX + 1];
 
     if (!pong->ok) {
         snprintf(why, whylen, "the aggregator refused us: %s",
-                 pong->reason[0] ? pong->reason : "(no reason given)");
+                 pong->reason[0] ? fwd_log_escape(reason, sizeof(reason), pong->reason)
+                                 : "(no reason given)");
         return -EACCES;
     }
     if (strcmp(pong->host, self_hostname) == 0) {
@@ -599,7 +602,10 @@ int fwd_forward_check_pong(const struct fwd_pong *pong, const struct fwd_helo *h
                  self_hostname);
         return -EACCES;
     }
-    if (key_digest(want, salt, pong->host, h, shared_key) != 0 || strcmp(want, pong->digest) != 0) {
+    /* constant time: how much of a guessed digest matched must not show in the timing */
+    if (key_digest(want, salt, pong->host, h, shared_key) != 0 ||
+        strlen(pong->digest) != strlen(want) ||
+        CRYPTO_memcmp(want, pong->digest, strlen(want)) != 0) {
         snprintf(why, whylen, "the aggregator's PONG digest is wrong (shared key mismatch)");
         return -EACCES;
     }

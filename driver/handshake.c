@@ -2,6 +2,7 @@
  * handshake.c - the shared-key handshake state machine (see fwd_handshake.h).
  */
 #include "fwd_handshake.h"
+#include "fwd_log.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -64,7 +65,7 @@ static int on_pong(struct fwd_handshake *h, const uint8_t *in, size_t len, size_
         snprintf(err, errlen, "authentication failed: %s", why);
         return -EACCES;
     }
-    snprintf(h->peer, sizeof(h->peer), "%s", pong.host);
+    fwd_log_escape(h->peer, sizeof(h->peer), pong.host);
     return FWD_HANDSHAKE_DONE;
 }
 

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -83,4 +84,24 @@ int fwd_log_rl_allow(struct fwd_log_rl *rl, unsigned long *suppressed_out)
     rl->suppressed = 0;
     rl->next_ns = now + FWD_MS_TO_NS(FWD_LOG_RL_MS);
     return 1;
+}
+
+const char *fwd_log_escape(char *out, size_t n, const char *in)
+{
+    size_t o = 0;
+
+    if (n == 0)
+        return out;
+    for (const unsigned char *p = (const unsigned char *)in; *p != '\0'; p++) {
+        bool ctl = *p < 0x20 || *p == 0x7f || *p == '\\';
+
+        if (o + (ctl ? 4 : 1) >= n)
+            break;
+        if (ctl)
+            o += (size_t)snprintf(out + o, n - o, *p == '\\' ? "\\\\" : "\\x%02x", *p);
+        else
+            out[o++] = (char)*p;
+    }
+    out[o] = '\0';
+    return out;
 }

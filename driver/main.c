@@ -2,11 +2,16 @@
  * main.c - fwdlogd: arguments and environment, signals, wiring, shutdown.
  *
  * Start order: log level, plugin-wide defaults (validated: a bad default is a
- * start error naming the variable), state directory, loop, outputs, registry,
- * plugin API socket, the scrape listener (FWDLOG_METRICS_ADDRESS, when set). Shutdown
- * (SIGTERM/SIGINT) runs in reverse: stop accepting API calls, drain every FIFO and seal every
- * batch, keep the loop running until the aggregators took everything or FWD_SHUTDOWN_FLUSH_MS
- * passed (dockerd sends SIGKILL 10 s after SIGTERM), then free and exit 0.
+ * start error naming the variable), state directory (made private and locked:
+ * a second fwdlogd on it exits at once), loop, outputs, registry, the scrape
+ * listener (FWDLOG_METRICS_ADDRESS, when set: before the plugin socket, so a bad
+ * one stops the start first), plugin API socket. Shutdown (SIGTERM/SIGINT) runs
+ * in reverse: stop accepting API calls, drain every FIFO and seal every batch,
+ * keep the loop running until the aggregators took everything, then free and
+ * exit 0. The whole path is bounded from the signal on (dockerd sends SIGKILL
+ * 10 s after SIGTERM): draining ends at FWD_SHUTDOWN_DRAIN_MS even if a FIFO is
+ * still being written, sending at FWD_SHUTDOWN_FLUSH_MS, closing connections at
+ * FWD_SHUTDOWN_MS.
  */
 #define FWD_LOG_MODULE "main"
 #include "fwd_config.h"
@@ -18,6 +23,7 @@
 #include "fwd_output.h"
 #include "fwd_plugin_api.h"
 #include "fwd_scrape.h"
+#include "fwd_state.h"
 #include "fwd_time.h"
 
 #include <errno.h>
@@ -35,10 +41,14 @@ extern char **environ;
 
 #define DEFAULT_SOCKET    "/run/docker/plugins/fwdlog.sock"
 #define DEFAULT_STATE_DIR "/var/lib/fwdlog"
+/* Where dockerd creates a plugin's FIFOs (moby daemon/logger/plugin.go: the plugin's
+ * ScopedPath of /run/docker/logging, which is this path as the plugin sees it). */
+#define DEFAULT_FIFO_DIR "/run/docker/logging"
 
 struct opts {
     const char *socket;
     const char *state_dir;
+    const char *fifo_dir;
     const char *log_level;
     const char *metrics_address; /* FWDLOG_METRICS_ADDRESS; NULL: no scrape listener */
     uint64_t health_window_ms;   /* FWDLOG_HEALTH_WINDOW */
@@ -48,26 +58,29 @@ static volatile sig_atomic_t stopping;
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "Usage: fwdlogd [--socket PATH] [--state-dir DIR] [--log-level LEVEL]\n"
-            "\n"
-            "fwdlog: a Docker logging driver plugin that ships container logs to Fluentd or\n"
-            "Fluent Bit over the Forward protocol.\n"
-            "\n"
-            "  --socket PATH      plugin API socket (env FWDLOG_SOCKET; default %s)\n"
-            "  --state-dir DIR    state directory (env FWDLOG_STATE_DIR; default %s)\n"
-            "  --log-level LEVEL  error|warn|info|debug (env FWDLOG_LOG_LEVEL; default info)\n"
-            "  --help             this text\n"
-            "  --version          the version\n"
-            "\n"
-            "Plugin-wide defaults for log-opts come from the environment: FLUENTD_ADDRESS,\n"
-            "FLUENTD_BUFFER_LIMIT, FLUENTD_RETRY_WAIT, ..., FWDLOG_TAG, FWDLOG_MAX_LINE_SIZE,\n"
-            "... (see README.md). A container's own --log-opt wins over them.\n"
-            "\n"
-            "FWDLOG_METRICS_ADDRESS (e.g. 127.0.0.1:9880 or unix:///run/fwdlog-metrics.sock)\n"
-            "serves GET /metrics and GET /healthz there too; FWDLOG_HEALTH_WINDOW (default\n"
-            "60s): /healthz fails for a destination holding data that delivered nothing so long.\n",
-            DEFAULT_SOCKET, DEFAULT_STATE_DIR);
+    fprintf(
+        f,
+        "Usage: fwdlogd [--socket PATH] [--state-dir DIR] [--fifo-dir DIR] [--log-level LEVEL]\n"
+        "\n"
+        "fwdlog: a Docker logging driver plugin that ships container logs to Fluentd or\n"
+        "Fluent Bit over the Forward protocol.\n"
+        "\n"
+        "  --socket PATH      plugin API socket (env FWDLOG_SOCKET; default %s)\n"
+        "  --state-dir DIR    state directory (env FWDLOG_STATE_DIR; default %s)\n"
+        "  --fifo-dir DIR     the only directory StartLogging may name FIFOs in (env\n"
+        "                     FWDLOG_FIFO_DIR; default %s, where dockerd makes them)\n"
+        "  --log-level LEVEL  error|warn|info|debug (env FWDLOG_LOG_LEVEL; default info)\n"
+        "  --help             this text\n"
+        "  --version          the version\n"
+        "\n"
+        "Plugin-wide defaults for log-opts come from the environment: FLUENTD_ADDRESS,\n"
+        "FLUENTD_BUFFER_LIMIT, FLUENTD_RETRY_WAIT, ..., FWDLOG_TAG, FWDLOG_MAX_LINE_SIZE,\n"
+        "... (see README.md). A container's own --log-opt wins over them.\n"
+        "\n"
+        "FWDLOG_METRICS_ADDRESS (e.g. 127.0.0.1:9880 or unix:///run/fwdlog-metrics.sock)\n"
+        "serves GET /metrics and GET /healthz there too; FWDLOG_HEALTH_WINDOW (default\n"
+        "60s): /healthz fails for a destination holding data that delivered nothing so long.\n",
+        DEFAULT_SOCKET, DEFAULT_STATE_DIR, DEFAULT_FIFO_DIR);
 }
 
 static const char *env_or(const char *name, const char *def)
@@ -80,14 +93,19 @@ static const char *env_or(const char *name, const char *def)
 static int parse_args(int argc, char **argv, struct opts *o)
 {
     static const struct option longopts[] = {
-        {"socket", required_argument, NULL, 's'},    {"state-dir", required_argument, NULL, 'd'},
-        {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},         {NULL, 0, NULL, 0},
+        {"socket", required_argument, NULL, 's'},
+        {"state-dir", required_argument, NULL, 'd'},
+        {"log-level", required_argument, NULL, 'l'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {"fifo-dir", required_argument, NULL, 'f'},
+        {NULL, 0, NULL, 0},
     };
     int c;
 
     o->socket = env_or("FWDLOG_SOCKET", DEFAULT_SOCKET);
     o->state_dir = env_or("FWDLOG_STATE_DIR", DEFAULT_STATE_DIR);
+    o->fifo_dir = env_or("FWDLOG_FIFO_DIR", DEFAULT_FIFO_DIR);
     o->log_level = env_or("FWDLOG_LOG_LEVEL", "info");
     o->metrics_address = env_or("FWDLOG_METRICS_ADDRESS", NULL);
     o->health_window_ms = FWD_HEALTH_WINDOW_MS;
@@ -107,6 +125,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
                 break;
             case 'd':
                 o->state_dir = optarg;
+                break;
+            case 'f':
+                o->fifo_dir = optarg;
                 break;
             case 'l':
                 o->log_level = optarg;
@@ -130,28 +151,6 @@ static int parse_args(int argc, char **argv, struct opts *o)
     return 0;
 }
 
-/* mkdir -p with mode 0700 for the last component. */
-static int make_dirs(const char *path)
-{
-    char buf[4096];
-    size_t n = strlen(path);
-
-    if (n == 0 || n >= sizeof(buf))
-        return -ENAMETOOLONG;
-    memcpy(buf, path, n + 1);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) == -1 && errno != EEXIST)
-            return -errno;
-        *p = '/';
-    }
-    if (mkdir(buf, 0700) == -1 && errno != EEXIST)
-        return -errno;
-    return 0;
-}
-
 static void on_signal(struct fwd_io *io, uint32_t events)
 {
     struct signalfd_siginfo si;
@@ -168,12 +167,10 @@ static bool flushing(const struct fwd_outputs *m)
     return !fwd_outputs_idle(m);
 }
 
-/* Shutdown: run the loop while busy(m), for at most ms. */
+/* Shutdown: run the loop while busy(m), until deadline (fwd_time_mono_ns). */
 static void run_while(struct fwd_loop *loop, bool (*busy)(const struct fwd_outputs *),
-                      const struct fwd_outputs *m, uint64_t ms)
+                      const struct fwd_outputs *m, uint64_t deadline)
 {
-    uint64_t deadline = fwd_time_mono_ns() + FWD_MS_TO_NS(ms);
-
     while (busy(m) && fwd_time_mono_ns() < deadline)
         if (fwd_loop_run_once(loop, 50) < 0)
             break;
@@ -194,7 +191,8 @@ int main(int argc, char **argv)
     struct fwd_io sigio = {0};
     char err[2048], hostname[256] = "";
     sigset_t mask;
-    int sfd = -1, rc = 1, lvl;
+    uint64_t t0, close_by;
+    int sfd = -1, lock_fd = -1, rc = 1, lvl;
 
     if (parse_args(argc, argv, &o) < 0)
         return 2;
@@ -218,8 +216,10 @@ int main(int argc, char **argv)
         rc = 2;
         goto out;
     }
-    if (make_dirs(o.state_dir) < 0)
-        fwd_log(FWD_LOG_WARN, "cannot create state directory %s: %s", o.state_dir, strerror(errno));
+    if (fwd_state_dir_open(o.state_dir, &lock_fd, err, sizeof(err)) < 0) {
+        fwd_log(FWD_LOG_ERROR, "%s", err);
+        goto out;
+    }
 
     sigemptyset(&mask);
     sigaddset(&mask, SIGTERM);
@@ -235,7 +235,8 @@ int main(int argc, char **argv)
         fwd_log(FWD_LOG_ERROR, "cannot initialise: %s", err);
         goto out;
     }
-    reg = outputs ? fwd_registry_create(loop, outputs, defaults, ndefaults, hostname, o.state_dir)
+    reg = outputs ? fwd_registry_create(loop, outputs, defaults, ndefaults, hostname, o.state_dir,
+                                        o.fifo_dir)
                   : NULL;
     if (reg == NULL || fwd_loop_io_add(loop, &sigio, sfd, EPOLLIN, on_signal, NULL) < 0) {
         fwd_log(FWD_LOG_ERROR, "cannot initialise: %s", strerror(errno ? errno : ENOMEM));
@@ -279,14 +280,16 @@ int main(int argc, char **argv)
         }
     }
 
+    /* Every step from here is bounded from t0: dockerd SIGKILLs 10 s after SIGTERM. */
+    t0 = fwd_time_mono_ns();
     fwd_log(FWD_LOG_INFO, "stopping: draining FIFOs and flushing buffered records");
     fwd_scrape_destroy(scrape);
     scrape = NULL;
     fwd_plugin_api_destroy(api);
     api = NULL;
-    fwd_registry_stop_all(reg);
+    fwd_registry_stop_all(reg, t0 + FWD_MS_TO_NS(FWD_SHUTDOWN_DRAIN_MS));
     fwd_outputs_flush_all(outputs);
-    run_while(loop, flushing, outputs, FWD_SHUTDOWN_FLUSH_MS);
+    run_while(loop, flushing, outputs, t0 + FWD_MS_TO_NS(FWD_SHUTDOWN_FLUSH_MS));
     if (!fwd_outputs_idle(outputs)) {
         struct fwd_output_stats st;
 
@@ -297,7 +300,10 @@ int main(int argc, char **argv)
     }
     /* Connections close gracefully, so aggregators read everything before our close. */
     fwd_outputs_close_all(outputs);
-    run_while(loop, fwd_outputs_closing, outputs, FWD_SHUTDOWN_CLOSE_MS);
+    close_by = fwd_time_mono_ns() + FWD_MS_TO_NS(FWD_SHUTDOWN_CLOSE_MS);
+    if (close_by > t0 + FWD_MS_TO_NS(FWD_SHUTDOWN_MS))
+        close_by = t0 + FWD_MS_TO_NS(FWD_SHUTDOWN_MS);
+    run_while(loop, fwd_outputs_closing, outputs, close_by);
     rc = 0;
 out:
     fwd_scrape_destroy(scrape);
@@ -311,5 +317,7 @@ out:
     if (sfd >= 0)
         close(sfd);
     fwd_kv_free(defaults, ndefaults);
+    if (lock_fd >= 0)
+        close(lock_fd);
     return rc;
 }

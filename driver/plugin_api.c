@@ -79,6 +79,12 @@ static enum MHD_Result start_logging(struct fwd_plugin_api *api, struct MHD_Conn
     char msg[2100];
     int rc;
 
+    /* jansson would say "line -1 column -1: wrong arguments"; say what happened (an empty
+     * StopLogging is dockerd's retry and answered with success, an empty start is not) */
+    if (req->body.len == 0)
+        return reply_err(conn, 400,
+                         "fwdlog: empty request body: StartLogging needs {\"File\":...,"
+                         "\"Info\":{...}}");
     rc = fwd_info_parse_start((const char *)req->body.data, req->body.len, &file, &info, err,
                               sizeof(err));
     if (rc < 0)

@@ -92,6 +92,8 @@ struct fwd_conn {
     struct fwd_io io;
     struct fwd_timer timer;
     uint32_t failures; /* in a row, since it was last connected */
+    bool one_request;  /* HELO keepalive=false: one request per connection, then reconnect */
+    unsigned written;  /* batches written whole on this connection */
     uint64_t connected_at;
     uint64_t last_progress;
     struct fwd_resolve_req *lookup; /* RESOLVING: the pending lookup */

@@ -62,12 +62,14 @@ struct fwd_container_stats {
 
 /*
  * defaults: plugin-wide option defaults (borrowed for the registry's life).
- * hostname: for {{.Hostname}}; state_dir: where streams are kept (both
- * copied). NULL on ENOMEM.
+ * hostname: for {{.Hostname}}; state_dir: where streams are kept; fifo_dir:
+ * the directory every StartLogging File must resolve into (all copied; the
+ * directory is resolved at each start, so it may appear later). NULL on ENOMEM.
  */
 struct fwd_registry *fwd_registry_create(struct fwd_loop *loop, struct fwd_outputs *outputs,
                                          const struct fwd_kv *defaults, size_t ndefaults,
-                                         const char *hostname, const char *state_dir);
+                                         const char *hostname, const char *state_dir,
+                                         const char *fifo_dir);
 /* Closes every FIFO without draining (call fwd_registry_stop_all first). NULL is fine. */
 void fwd_registry_destroy(struct fwd_registry *r);
 
@@ -75,8 +77,9 @@ void fwd_registry_destroy(struct fwd_registry *r);
  * StartLogging. info is consumed on every path. body: the request as
  * received, kept on disk for a restart (state.c); NULL when restoring such a
  * state (the FIFO may then begin mid-frame). 0, or -EINVAL / -ENOENT /
- * -ENOMEM with a user-facing message in err. A second start for the same
- * ContainerID or File replaces the old stream after draining it.
+ * -EPERM (a File outside the FIFO directory) / -EMFILE / -ENOMEM with a
+ * user-facing message in err. A second start for the same ContainerID or
+ * File replaces the old stream after draining it.
  */
 int fwd_registry_start(struct fwd_registry *r, const char *file, struct fwd_info *info,
                        const char *body, size_t body_len, char *err, size_t errlen)
@@ -88,8 +91,12 @@ int fwd_registry_start(struct fwd_registry *r, const char *file, struct fwd_info
 size_t fwd_registry_restore(struct fwd_registry *r);
 /* StopLogging (the stream's state is forgotten). An unknown file is not an error. */
 void fwd_registry_stop(struct fwd_registry *r, const char *file);
-/* Drain and stop every container (shutdown): their states stay for the next start. */
-void fwd_registry_stop_all(struct fwd_registry *r);
+/*
+ * Drain and stop every container (shutdown): their states stay for the next
+ * start. deadline (fwd_time_mono_ns, 0: none): draining stops there, and what
+ * a writer still puts in a FIFO is left in it for the next start.
+ */
+void fwd_registry_stop_all(struct fwd_registry *r, uint64_t deadline);
 void fwd_registry_stats(const struct fwd_registry *r, struct fwd_registry_stats *st);
 /*
  * Fill out[0..max) with the containers logged now, newest first; returns how

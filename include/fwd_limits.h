@@ -70,9 +70,16 @@
 #define FWD_TCP_KEEPIDLE_S 60
 /* Bytes written to one aggregator socket per wakeup (fairness). */
 #define FWD_WRITE_PER_WAKEUP (4u * 1024u * 1024u)
-/* On SIGTERM, how long buffered records may still be flushed (dockerd SIGKILLs at 10 s). */
+/*
+ * SIGTERM (dockerd SIGKILLs at 10 s): every bound below counts from the signal.
+ * FIFOs are drained until FWD_SHUTDOWN_DRAIN_MS (a FIFO still being written is
+ * left for the next start: its state stays), buffered records are sent until
+ * FWD_SHUTDOWN_FLUSH_MS, then connections get FWD_SHUTDOWN_CLOSE_MS to close
+ * gracefully (closer.c), and everything ends by FWD_SHUTDOWN_MS.
+ */
+#define FWD_SHUTDOWN_DRAIN_MS 3000u
 #define FWD_SHUTDOWN_FLUSH_MS 8000u
-/* Then how long connections may take to close gracefully (closer.c): all within 9 s. */
 #define FWD_SHUTDOWN_CLOSE_MS 800u
+#define FWD_SHUTDOWN_MS       9000u
 
 #endif

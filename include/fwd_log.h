@@ -13,6 +13,7 @@
 #ifndef FWD_LOG_H
 #define FWD_LOG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 enum fwd_log_level {
@@ -34,6 +35,12 @@ struct fwd_log_rl {
 
 /* Parse "error|warn|info|debug" into *lvl. 0, or -EINVAL. */
 int fwd_log_parse_level(const char *s, int *lvl) __attribute__((warn_unused_result));
+/*
+ * Text a peer sent (a PONG reason, a hostname), made safe for a log line: control
+ * characters and DEL become \xNN, so nothing a peer says can forge or garble lines.
+ * Always NUL-terminated; cut short to fit n. Returns out.
+ */
+const char *fwd_log_escape(char *out, size_t n, const char *in);
 /* Format and write one line. cid (may be NULL) is shortened to 12 chars. */
 void fwd_log_emit(int lvl, const char *module, const char *cid, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

@@ -20,6 +20,17 @@
 /* The StartLogging bodies kept, at most (more are refused with -ENOSPC). */
 #define FWD_STATE_MAX 100000
 
+/*
+ * At start, before anything else uses the state directory: create it (0700,
+ * parents 0755), refuse it when its group or others can write it or another
+ * user owns it, chmod it 0700 otherwise, and take an exclusive flock on
+ * <state_dir>/fwdlogd.lock (our pid is written in it). *lock_fd: the lock,
+ * held until it is closed (the process exits). 0, or -errno with a message
+ * in err: -EBUSY when another fwdlogd holds the lock (err names its pid),
+ * -EPERM for a directory that is not private.
+ */
+int fwd_state_dir_open(const char *state_dir, int *lock_fd, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 /* Create <state_dir>/streams (0700). 0 or -errno with a message in err. */
 int fwd_state_init(const char *state_dir, char *err, size_t errlen)
     __attribute__((warn_unused_result));

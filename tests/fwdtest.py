@@ -429,6 +429,8 @@ class Daemon:
         e = {k: v for k, v in os.environ.items()
              if not (k.startswith("FLUENTD_") or k.startswith("FWDLOG_"))}
         e.update(env or {})
+        # the tests' FIFOs are made in tmpdir (Fifo), not in dockerd's /run/docker/logging
+        e.setdefault("FWDLOG_FIFO_DIR", tmpdir)
         cmd = [os.environ.get("FWDLOGD", os.path.join(HERE, "..", "build", "fwdlogd")),
                "--socket", self.sock, "--state-dir", os.path.join(tmpdir, "state"),
                "--log-level", level]

@@ -230,6 +230,20 @@ START_TEST(refusals)
     ck_assert_int_eq(feed_pong(&h, false, "shared_key mismatch", "server.example", "", err, 256),
                      -EACCES);
     ck_assert_ptr_nonnull(strstr(err, "shared_key mismatch"));
+    /* what a peer says cannot forge log lines: control characters are escaped */
+    fwd_handshake_init(&h, KEY, "", "", "client.example");
+    do_helo(&h, true, "", &ping);
+    ck_assert_int_eq(
+        feed_pong(&h, false, "no\n2026-01-01 info forged\x1b[31m\\", "s", "", err, 256), -EACCES);
+    ck_assert_ptr_nonnull(strstr(err, "no\\x0a2026-01-01 info forged\\x1b[31m\\\\"));
+    for (const char *p = err; *p; p++)
+        ck_assert_int_ge((unsigned char)*p, 0x20);
+    /* nor the hostname of an accepted PONG */
+    fwd_handshake_init(&h, KEY, "", "", "client.example");
+    do_helo(&h, true, "", &ping);
+    sha512_hex(want, ping.f[2], "evil\rhost", NONCE, KEY);
+    ck_assert_int_eq(feed_pong(&h, true, "", "evil\rhost", want, err, 256), FWD_HANDSHAKE_DONE);
+    ck_assert_str_eq(h.peer, "evil\\x0dhost");
     /* a digest that is not the one for our key */
     fwd_handshake_init(&h, KEY, "", "", "client.example");
     do_helo(&h, true, "", &ping);
