@@ -23,29 +23,10 @@
 
 /* A done connection waits this long for the peer's close (closer.c). */
 #define CLOSE_WAIT_MS 2000
-#define IOV_BATCHES   32
-/* Batches written but not yet acknowledged, at most: bounds what a reconnect resends. */
-#define ACK_WINDOW 32
-/* Unwritten batches a connection takes from the queue ahead of writing them (without acks). */
-#define LOOKAHEAD 4
-/* Reply bytes buffered while waiting for a whole ack. */
-#define REPLY_MAX (64u * 1024u)
-/* Bytes read from the aggregator in one wakeup (a chatty peer cannot hold the loop). */
-#define READ_PER_WAKEUP (256u * 1024u)
 
 static void start_connect(struct fwd_conn *c);
 static void on_io(struct fwd_io *io, uint32_t events);
 static void on_timer(struct fwd_timer *t);
-
-static bool ack_mode(const struct fwd_conn *c)
-{
-    return c->env->cfg->request_ack;
-}
-
-static struct fwd_loop *loop_of(const struct fwd_conn *c)
-{
-    return c->env->loop;
-}
 
 static void addr_label(const struct fwd_addr *a, char *out, size_t n)
 {
@@ -62,14 +43,14 @@ void fwd_conn_init(struct fwd_conn *c, const struct fwd_conn_env *env, const str
     c->env = env;
     c->addr = *addr;
     c->fd = -1;
-    fwd_buf_init(&c->reply, REPLY_MAX);
+    fwd_buf_init(&c->reply, FWD_CONN_REPLY_MAX);
     addr_label(addr, c->label, sizeof(c->label));
 }
 
 /* Set the events the loop waits for; a failed MOD would leave it deaf: counted as a failure. */
 static int set_events(struct fwd_conn *c, uint32_t events)
 {
-    int rc = fwd_loop_io_mod(loop_of(c), &c->io, events);
+    int rc = fwd_loop_io_mod(c->env->loop, &c->io, events);
 
     if (rc < 0)
         fwd_log_rl(FWD_LOG_ERROR, NULL, "%s: epoll: %s", c->label, strerror(-rc));
@@ -80,7 +61,8 @@ static int set_events(struct fwd_conn *c, uint32_t events)
 
 bool fwd_conn_has_room(const struct fwd_conn *c)
 {
-    return c->state == FWD_CONN_CONNECTED && c->nq < (ack_mode(c) ? ACK_WINDOW : LOOKAHEAD);
+    return c->state == FWD_CONN_CONNECTED &&
+           c->nq < (conn_ack_mode(c) ? FWD_CONN_ACK_WINDOW : FWD_CONN_LOOKAHEAD);
 }
 
 void fwd_conn_take(struct fwd_conn *c, struct fwd_batch *b)
@@ -129,7 +111,7 @@ static void close_conn(struct fwd_conn *c)
         c->tls = NULL;
     }
     if (c->fd >= 0) {
-        fwd_loop_io_del(loop_of(c), &c->io);
+        fwd_loop_io_del(c->env->loop, &c->io);
         close(c->fd);
         c->fd = -1;
     }
@@ -145,7 +127,7 @@ static void close_conn(struct fwd_conn *c)
 static void close_conn_gracefully(struct fwd_conn *c)
 {
     if (c->fd >= 0 && c->state == FWD_CONN_CONNECTED) {
-        fwd_loop_io_del(loop_of(c), &c->io);
+        fwd_loop_io_del(c->env->loop, &c->io);
         fwd_closer_add(c->env->closer, c->fd, c->tls, CLOSE_WAIT_MS);
         c->fd = -1;
         c->tls = NULL;
@@ -155,7 +137,7 @@ static void close_conn_gracefully(struct fwd_conn *c)
 
 void fwd_conn_destroy(struct fwd_conn *c)
 {
-    fwd_loop_timer_stop(loop_of(c), &c->timer);
+    fwd_loop_timer_stop(c->env->loop, &c->timer);
     forget_addrs(c); /* a lookup under way is cancelled, never waited for */
     close_conn_gracefully(c);
 }
@@ -173,7 +155,7 @@ static uint64_t backoff_ms(const struct fwd_conn *c)
 }
 
 /* what failed, and the errno (0: none) that says why. The owner hears of it last. */
-static void fail(struct fwd_conn *c, const char *what, int err)
+void conn_fail(struct fwd_conn *c, const char *what, int err)
 {
     uint64_t wait;
 
@@ -189,7 +171,7 @@ static void fail(struct fwd_conn *c, const char *what, int err)
              what, err ? strerror(err) : "failed");
     wait = backoff_ms(c);
     c->state = FWD_CONN_BACKOFF;
-    fwd_loop_timer_start(loop_of(c), &c->timer, wait, on_timer, c);
+    fwd_loop_timer_start(c->env->loop, &c->timer, wait, on_timer, c);
     fwd_log_rl(FWD_LOG_WARN, NULL, "%s: %s: %s; retrying in %llu ms (%zu bytes queued)", c->label,
                what, err ? strerror(err) : "failed", (unsigned long long)wait,
                c->env->q->qbytes + c->env->q->openbytes);
@@ -228,24 +210,24 @@ static void try_next_addr(struct fwd_conn *c)
 
             close(fd);
             if (c->next_addr == c->addrs.n) {
-                fail(c, "connect", e);
+                conn_fail(c, "connect", e);
                 return;
             }
             continue;
         }
         c->fd = fd;
-        rc = fwd_loop_io_add(loop_of(c), &c->io, fd, EPOLLOUT, on_io, c);
+        rc = fwd_loop_io_add(c->env->loop, &c->io, fd, EPOLLOUT, on_io, c);
         if (rc < 0) {
             close(fd);
             c->fd = -1;
-            fail(c, "epoll", -rc);
+            conn_fail(c, "epoll", -rc);
             return;
         }
         c->state = FWD_CONN_CONNECTING;
-        fwd_loop_timer_start(loop_of(c), &c->timer, FWD_CONNECT_TIMEOUT_MS, on_timer, c);
+        fwd_loop_timer_start(c->env->loop, &c->timer, FWD_CONNECT_TIMEOUT_MS, on_timer, c);
         return;
     }
-    fail(c, "connect", ECONNREFUSED);
+    conn_fail(c, "connect", ECONNREFUSED);
 }
 
 static void resolved(void *ctx, int status, const struct fwd_resolved *res, const char *why)
@@ -255,7 +237,7 @@ static void resolved(void *ctx, int status, const struct fwd_resolved *res, cons
     c->lookup = NULL;
     if (status != 0) {
         fwd_log_rl(FWD_LOG_WARN, NULL, "%s: cannot resolve %s: %s", c->label, c->addr.host, why);
-        fail(c, "resolve", -status);
+        conn_fail(c, "resolve", -status);
         return;
     }
     c->addrs = *res;
@@ -284,7 +266,7 @@ static void start_connect(struct fwd_conn *c)
     /* names and literals alike answer through resolved(), from the loop */
     rc = fwd_resolve_start(c->env->resolver, c->addr.host, c->addr.port, resolved, c, &c->lookup);
     if (rc < 0)
-        fail(c, "resolve", -rc);
+        conn_fail(c, "resolve", -rc);
 }
 
 void fwd_conn_start(struct fwd_conn *c)
@@ -296,15 +278,15 @@ void fwd_conn_start(struct fwd_conn *c)
 /* ---- the connection's timer and what the loop waits for ---------------------------------- */
 
 /* Batches may be written now (with acks, only while the window has room). */
-static bool can_write(const struct fwd_conn *c)
+bool conn_can_write(const struct fwd_conn *c)
 {
-    return c->unsent != NULL && (!ack_mode(c) || c->inflight < ACK_WINDOW) &&
+    return c->unsent != NULL && (!conn_ack_mode(c) || c->inflight < FWD_CONN_ACK_WINDOW) &&
            !(c->one_request && c->written > 0);
 }
 
 static int watch(struct fwd_conn *c)
 {
-    return set_events(c, EPOLLIN | EPOLLRDHUP | (can_write(c) ? EPOLLOUT : 0));
+    return set_events(c, EPOLLIN | EPOLLRDHUP | (conn_can_write(c) ? EPOLLOUT : 0));
 }
 
 /* While connected, the timer is the earlier of the write and the ack deadline. */
@@ -313,23 +295,23 @@ static void arm_conn_timer(struct fwd_conn *c)
     const struct fwd_config *cfg = c->env->cfg;
     uint64_t d = 0;
 
-    if (cfg->write_timeout_ms != 0 && can_write(c))
+    if (cfg->write_timeout_ms != 0 && conn_can_write(c))
         d = c->last_progress + FWD_MS_TO_NS(cfg->write_timeout_ms);
     if (c->inflight > 0 && (d == 0 || c->qhead->ack_deadline < d))
         d = c->qhead->ack_deadline;
     if (d == 0)
-        fwd_loop_timer_stop(loop_of(c), &c->timer);
+        fwd_loop_timer_stop(c->env->loop, &c->timer);
     else
-        fwd_loop_timer_at(loop_of(c), &c->timer, d, on_timer, c);
+        fwd_loop_timer_at(c->env->loop, &c->timer, d, on_timer, c);
 }
 
 /* Wait for what the state asks; 0, or -1 after failing the connection. */
-static int rewatch(struct fwd_conn *c)
+int conn_rewatch(struct fwd_conn *c)
 {
     int rc = watch(c);
 
     if (rc < 0) {
-        fail(c, "epoll", -rc);
+        conn_fail(c, "epoll", -rc);
         return -1;
     }
     arm_conn_timer(c);
@@ -339,7 +321,7 @@ static int rewatch(struct fwd_conn *c)
 void fwd_conn_kick(struct fwd_conn *c)
 {
     if (watch(c) < 0) {
-        fail(c, "epoll", EIO);
+        conn_fail(c, "epoll", EIO);
         return;
     }
     if (!fwd_timer_armed(&c->timer))
@@ -347,9 +329,9 @@ void fwd_conn_kick(struct fwd_conn *c)
 }
 
 /* The connection may carry records now. */
-static void ready(struct fwd_conn *c)
+void conn_ready(struct fwd_conn *c)
 {
-    fwd_loop_timer_stop(loop_of(c), &c->timer);
+    fwd_loop_timer_stop(c->env->loop, &c->timer);
     if (c->failures > 0)
         fwd_log(FWD_LOG_INFO, "%s: connected after %u failed attempts", c->label, c->failures);
     else
@@ -357,13 +339,13 @@ static void ready(struct fwd_conn *c)
     c->failures = 0;
     c->written = 0;
     c->state = FWD_CONN_CONNECTED;
-    c->connected_at = fwd_loop_now(loop_of(c));
+    c->connected_at = fwd_loop_now(c->env->loop);
     c->last_progress = c->connected_at;
     c->env->st->connects++;
     c->env->q->dc.connects++;
     c->env->ops->ready(c);
     if (c->state == FWD_CONN_CONNECTED)
-        rewatch(c);
+        conn_rewatch(c);
 }
 
 /* TCP (and TLS) are up: the shared-key handshake, if any, then records. */
@@ -372,17 +354,17 @@ static void transport_ready(struct fwd_conn *c)
     const struct fwd_config *cfg = c->env->cfg;
 
     if (cfg->shared_key[0] == '\0') {
-        ready(c);
+        conn_ready(c);
         return;
     }
     /* The server speaks first (HELO); no data goes out before a verified PONG. */
     c->state = FWD_CONN_HANDSHAKE;
     fwd_handshake_init(&c->hs, cfg->shared_key, cfg->username, cfg->password, cfg->self_hostname);
     if (set_events(c, EPOLLIN | EPOLLRDHUP) < 0) {
-        fail(c, "epoll", EIO);
+        conn_fail(c, "epoll", EIO);
         return;
     }
-    fwd_loop_timer_start(loop_of(c), &c->timer, FWD_CONNECT_TIMEOUT_MS, on_timer, c);
+    fwd_loop_timer_start(c->env->loop, &c->timer, FWD_CONNECT_TIMEOUT_MS, on_timer, c);
 }
 
 /* Drive SSL_connect; its WANT_READ / WANT_WRITE pick what the loop waits for. */
@@ -399,11 +381,11 @@ static void tls_step(struct fwd_conn *c)
     }
     if (rc == -EAGAIN) {
         if (set_events(c, events) < 0)
-            fail(c, "epoll", EIO);
+            conn_fail(c, "epoll", EIO);
         return;
     }
     fwd_log_rl(FWD_LOG_ERROR, NULL, "%s: %s", c->label, why);
-    fail(c, "TLS handshake failed", EPROTO);
+    conn_fail(c, "TLS handshake failed", EPROTO);
 }
 
 static void tls_start(struct fwd_conn *c)
@@ -414,11 +396,11 @@ static void tls_start(struct fwd_conn *c)
 
     c->tls = fwd_tls_session(c->env->tls_ctx, c->fd, name, cfg->tls_insecure, why, sizeof(why));
     if (c->tls == NULL) {
-        fail(c, why, EINVAL);
+        conn_fail(c, why, EINVAL);
         return;
     }
     c->state = FWD_CONN_TLS;
-    fwd_loop_timer_start(loop_of(c), &c->timer, FWD_CONNECT_TIMEOUT_MS, on_timer, c);
+    fwd_loop_timer_start(c->env->loop, &c->timer, FWD_CONNECT_TIMEOUT_MS, on_timer, c);
     tls_step(c);
 }
 
@@ -430,14 +412,14 @@ static void connected(struct fwd_conn *c)
     if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
         err = errno;
     if (err != 0) {
-        fwd_loop_io_del(loop_of(c), &c->io);
+        fwd_loop_io_del(c->env->loop, &c->io);
         close(c->fd);
         c->fd = -1;
         if (c->next_addr < c->addrs.n) {
             try_next_addr(c);
             return;
         }
-        fail(c, "connect", err);
+        conn_fail(c, "connect", err);
         return;
     }
     forget_addrs(c);
@@ -448,204 +430,18 @@ static void connected(struct fwd_conn *c)
     transport_ready(c);
 }
 
-/* ---- writing --------------------------------------------------------------------------- */
-
-static uint64_t ack_timeout_ms(const struct fwd_conn *c)
-{
-    return c->env->cfg->read_timeout_ms ? c->env->cfg->read_timeout_ms : FWD_DEFAULT_ACK_TIMEOUT_MS;
-}
-
-/* The oldest batch is delivered (written, or acknowledged with acks). */
-static void delivered(struct fwd_conn *c)
-{
-    struct fwd_batch *b = c->qhead;
-    struct fwd_dest_counts *dc = &c->env->q->dc;
-
-    c->env->st->records_sent += b->count;
-    c->env->st->batches_sent++;
-    dc->records_sent += b->count;
-    dc->last_send_mono = fwd_loop_now(loop_of(c));
-    dc->last_send_unix = fwd_time_real_ns();
-    if (b->written_at != 0) /* ack mode: the round trip */
-        fwd_hist_observe(&dc->ack, (double)(dc->last_send_mono - b->written_at) / 1e9);
-    if (b == c->unsent)
-        c->unsent = b->next;
-    else
-        c->inflight--;
-    c->qhead = b->next;
-    if (c->qhead == NULL)
-        c->qtail = NULL;
-    c->nq--;
-    fwd_queue_done(c->env->q, b);
-}
-
-/* Account written bytes against the batches from unsent on. */
-static void advance(struct fwd_conn *c, size_t w)
-{
-    while (w > 0 && c->unsent != NULL) {
-        struct fwd_batch *b = c->unsent;
-        size_t left = fwd_batch_wire_len(b) - b->sent;
-
-        if (w < left) {
-            b->sent += w;
-            return;
-        }
-        w -= left;
-        c->written++;
-        if (!ack_mode(c)) {
-            delivered(c); /* without acks, written is as delivered as it gets */
-            continue;
-        }
-        b->sent += left;
-        b->written_at = fwd_loop_now(loop_of(c));
-        b->ack_deadline = b->written_at + FWD_MS_TO_NS(ack_timeout_ms(c));
-        c->unsent = b->next;
-        c->inflight++;
-    }
-}
-
-static void add_iov(struct iovec *iov, int *niov, const uint8_t *p, size_t len, size_t *skip)
-{
-    if (*skip >= len) {
-        *skip -= len;
-        return;
-    }
-    iov[*niov].iov_base = (void *)(p + *skip);
-    iov[*niov].iov_len = len - *skip;
-    (*niov)++;
-    *skip = 0;
-}
-
-/* fluentd-async-reconnect-interval: reconnect (and re-resolve) between messages. */
-static bool reconnect_due(const struct fwd_conn *c)
-{
-    uint64_t every = c->env->cfg->reconnect_interval_ms;
-
-    return every != 0 && c->inflight == 0 && c->unsent->sent == 0 &&
-           fwd_loop_now(loop_of(c)) - c->connected_at >= FWD_MS_TO_NS(every);
-}
+/* ---- reconnects and the handshake ------------------------------------------------------- */
 
 /*
  * Reconnect between requests: fluentd-async-reconnect-interval, or a server whose HELO
  * said keepalive=false once its one request is done. The old connection is closed
  * gracefully; another aggregator takes what is queued meanwhile, if one is up.
  */
-static void reconnect(struct fwd_conn *c)
+void conn_reconnect(struct fwd_conn *c)
 {
     close_conn_gracefully(c);
     start_connect(c);
     c->env->ops->take_more(c);
-}
-
-/* Its one request is done (written, and acknowledged with acks). */
-static bool request_done(const struct fwd_conn *c)
-{
-    return c->one_request && c->written > 0 && c->inflight == 0;
-}
-
-/* One sendmsg of what is unsent (up to the ack window). Bytes written, or -1 with errno. */
-static ssize_t write_some(struct fwd_conn *c)
-{
-    struct iovec iov[IOV_BATCHES * 3];
-    struct msghdr msg = {.msg_iov = iov};
-    unsigned window = c->one_request ? 1 : ack_mode(c) ? ACK_WINDOW - c->inflight : IOV_BATCHES;
-    int niov = 0;
-
-    /* A batch adds up to three iovecs (fewer for the half-written one): room for three
-     * must be left before each one. */
-    for (struct fwd_batch *b = c->unsent; b != NULL && niov + 3 <= IOV_BATCHES * 3 && window > 0;
-         b = b->next, window--) {
-        size_t skip = b->sent;
-
-        add_iov(iov, &niov, b->hdr, b->hdr_len, &skip);
-        add_iov(iov, &niov, b->entries.data, b->entries.len, &skip);
-        add_iov(iov, &niov, b->opt, b->opt_len, &skip);
-    }
-    msg.msg_iovlen = (size_t)niov;
-    return fwd_transport_writev(c->fd, c->tls, &msg);
-}
-
-static void do_write(struct fwd_conn *c)
-{
-    size_t budget = FWD_WRITE_PER_WAKEUP;
-
-    while (can_write(c) && budget > 0) {
-        ssize_t w;
-
-        if (reconnect_due(c)) {
-            reconnect(c);
-            return;
-        }
-        w = write_some(c);
-        if (w == -1) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                break;
-            fail(c, "write", errno);
-            return;
-        }
-        c->env->st->bytes_sent += (uint64_t)w;
-        c->env->q->dc.bytes_sent += (uint64_t)w;
-        c->last_progress = fwd_loop_now(loop_of(c));
-        advance(c, (size_t)w);
-        if (request_done(c)) {
-            reconnect(c);
-            return;
-        }
-        if (c->unsent == NULL)
-            c->env->ops->take_more(c); /* take more from the destination's queue */
-        budget = (size_t)w >= budget ? 0 : budget - (size_t)w;
-    }
-    if (rewatch(c) == 0)
-        c->env->ops->maybe_done(c);
-}
-
-/* ---- reading: acks and the handshake ----------------------------------------------------- */
-
-/*
- * Match the replies buffered so far against the batches waiting for their ack. The
- * oldest must be acknowledged first: an ack that does not match it, or a reply that is
- * not an ack, makes the connection untrustworthy (Fluentd #4057: acks offset by one on
- * a reused socket), so it is discarded and everything unacknowledged is sent again.
- * Returns 0, or -1 after failing the connection.
- */
-static int take_acks(struct fwd_conn *c)
-{
-    size_t off = 0;
-
-    while (off < c->reply.len) {
-        char id[FWD_FORWARD_ACK_MAX + 1];
-        size_t used, idlen;
-        int r = fwd_forward_parse_ack(c->reply.data + off, c->reply.len - off, &used, id, &idlen);
-
-        if (r == 0)
-            break;
-        if (r < 0) {
-            fail(c, "aggregator sent something that is not an ack", EPROTO);
-            return -1;
-        }
-        off += used;
-        if (c->inflight == 0 || idlen != FWD_FORWARD_CHUNK_LEN ||
-            memcmp(id, c->qhead->chunk, FWD_FORWARD_CHUNK_LEN) != 0) {
-            fail(c, "ack does not match the oldest unacknowledged batch", EPROTO);
-            return -1;
-        }
-        delivered(c);
-        if (request_done(c)) {
-            fwd_buf_consume(&c->reply, off);
-            reconnect(c);
-            return -1; /* this connection is gone: read nothing more from it */
-        }
-        if (c->unsent == NULL)
-            c->env->ops->take_more(c);
-    }
-    fwd_buf_consume(&c->reply, off);
-    if (c->reply.len == REPLY_MAX) {
-        fail(c, "aggregator reply too long", EPROTO);
-        return -1;
-    }
-    return 0;
 }
 
 /* Send a PING whole (Fluent Bit reads it in one go). 0, or -1 after failing. */
@@ -656,14 +452,14 @@ static int send_whole(struct fwd_conn *c, const uint8_t *p, size_t len)
     ssize_t w = fwd_transport_writev(c->fd, c->tls, &msg);
 
     if (w != (ssize_t)len) {
-        fail(c, "handshake: PING not written whole", w == -1 ? errno : EAGAIN);
+        conn_fail(c, "handshake: PING not written whole", w == -1 ? errno : EAGAIN);
         return -1;
     }
     return 0;
 }
 
-/* Feed the handshake what was read; it ends in ready() or fail(). */
-static void handshake_step(struct fwd_conn *c)
+/* Feed the handshake what was read; it ends in conn_ready() or conn_fail(). */
+void conn_handshake_step(struct fwd_conn *c)
 {
     for (;;) {
         uint8_t ping[FWD_HANDSHAKE_PING_MAX];
@@ -675,9 +471,9 @@ static void handshake_step(struct fwd_conn *c)
         if (r < 0) {
             if (r == -EACCES) {
                 fwd_log_rl(FWD_LOG_ERROR, NULL, "%s: %s", c->label, why);
-                fail(c, "authentication failed", EACCES);
+                conn_fail(c, "authentication failed", EACCES);
             } else
-                fail(c, why, -r);
+                conn_fail(c, why, -r);
             return;
         }
         fwd_buf_consume(&c->reply, used);
@@ -687,77 +483,12 @@ static void handshake_step(struct fwd_conn *c)
             fwd_log(FWD_LOG_DEBUG, "%s: authenticated to %s%s", c->label, c->hs.peer,
                     c->hs.helo.keepalive ? "" : " (keepalive false: one request per connection)");
             c->one_request = !c->hs.helo.keepalive;
-            ready(c);
+            conn_ready(c);
             return;
         }
         if (send_whole(c, ping, len) < 0)
             return;
     }
-}
-
-/* Bytes read: the handshake's, acks, or (no acks) nothing that matters. 0, or -1 (failed). */
-static int on_reply(struct fwd_conn *c, const char *buf, size_t n)
-{
-    if (c->state != FWD_CONN_HANDSHAKE && !ack_mode(c))
-        return 0; /* no acks requested: nothing a receiver says matters */
-    if (fwd_buf_append(&c->reply, buf, n) != 0) {
-        fail(c, "aggregator reply too long", EPROTO);
-        return -1;
-    }
-    if (c->state == FWD_CONN_HANDSHAKE) {
-        handshake_step(c);
-        if (c->state == FWD_CONN_HANDSHAKE)
-            return 0;
-        if (c->state != FWD_CONN_CONNECTED)
-            return -1;
-        if (!ack_mode(c)) {
-            fwd_buf_reset(&c->reply);
-            return 0;
-        }
-        /* with acks, what followed the PONG (nothing, normally) is read as acks */
-    }
-    return take_acks(c);
-}
-
-/* Read replies, up to READ_PER_WAKEUP. 0 while connected, -1 if the connection failed. */
-static int do_read(struct fwd_conn *c)
-{
-    size_t budget = READ_PER_WAKEUP;
-
-    while (budget > 0) {
-        char buf[4096];
-        ssize_t r = fwd_transport_read(c->fd, c->tls, buf, sizeof(buf));
-
-        if (r > 0) {
-            budget = (size_t)r >= budget ? 0 : budget - (size_t)r;
-            if (on_reply(c, buf, (size_t)r) < 0)
-                return -1;
-            continue;
-        }
-        if (r == 0) {
-            fail(c,
-                 c->state == FWD_CONN_HANDSHAKE
-                     ? "connection closed during the handshake (wrong shared key?)"
-                     : "connection closed by aggregator",
-                 0);
-            return -1;
-        }
-        if (errno == EINTR)
-            continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK) {
-            fail(c, "read", errno);
-            return -1;
-        }
-        break;
-    }
-    if (ack_mode(c) && c->state == FWD_CONN_CONNECTED) {
-        /* Acks open the window (more may be written) and move the ack deadline. (Not
-         * during the handshake: its timer and its read-only interest stand until PONG.) */
-        if (rewatch(c) < 0)
-            return -1;
-        c->env->ops->maybe_done(c);
-    }
-    return 0;
 }
 
 /* ---- loop callbacks -------------------------------------------------------------------- */
@@ -774,13 +505,13 @@ static void on_io(struct fwd_io *io, uint32_t events)
             tls_step(c);
             return;
         case FWD_CONN_HANDSHAKE:
-            do_read(c);
+            conn_do_read(c);
             return;
         case FWD_CONN_CONNECTED:
-            if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && do_read(c) < 0)
+            if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && conn_do_read(c) < 0)
                 return;
             if (events & EPOLLOUT)
-                do_write(c);
+                conn_do_write(c);
             return;
         default:
             return;
@@ -790,14 +521,14 @@ static void on_io(struct fwd_io *io, uint32_t events)
 /* CONNECTED: an ack or a write overdue fails the connection. */
 static void check_deadlines(struct fwd_conn *c)
 {
-    uint64_t now = fwd_loop_now(loop_of(c)), wt = c->env->cfg->write_timeout_ms;
+    uint64_t now = fwd_loop_now(c->env->loop), wt = c->env->cfg->write_timeout_ms;
 
     if (c->inflight > 0 && now >= c->qhead->ack_deadline) {
-        fail(c, "no ack within the ack timeout (fluentd-read-timeout)", ETIMEDOUT);
+        conn_fail(c, "no ack within the ack timeout (fluentd-read-timeout)", ETIMEDOUT);
         return;
     }
-    if (wt != 0 && can_write(c) && now - c->last_progress >= FWD_MS_TO_NS(wt)) {
-        fail(c, "write timeout (fluentd-write-timeout)", ETIMEDOUT);
+    if (wt != 0 && conn_can_write(c) && now - c->last_progress >= FWD_MS_TO_NS(wt)) {
+        conn_fail(c, "write timeout (fluentd-write-timeout)", ETIMEDOUT);
         return;
     }
     arm_conn_timer(c);
@@ -809,14 +540,14 @@ static void on_timer(struct fwd_timer *t)
 
     switch (c->state) {
         case FWD_CONN_CONNECTING:
-            fail(c, "connect", ETIMEDOUT);
+            conn_fail(c, "connect", ETIMEDOUT);
             return;
         case FWD_CONN_TLS:
-            fail(c, "TLS handshake: no answer in time", ETIMEDOUT);
+            conn_fail(c, "TLS handshake: no answer in time", ETIMEDOUT);
             return;
         case FWD_CONN_HANDSHAKE:
-            fail(c, c->hs.pinged ? "handshake: no PONG in time" : "handshake: no HELO in time",
-                 ETIMEDOUT);
+            conn_fail(c, c->hs.pinged ? "handshake: no PONG in time" : "handshake: no HELO in time",
+                      ETIMEDOUT);
             return;
         case FWD_CONN_BACKOFF:
             if (!c->env->ops->has_data(c)) {

@@ -30,6 +30,7 @@
 #include "fwd_log.h"
 #include "fwd_queue.h"
 #include "fwd_resolve.h"
+#include "fwd_spooldir.h"
 #include "fwd_tls.h"
 
 #include <dirent.h>
@@ -245,7 +246,7 @@ static void dest_maybe_free(struct fwd_dest *d)
 
 /* ---- what connections report ----------------------------------------------------------- */
 
-static void conn_ready(struct fwd_conn *c)
+static void on_conn_ready(struct fwd_conn *c)
 {
     struct fwd_dest *d = c->env->owner;
 
@@ -253,7 +254,7 @@ static void conn_ready(struct fwd_conn *c)
     dispatch(d);
 }
 
-static void conn_failed(struct fwd_conn *c)
+static void on_conn_failed(struct fwd_conn *c)
 {
     struct fwd_dest *d = c->env->owner;
 
@@ -268,27 +269,27 @@ static void conn_failed(struct fwd_conn *c)
     ensure_connections(d);
 }
 
-static void conn_take_more(struct fwd_conn *c)
+static void on_conn_take_more(struct fwd_conn *c)
 {
     dispatch(c->env->owner);
 }
 
-static bool conn_has_data(struct fwd_conn *c)
+static bool on_conn_has_data(struct fwd_conn *c)
 {
     return dest_has_data(c->env->owner);
 }
 
-static void conn_maybe_done(struct fwd_conn *c)
+static void on_conn_maybe_done(struct fwd_conn *c)
 {
     dest_maybe_free(c->env->owner);
 }
 
 static const struct fwd_conn_ops conn_ops = {
-    .ready = conn_ready,
-    .failed = conn_failed,
-    .take_more = conn_take_more,
-    .has_data = conn_has_data,
-    .maybe_done = conn_maybe_done,
+    .ready = on_conn_ready,
+    .failed = on_conn_failed,
+    .take_more = on_conn_take_more,
+    .has_data = on_conn_has_data,
+    .maybe_done = on_conn_maybe_done,
 };
 
 /* ---- destinations ---------------------------------------------------------------------- */
@@ -487,7 +488,7 @@ size_t fwd_outputs_replay(struct fwd_outputs *m)
         if (e->d_name[0] == '.')
             continue;
         snprintf(dir, sizeof(dir), "%s/%s", base, e->d_name);
-        if (fwd_queue_read_options(dir, &kv, &n) != 0) {
+        if (fwd_spooldir_read_options(dir, &kv, &n) != 0) {
             fwd_log(FWD_LOG_WARN, "spool %s: no readable options.json: left alone", dir);
             fwd_kv_free(kv, n);
             continue;

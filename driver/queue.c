@@ -8,6 +8,7 @@
 #include "fwd_limits.h"
 #include "fwd_log.h"
 #include "fwd_spool.h"
+#include "fwd_spooldir.h"
 #include "fwd_time.h"
 
 #include <errno.h>
@@ -19,10 +20,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#define META_FILE "options.json"
-/* The sequence number up to which every batch was delivered or dropped (8 bytes). */
-#define DELIVERED_FILE "delivered"
 
 static void pathf(char *out, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* snprintf for paths (state_dir is at most FWD_PATH_MAX - 200 bytes, checked by the owner). */
@@ -153,7 +150,7 @@ static void list_append(struct fwd_queue *q, struct fwd_batch *b)
 
 /*
  * Every batch sealed before the oldest one still queued or taken is done for
- * good. Kept in DELIVERED_FILE, so a restart skips the spool records of
+ * good. Kept in the delivered mark (spooldir.c), so a restart skips the spool records of
  * batches that were delivered but whose segment was still in use: without
  * it, each restart sent a whole segment again.
  */
@@ -168,8 +165,7 @@ static void note_delivered(struct fwd_queue *q)
     if (q->delivered_fd < 0 || low - 1 <= q->delivered_upto)
         return;
     q->delivered_upto = low - 1;
-    if (pwrite(q->delivered_fd, &q->delivered_upto, sizeof(q->delivered_upto), 0) !=
-        (ssize_t)sizeof(q->delivered_upto))
+    if (fwd_spooldir_write_mark(q->delivered_fd, q->delivered_upto) != 0)
         q->delivered_upto = 0; /* tried again next time; a restart may send duplicates */
 }
 
@@ -241,12 +237,7 @@ void fwd_queue_fini(struct fwd_queue *q)
     }
     if (q->spool != NULL && empty) {
         /* drained: nothing for a later run */
-        char path[FWD_PATH_MAX];
-
-        pathf(path, sizeof(path), "%s/" META_FILE, q->spool_dir);
-        unlink(path);
-        pathf(path, sizeof(path), "%s/" DELIVERED_FILE, q->spool_dir);
-        unlink(path);
+        fwd_spooldir_forget(q->spool_dir);
         fwd_spool_destroy(q->spool);
     } else
         fwd_spool_close(q->spool); /* the records still in it stay for the next start */
@@ -262,30 +253,6 @@ void fwd_queue_fini(struct fwd_queue *q)
 }
 
 /* ---- the spool ------------------------------------------------------------------------- */
-
-/* The options this destination was made with, so a later run can rebuild it. */
-static int write_meta(const struct fwd_queue *q)
-{
-    char path[FWD_PATH_MAX], tmp[FWD_PATH_MAX + 8];
-    int rc = -1, fd;
-
-    if (q->options == NULL)
-        return -1;
-    pathf(path, sizeof(path), "%s/" META_FILE, q->spool_dir);
-    pathf(tmp, sizeof(tmp), "%s.tmp", path);
-    /* 0600: it may hold a shared key given inline (the -file options keep it out) */
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd >= 0) {
-        if (json_dumpfd(q->options, fd, JSON_SORT_KEYS) == 0 && fsync(fd) == 0)
-            rc = 0;
-        close(fd);
-    }
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = -1;
-    if (rc != 0)
-        unlink(tmp);
-    return rc;
-}
 
 /* A record of a spool left by an earlier run: queue it as a spilled batch. */
 static int on_spool_item(void *ctx, const struct fwd_spool_item *it)
@@ -342,20 +309,15 @@ static int on_journal(void *ctx, const char *tag, size_t tag_len, const uint8_t 
 
 /*
  * After the scan: batches an earlier run delivered (at or below its
- * DELIVERED_FILE mark) are released, not sent again; new batches are
+ * delivered mark) are released, not sent again; new batches are
  * numbered above the mark.
  */
 static void open_delivered(struct fwd_queue *q)
 {
-    char path[FWD_PATH_MAX];
     uint64_t upto = 0, skipped = 0;
     struct fwd_batch *prev = NULL;
 
-    pathf(path, sizeof(path), "%s/" DELIVERED_FILE, q->spool_dir);
-    q->delivered_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (q->delivered_fd < 0 ||
-        pread(q->delivered_fd, &upto, sizeof(upto), 0) != (ssize_t)sizeof(upto))
-        upto = 0;
+    q->delivered_fd = fwd_spooldir_open_mark(q->spool_dir, &upto);
     /* first, so that fwd_queue_done below never writes a lower mark */
     if (q->next_seq <= upto)
         q->next_seq = upto + 1;
@@ -399,6 +361,7 @@ static int spool_dir_name(struct fwd_queue *q, char *err, size_t errlen)
 int fwd_queue_open_spool(struct fwd_queue *q, char *err, size_t errlen)
 {
     uint64_t before;
+    int rc;
 
     if (q->spool_tried)
         return q->spool ? 0 : -EIO;
@@ -413,8 +376,8 @@ int fwd_queue_open_spool(struct fwd_queue *q, char *err, size_t errlen)
     if (fwd_spool_open(q->spool_dir, &q->spool, on_spool_item, q, err, errlen) < 0)
         return -EIO;
     open_delivered(q);
-    if (write_meta(q) != 0) {
-        snprintf(err, errlen, "cannot write %s/" META_FILE ": %s", q->spool_dir, strerror(errno));
+    if ((rc = fwd_spooldir_write_options(q->spool_dir, q->options)) != 0) {
+        snprintf(err, errlen, "cannot write %s/options.json: %s", q->spool_dir, strerror(-rc));
         fwd_spool_close(q->spool);
         q->spool = NULL;
         return -EIO;
@@ -782,42 +745,4 @@ int fwd_queue_seal(struct fwd_queue *q, struct fwd_batch *b, const char *tag, si
     }
     b->seq = q->next_seq++;
     return admit(q, b) != NULL ? 0 : -ENOBUFS;
-}
-
-/* ---- replay ---------------------------------------------------------------------------- */
-
-int fwd_queue_read_options(const char *dir, struct fwd_kv **kv, size_t *n)
-{
-    char path[FWD_PATH_MAX];
-    json_error_t jerr;
-    json_t *o, *v;
-    const char *k;
-
-    *kv = NULL;
-    *n = 0;
-    pathf(path, sizeof(path), "%s/" META_FILE, dir);
-    o = json_load_file(path, 0, &jerr);
-    if (o == NULL || !json_is_object(o)) {
-        json_decref(o);
-        return -1;
-    }
-    *kv = calloc(json_object_size(o) + 1, sizeof(**kv));
-    if (*kv == NULL) {
-        json_decref(o);
-        return -1;
-    }
-    json_object_foreach(o, k, v)
-    {
-        if (!json_is_string(v))
-            continue;
-        (*kv)[*n].key = strdup(k);
-        (*kv)[*n].value = strdup(json_string_value(v));
-        (*n)++;
-        if ((*kv)[*n - 1].key == NULL || (*kv)[*n - 1].value == NULL) {
-            json_decref(o);
-            return -1;
-        }
-    }
-    json_decref(o);
-    return 0;
 }

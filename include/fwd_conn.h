@@ -117,4 +117,36 @@ void fwd_conn_give_back(struct fwd_conn *c);
 /* The lowest sequence number it holds, or UINT64_MAX. */
 uint64_t fwd_conn_oldest_seq(const struct fwd_conn *c);
 
+/*
+ * ---- inside the module only: conn.c (the state machine) and conn_io.c (writes,
+ * acks, replies) share these; nothing else calls them.
+ */
+/* Batches written but not yet acknowledged, at most: bounds what a reconnect resends. */
+#define FWD_CONN_ACK_WINDOW 32
+/* Unwritten batches a connection takes from the queue ahead of writing them (without acks). */
+#define FWD_CONN_LOOKAHEAD 4
+/* Reply bytes buffered while waiting for a whole ack. */
+#define FWD_CONN_REPLY_MAX (64u * 1024u)
+
+static inline bool conn_ack_mode(const struct fwd_conn *c)
+{
+    return c->env->cfg->request_ack;
+}
+/* Fail the connection: closed at once, its batches back in the queue, back-off. */
+void conn_fail(struct fwd_conn *c, const char *what, int err);
+/* Connected: may carry records. */
+void conn_ready(struct fwd_conn *c);
+/* Batches may be written now (with acks, only while the window has room). */
+bool conn_can_write(const struct fwd_conn *c);
+/* Wait for what the state asks and re-arm the timer. 0, or -1 after failing. */
+int conn_rewatch(struct fwd_conn *c);
+/* Close gracefully and connect again (planned reconnect, or one request done). */
+void conn_reconnect(struct fwd_conn *c);
+/* Feed the handshake what was read; it ends in conn_ready or conn_fail. */
+void conn_handshake_step(struct fwd_conn *c);
+/* Write what is unsent, within the write budget. */
+void conn_do_write(struct fwd_conn *c);
+/* Read replies. 0 while connected, -1 if the connection failed or was replaced. */
+int conn_do_read(struct fwd_conn *c);
+
 #endif

@@ -133,7 +133,4 @@ void fwd_queue_unwait(struct fwd_queue *q, struct fwd_waiter *w);
 /* Look at the limits again (the open batches changed). Wakes the waiters when there is room. */
 void fwd_queue_update_blocked(struct fwd_queue *q);
 
-/* A spool directory's options.json as key/value pairs (fwd_kv_free them). 0 or -1. */
-int fwd_queue_read_options(const char *dir, struct fwd_kv **kv, size_t *n);
-
 #endif

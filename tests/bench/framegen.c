@@ -208,7 +208,8 @@ int main(int argc, char **argv)
     /* Without stamps every FIFO writes the same block of frames over and over
      * (a whole number of 10-line cycles, so each block has the same events). */
     encode_line(&block, &len, &cap, line, content(kind, 0, line, size), 0);
-    block_lines = BLOCK_MAX / len ? BLOCK_MAX / len / 10 * 10 : 10;
+    /* whole tens of lines (the content kinds cycle by ten), at least ten */
+    block_lines = BLOCK_MAX / len >= 10 ? BLOCK_MAX / len / 10 * 10 : 10;
     len = 0;
     for (uint64_t i = 0; i < block_lines; i++)
         encode_line(&block, &len, &cap, line, content(kind, i, line, size), i);

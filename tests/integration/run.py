@@ -1375,6 +1375,8 @@ class TestTLS(ProcTest):
         st, body = d.api.start(f.path, info(cid(97), config=dict(
             opts, **{"fluentd-tls-key-password-file": bad})))
         self.assertIn("wrong passphrase", body["Err"])
+        self.assertEqual(d.stop(), 0)  # one fwdlogd per state directory
+        self.procs.remove(d)
         r, d2, body = self.run_case({"tls_client_ca": self.pki["ca.pem"]}, {
             "fluentd-tls-ca-file": self.pki["ca.pem"],
             "fluentd-tls-cert-file": self.pki["client.pem"], "fluentd-tls-key-file": enc,
