@@ -491,6 +491,26 @@ void conn_handshake_step(struct fwd_conn *c)
     }
 }
 
+/* The state as the metrics name it (TLS counts as the handshake). */
+enum fwd_output_conn_state fwd_conn_output_state(const struct fwd_conn *c)
+{
+    switch (c->state) {
+        case FWD_CONN_RESOLVING:
+            return FWD_OUTPUT_RESOLVING;
+        case FWD_CONN_CONNECTING:
+            return FWD_OUTPUT_CONNECTING;
+        case FWD_CONN_TLS:
+        case FWD_CONN_HANDSHAKE:
+            return FWD_OUTPUT_HANDSHAKE;
+        case FWD_CONN_CONNECTED:
+            return FWD_OUTPUT_CONNECTED;
+        case FWD_CONN_BACKOFF:
+            return FWD_OUTPUT_BACKOFF;
+        default:
+            return FWD_OUTPUT_IDLE;
+    }
+}
+
 /* ---- loop callbacks -------------------------------------------------------------------- */
 
 static void on_io(struct fwd_io *io, uint32_t events)

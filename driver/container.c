@@ -32,6 +32,7 @@
  */
 #define FWD_LOG_MODULE "container"
 #include "fwd_container.h"
+#include "fwd_fifo.h"
 #include "fwd_buf.h"
 #include "fwd_config.h"
 #include "fwd_entry.h"
@@ -48,16 +49,12 @@
 #include "fwd_time.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <limits.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
-#include <sys/resource.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 struct fwd_container {
@@ -566,98 +563,6 @@ static struct fwd_container *find_cid(struct fwd_registry *r, const char *cid)
     return n ? (struct fwd_container *)((char *)n - offsetof(struct fwd_container, by_cid)) : NULL;
 }
 
-/* Is the resolved path res directly inside the resolved directory dir? */
-static bool directly_in(const char *res, const char *dir)
-{
-    size_t n = strcmp(dir, "/") == 0 ? 0 : strlen(dir);
-
-    return strncmp(res, dir, n) == 0 && res[n] == '/' && res[n + 1] != '\0' &&
-           strchr(res + n + 1, '/') == NULL;
-}
-
-/*
- * StartLogging may name any path: confine it to the FIFO directory, resolved
- * (symlinks and `..` followed) into res. 0, or -errno with err set (-ENOENT
- * for a FIFO that is not there, -EPERM for one outside the directory).
- */
-static int confine(const struct fwd_registry *r, const char *file, char *res, char *err,
-                   size_t errlen)
-{
-    char dir[PATH_MAX];
-    int e;
-
-    if (file[0] != '/') {
-        snprintf(err, errlen, "log FIFO path %s is not absolute", file);
-        return -EINVAL;
-    }
-    if (realpath(r->fifo_dir, dir) == NULL) {
-        e = errno;
-        snprintf(err, errlen,
-                 "cannot open log FIFO %s: the FIFO directory %s (--fifo-dir, FWDLOG_FIFO_DIR): "
-                 "%s",
-                 file, r->fifo_dir, strerror(e));
-        return -e;
-    }
-    if (realpath(file, res) == NULL) {
-        e = errno;
-        snprintf(err, errlen, "cannot open log FIFO %s: %s", file, strerror(e));
-        return -e;
-    }
-    if (!directly_in(res, dir)) {
-        snprintf(err, errlen,
-                 "log FIFO %s is not in %s, the directory dockerd makes the plugin's FIFOs in "
-                 "(it resolves to %s); if dockerd uses another, set FWDLOG_FIFO_DIR",
-                 file, r->fifo_dir, res);
-        return -EPERM;
-    }
-    return 0;
-}
-
-/* The reason an open failed for want of descriptors, with the limit and the fix. */
-static void open_error(const char *file, int e, char *err, size_t errlen)
-{
-    struct rlimit rl;
-
-    if (e == EMFILE && getrlimit(RLIMIT_NOFILE, &rl) == 0)
-        snprintf(err, errlen,
-                 "cannot open log FIFO %s: %s: fwdlogd has all the file descriptors its limit "
-                 "allows (RLIMIT_NOFILE %llu) open; raise the limit of what starts fwdlogd "
-                 "(dockerd's LimitNOFILE for the managed plugin)",
-                 file, strerror(e), (unsigned long long)rl.rlim_cur);
-    else if (e == ENFILE)
-        snprintf(err, errlen,
-                 "cannot open log FIFO %s: %s: the system's file table is full (raise "
-                 "fs.file-max)",
-                 file, strerror(e));
-    else
-        snprintf(err, errlen, "cannot open log FIFO %s: %s", file, strerror(e));
-}
-
-static int open_fifo(const struct fwd_registry *r, const char *file, char *err, size_t errlen)
-{
-    char res[PATH_MAX];
-    struct stat sb;
-    int fd = confine(r, file, res, err, errlen);
-
-    if (fd < 0)
-        return fd;
-    /* O_NOFOLLOW: res was resolved, a symlink put there since is not followed */
-    fd = open(res, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
-    if (fd == -1) {
-        int e = errno;
-        open_error(file, e, err, errlen);
-        return -e;
-    }
-    if (fstat(fd, &sb) == -1 || !S_ISFIFO(sb.st_mode)) {
-        snprintf(err, errlen, "log stream %s is not a FIFO", file);
-        close(fd);
-        return -EINVAL;
-    }
-    /* A bigger pipe absorbs bursts between wakeups (best effort). */
-    (void)fcntl(fd, F_SETPIPE_SZ, FWD_PIPE_SIZE);
-    return fd;
-}
-
 /* The parser and the multiline joiner cfg asks for. 0, or -EINVAL / -ENOMEM with err set. */
 static int pipeline_create(struct fwd_container *c, const struct fwd_config *cfg, char *err,
                            size_t errlen)
@@ -704,10 +609,103 @@ static int pipeline_create(struct fwd_container *c, const struct fwd_config *cfg
     return 0;
 }
 
+/* Free a container that never started (what fwd_registry_start built so far). */
+static void container_discard(struct fwd_container *c)
+{
+    if (c == NULL)
+        return;
+    if (c->fd >= 0)
+        close(c->fd);
+    fwd_partial_destroy(c->partial);
+    fwd_multiline_destroy(c->ml);
+    fwd_parser_destroy(c->parser);
+    fwd_record_tmpl_destroy(c->tmpl);
+    fwd_stream_release(c->stream);
+    fwd_src_release(c->src);
+    free(c->file);
+    free(c->name);
+    free(c);
+}
+
+/* A container for file, with its record template, pipeline and open FIFO. 0 or -errno. */
+static int container_new(struct fwd_registry *r, const char *file, const struct fwd_info *info,
+                         const struct fwd_config *cfg, struct fwd_container **out, char *err,
+                         size_t errlen)
+{
+    struct fwd_container *c = calloc(1, sizeof(*c));
+    int rc;
+
+    *out = c;
+    if (c == NULL)
+        return -ENOMEM;
+    c->r = r;
+    c->fd = -1;
+    fwd_buf_init(&c->pending, FWD_FRAME_MAX + 4);
+    snprintf(c->cid, sizeof(c->cid), "%s", info->container_id);
+    c->tmpl = fwd_record_tmpl_create(info, cfg, r->hostname, err, errlen);
+    if (c->tmpl == NULL)
+        return -EINVAL;
+    rc = pipeline_create(c, cfg, err, errlen);
+    if (rc < 0)
+        return rc;
+    c->file = strdup(file);
+    c->name = strdup(info->container_name);
+    c->partial = fwd_partial_create(cfg->max_line, FWD_MS_TO_NS(cfg->partial_timeout_ms));
+    c->src = fwd_src_create(c->cid);
+    c->waiter.wake = on_room;
+    c->seq = 1;
+    if (c->file == NULL || c->name == NULL || c->partial == NULL || c->src == NULL)
+        return -ENOMEM;
+    c->fd = fwd_fifo_open(r->fifo_dir, file, err, errlen);
+    return c->fd < 0 ? c->fd : 0;
+}
+
+/* Keep the StartLogging body (a restart of fwdlogd re-attaches from it); restored: resync. */
+static void keep_state(struct fwd_registry *r, struct fwd_container *c, const char *body,
+                       size_t body_len)
+{
+    int rc;
+
+    if (body == NULL) {
+        c->resync = true; /* restored: the FIFO may begin mid-frame */
+        c->resync_logged = true;
+        r->st.restored++;
+    } else if ((rc = fwd_state_save(r->state_dir, c->file, body, body_len)) != 0) {
+        /* the container still logs; only a restart of fwdlogd would not find it */
+        r->st.state_failures++;
+        fwd_log_c(FWD_LOG_ERROR, c->cid,
+                  "cannot keep the stream's state in %s/streams: %s; if fwdlogd restarts, "
+                  "this container's output is not read until it restarts too",
+                  r->state_dir, strerror(-rc));
+    }
+}
+
+/* Replace an older stream of the container, take the stream and watch the FIFO. 0 or -errno. */
+static int attach(struct fwd_registry *r, struct fwd_container *c, const struct fwd_config *cfg,
+                  const char *tag, char *err, size_t errlen)
+{
+    struct fwd_container *old;
+    int rc;
+
+    /* Live-restore or a retried call: the new stream replaces the old one. */
+    while ((old = find_file(r, c->file)) != NULL || (old = find_cid(r, c->cid)) != NULL) {
+        fwd_log_c(FWD_LOG_INFO, old->cid, "StartLogging again for this container: replacing %s",
+                  old->file);
+        finish(old, "replaced", strcmp(old->file, c->file) != 0);
+    }
+    c->stream = fwd_stream_acquire(r->outputs, cfg, tag, err, errlen);
+    if (c->stream == NULL)
+        return -EINVAL;
+    rc = fwd_loop_io_add(r->loop, &c->io, c->fd, EPOLLIN, on_fifo, c);
+    if (rc < 0)
+        snprintf(err, errlen, "cannot watch log FIFO: %s", strerror(-rc));
+    return rc;
+}
+
 int fwd_registry_start(struct fwd_registry *r, const char *file, struct fwd_info *info,
                        const char *body, size_t body_len, char *err, size_t errlen)
 {
-    struct fwd_container *c = NULL, *old;
+    struct fwd_container *c = NULL;
     struct fwd_config cfg;
     char *tag = NULL;
     int rc;
@@ -721,67 +719,12 @@ int fwd_registry_start(struct fwd_registry *r, const char *file, struct fwd_info
         rc = -EINVAL;
         goto out;
     }
-    c = calloc(1, sizeof(*c));
-    if (c == NULL) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    c->r = r;
-    c->fd = -1;
-    fwd_buf_init(&c->pending, FWD_FRAME_MAX + 4);
-    snprintf(c->cid, sizeof(c->cid), "%s", info->container_id);
-    c->tmpl = fwd_record_tmpl_create(info, &cfg, r->hostname, err, errlen);
-    if (c->tmpl == NULL) {
-        rc = -EINVAL;
-        goto out;
-    }
-    rc = pipeline_create(c, &cfg, err, errlen);
+    rc = container_new(r, file, info, &cfg, &c, err, errlen);
+    if (rc == 0)
+        rc = attach(r, c, &cfg, tag, err, errlen);
     if (rc < 0)
         goto out;
-    c->file = strdup(file);
-    c->name = strdup(info->container_name);
-    c->partial = fwd_partial_create(cfg.max_line, FWD_MS_TO_NS(cfg.partial_timeout_ms));
-    c->src = fwd_src_create(c->cid);
-    c->waiter.wake = on_room;
-    c->seq = 1;
-    if (c->file == NULL || c->name == NULL || c->partial == NULL || c->src == NULL) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    c->fd = open_fifo(r, file, err, errlen);
-    if (c->fd < 0) {
-        rc = c->fd;
-        goto out;
-    }
-    /* Live-restore or a retried call: the new stream replaces the old one. */
-    while ((old = find_file(r, file)) != NULL || (old = find_cid(r, c->cid)) != NULL) {
-        fwd_log_c(FWD_LOG_INFO, old->cid, "StartLogging again for this container: replacing %s",
-                  old->file);
-        finish(old, "replaced", strcmp(old->file, file) != 0);
-    }
-    c->stream = fwd_stream_acquire(r->outputs, &cfg, tag, err, errlen);
-    if (c->stream == NULL) {
-        rc = -EINVAL;
-        goto out;
-    }
-    rc = fwd_loop_io_add(r->loop, &c->io, c->fd, EPOLLIN, on_fifo, c);
-    if (rc < 0) {
-        snprintf(err, errlen, "cannot watch log FIFO: %s", strerror(-rc));
-        goto out;
-    }
-    if (body == NULL) {
-        c->resync = true; /* restored: the FIFO may begin mid-frame */
-        c->resync_logged = true;
-        r->st.restored++;
-    } else if ((rc = fwd_state_save(r->state_dir, file, body, body_len)) != 0) {
-        /* the container still logs; only a restart of fwdlogd would not find it */
-        r->st.state_failures++;
-        fwd_log_c(FWD_LOG_ERROR, c->cid,
-                  "cannot keep the stream's state in %s/streams: %s; if fwdlogd restarts, "
-                  "this container's output is not read until it restarts too",
-                  r->state_dir, strerror(-rc));
-        rc = 0;
-    }
+    keep_state(r, c, body, body_len);
     c->next = r->head;
     if (r->head)
         r->head->prev = c;
@@ -795,19 +738,7 @@ int fwd_registry_start(struct fwd_registry *r, const char *file, struct fwd_info
 out:
     if (rc == -ENOMEM)
         snprintf(err, errlen, "out of memory");
-    if (c != NULL) {
-        if (c->fd >= 0)
-            close(c->fd);
-        fwd_partial_destroy(c->partial);
-        fwd_multiline_destroy(c->ml);
-        fwd_parser_destroy(c->parser);
-        fwd_record_tmpl_destroy(c->tmpl);
-        fwd_stream_release(c->stream);
-        fwd_src_release(c->src);
-        free(c->file);
-        free(c->name);
-        free(c);
-    }
+    container_discard(c);
     free(tag);
     fwd_info_release(info);
     return rc;
@@ -862,49 +793,7 @@ size_t fwd_registry_snapshot(const struct fwd_registry *r, struct fwd_container_
     return i;
 }
 
-struct restore_ctx {
-    struct fwd_registry *r;
-    size_t ok, gone;
-};
-
-static int restore_one(void *ctx, const char *body, size_t len)
+const char *fwd_registry_state_dir(const struct fwd_registry *r)
 {
-    struct restore_ctx *x = ctx;
-    struct fwd_info info;
-    char *file = NULL, err[2048];
-    int rc = fwd_info_parse_start(body, len, &file, &info, err, sizeof(err));
-
-    if (rc < 0) {
-        fwd_log(FWD_LOG_WARN, "a kept stream state does not parse (%s): ignored", err);
-        return 0; /* its file is named by the FIFO path we cannot read: left for a human */
-    }
-    rc = fwd_registry_start(x->r, file, &info, NULL, 0, err, sizeof(err));
-    if (rc == 0) {
-        x->ok++;
-    } else {
-        /* The FIFO is gone (its container ended while we were down), or the options no
-         * longer start: nothing will come of it, so it is forgotten. */
-        fwd_log(rc == -ENOENT ? FWD_LOG_INFO : FWD_LOG_ERROR, "not resuming %s: %s", file, err);
-        fwd_state_forget(x->r->state_dir, file);
-        x->gone++;
-    }
-    free(file);
-    return 0;
-}
-
-size_t fwd_registry_restore(struct fwd_registry *r)
-{
-    struct restore_ctx x = {.r = r};
-    size_t bad = 0;
-    char err[512];
-
-    if (fwd_state_init(r->state_dir, err, sizeof(err)) != 0) {
-        fwd_log(FWD_LOG_ERROR, "%s: streams cannot be kept across restarts", err);
-        return 0;
-    }
-    fwd_state_each(r->state_dir, restore_one, &x, &bad);
-    if (x.ok + x.gone + bad > 0)
-        fwd_log(FWD_LOG_INFO, "resumed %zu streams of an earlier run (%zu gone, %zu unreadable)",
-                x.ok, x.gone, bad);
-    return x.ok;
+    return r->state_dir;
 }

@@ -176,23 +176,137 @@ static void run_while(struct fwd_loop *loop, bool (*busy)(const struct fwd_outpu
             break;
 }
 
+/* What main owns, torn down in one place. */
+struct daemon {
+    struct fwd_kv *defaults;
+    size_t ndefaults;
+    struct fwd_loop *loop;
+    struct fwd_outputs *outputs;
+    struct fwd_registry *reg;
+    struct fwd_plugin_api *api;
+    struct fwd_observe *obs;
+    struct fwd_scrape *scrape;
+    struct fwd_io sigio;
+    int sfd, lock_fd;
+};
+
+/* SIGTERM and SIGINT arrive through a signalfd on the loop. 0 or -1 (logged). */
+static int watch_signals(struct daemon *dm)
+{
+    sigset_t mask;
+
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    if (sigprocmask(SIG_BLOCK, &mask, NULL) == -1 ||
+        (dm->sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) == -1) {
+        fwd_log(FWD_LOG_ERROR, "signalfd: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * Everything up to the loop, in the order restarts need: the streams an earlier run
+ * read are re-attached and its spool queued before the plugin socket answers. 0, or
+ * the exit status (logged).
+ */
+static int start(struct daemon *dm, const struct opts *o, const char *hostname)
+{
+    char err[2048];
+
+    dm->loop = fwd_loop_create();
+    dm->outputs = dm->loop ? fwd_outputs_create(dm->loop, o->state_dir, err, sizeof(err)) : NULL;
+    if (dm->loop != NULL && dm->outputs == NULL) {
+        fwd_log(FWD_LOG_ERROR, "cannot initialise: %s", err);
+        return 1;
+    }
+    dm->reg = dm->outputs ? fwd_registry_create(dm->loop, dm->outputs, dm->defaults, dm->ndefaults,
+                                                hostname, o->state_dir, o->fifo_dir)
+                          : NULL;
+    if (dm->reg == NULL ||
+        fwd_loop_io_add(dm->loop, &dm->sigio, dm->sfd, EPOLLIN, on_signal, NULL) < 0) {
+        fwd_log(FWD_LOG_ERROR, "cannot initialise: %s", strerror(errno ? errno : ENOMEM));
+        return 1;
+    }
+    /* Before the API answers (dockerd never sends StartLogging again to a restarted
+     * plugin): the streams an earlier run read are read again. */
+    fwd_registry_restore(dm->reg);
+    dm->obs = fwd_observe_create(dm->loop, dm->reg, dm->outputs, o->health_window_ms);
+    if (dm->obs == NULL) {
+        fwd_log(FWD_LOG_ERROR, "cannot initialise: out of memory");
+        return 1;
+    }
+    /* Before the plugin socket appears: a listener that cannot start stops fwdlogd first. */
+    if (o->metrics_address != NULL &&
+        (dm->scrape = fwd_scrape_create(dm->loop, o->metrics_address, dm->obs, err, sizeof(err))) ==
+            NULL) {
+        fwd_log(FWD_LOG_ERROR, "%s", err);
+        return 2;
+    }
+    dm->api = fwd_plugin_api_create(dm->loop, o->socket, dm->reg, dm->obs, err, sizeof(err));
+    if (dm->api == NULL) {
+        fwd_log(FWD_LOG_ERROR, "%s", err);
+        return 1;
+    }
+    /* Before the API answers: what an earlier run spooled goes out first. */
+    fwd_outputs_replay(dm->outputs);
+    return 0;
+}
+
+/* SIGTERM: every step is bounded from t0, since dockerd SIGKILLs 10 s after it. */
+static void shut_down(struct daemon *dm)
+{
+    uint64_t t0 = fwd_time_mono_ns(), close_by;
+
+    fwd_log(FWD_LOG_INFO, "stopping: draining FIFOs and flushing buffered records");
+    fwd_scrape_destroy(dm->scrape);
+    dm->scrape = NULL;
+    fwd_plugin_api_destroy(dm->api);
+    dm->api = NULL;
+    fwd_registry_stop_all(dm->reg, t0 + FWD_MS_TO_NS(FWD_SHUTDOWN_DRAIN_MS));
+    fwd_outputs_flush_all(dm->outputs);
+    run_while(dm->loop, flushing, dm->outputs, t0 + FWD_MS_TO_NS(FWD_SHUTDOWN_FLUSH_MS));
+    if (!fwd_outputs_idle(dm->outputs)) {
+        struct fwd_output_stats st;
+
+        fwd_outputs_stats(dm->outputs, &st);
+        fwd_log(FWD_LOG_WARN, "exiting with %llu bytes of records not delivered",
+                (unsigned long long)st.queued_bytes);
+        fwd_outputs_persist(dm->outputs);
+    }
+    /* Connections close gracefully, so aggregators read everything before our close. */
+    fwd_outputs_close_all(dm->outputs);
+    close_by = fwd_time_mono_ns() + FWD_MS_TO_NS(FWD_SHUTDOWN_CLOSE_MS);
+    if (close_by > t0 + FWD_MS_TO_NS(FWD_SHUTDOWN_MS))
+        close_by = t0 + FWD_MS_TO_NS(FWD_SHUTDOWN_MS);
+    run_while(dm->loop, fwd_outputs_closing, dm->outputs, close_by);
+}
+
+static void tear_down(struct daemon *dm)
+{
+    fwd_scrape_destroy(dm->scrape);
+    fwd_plugin_api_destroy(dm->api);
+    fwd_observe_destroy(dm->obs);
+    if (dm->sigio.active)
+        fwd_loop_io_del(dm->loop, &dm->sigio);
+    fwd_registry_destroy(dm->reg);
+    fwd_outputs_destroy(dm->outputs);
+    fwd_loop_destroy(dm->loop);
+    if (dm->sfd >= 0)
+        close(dm->sfd);
+    fwd_kv_free(dm->defaults, dm->ndefaults);
+    if (dm->lock_fd >= 0)
+        close(dm->lock_fd);
+}
+
 int main(int argc, char **argv)
 {
     struct opts o;
-    struct fwd_kv *defaults = NULL;
-    size_t ndefaults = 0;
+    struct daemon dm = {.sfd = -1, .lock_fd = -1};
     struct fwd_config probe;
-    struct fwd_loop *loop = NULL;
-    struct fwd_outputs *outputs = NULL;
-    struct fwd_registry *reg = NULL;
-    struct fwd_plugin_api *api = NULL;
-    struct fwd_observe *obs = NULL;
-    struct fwd_scrape *scrape = NULL;
-    struct fwd_io sigio = {0};
     char err[2048], hostname[256] = "";
-    sigset_t mask;
-    uint64_t t0, close_by;
-    int sfd = -1, lock_fd = -1, rc = 1, lvl;
+    int rc = 1, lvl;
 
     if (parse_args(argc, argv, &o) < 0)
         return 2;
@@ -206,118 +320,40 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     if (gethostname(hostname, sizeof(hostname) - 1) == -1)
         snprintf(hostname, sizeof(hostname), "localhost");
-
-    if (fwd_config_env_defaults(environ, &defaults, &ndefaults) < 0) {
+    if (fwd_config_env_defaults(environ, &dm.defaults, &dm.ndefaults) < 0) {
         fwd_log(FWD_LOG_ERROR, "out of memory");
         goto out;
     }
-    if (fwd_config_build(&probe, NULL, 0, defaults, ndefaults, err, sizeof(err)) < 0) {
+    if (fwd_config_build(&probe, NULL, 0, dm.defaults, dm.ndefaults, err, sizeof(err)) < 0) {
         fwd_log(FWD_LOG_ERROR, "plugin-wide settings: %s", err);
         rc = 2;
         goto out;
     }
-    if (fwd_state_dir_open(o.state_dir, &lock_fd, err, sizeof(err)) < 0) {
+    if (fwd_state_dir_open(o.state_dir, &dm.lock_fd, err, sizeof(err)) < 0) {
         fwd_log(FWD_LOG_ERROR, "%s", err);
         goto out;
     }
-
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGINT);
-    if (sigprocmask(SIG_BLOCK, &mask, NULL) == -1 ||
-        (sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) == -1) {
-        fwd_log(FWD_LOG_ERROR, "signalfd: %s", strerror(errno));
+    if (watch_signals(&dm) < 0 || (rc = start(&dm, &o, hostname)) != 0) {
+        rc = rc ? rc : 1;
         goto out;
     }
-    loop = fwd_loop_create();
-    outputs = loop ? fwd_outputs_create(loop, o.state_dir, err, sizeof(err)) : NULL;
-    if (loop != NULL && outputs == NULL) {
-        fwd_log(FWD_LOG_ERROR, "cannot initialise: %s", err);
-        goto out;
-    }
-    reg = outputs ? fwd_registry_create(loop, outputs, defaults, ndefaults, hostname, o.state_dir,
-                                        o.fifo_dir)
-                  : NULL;
-    if (reg == NULL || fwd_loop_io_add(loop, &sigio, sfd, EPOLLIN, on_signal, NULL) < 0) {
-        fwd_log(FWD_LOG_ERROR, "cannot initialise: %s", strerror(errno ? errno : ENOMEM));
-        goto out;
-    }
-    /* Before the API answers (dockerd never sends StartLogging again to a restarted
-     * plugin): the streams an earlier run read are read again. */
-    fwd_registry_restore(reg);
-    obs = fwd_observe_create(loop, reg, outputs, o.health_window_ms);
-    if (obs == NULL) {
-        fwd_log(FWD_LOG_ERROR, "cannot initialise: out of memory");
-        goto out;
-    }
-    /* Before the plugin socket appears: a listener that cannot start stops fwdlogd first. */
-    if (o.metrics_address != NULL &&
-        (scrape = fwd_scrape_create(loop, o.metrics_address, obs, err, sizeof(err))) == NULL) {
-        fwd_log(FWD_LOG_ERROR, "%s", err);
-        rc = 2;
-        goto out;
-    }
-    api = fwd_plugin_api_create(loop, o.socket, reg, obs, err, sizeof(err));
-    if (api == NULL) {
-        fwd_log(FWD_LOG_ERROR, "%s", err);
-        goto out;
-    }
-    /* Before the API answers: what an earlier run spooled goes out first. */
-    fwd_outputs_replay(outputs);
     fwd_log(FWD_LOG_INFO,
-            "fwdlogd %s listening on %s (default aggregator %s, %zu plugin-wide "
-            "defaults)",
+            "fwdlogd %s listening on %s (default aggregator %s, %zu plugin-wide defaults)",
             FWD_VERSION, o.socket,
             probe.addrs[0].scheme == FWD_ADDR_UNIX ? probe.addrs[0].path : probe.addrs[0].host,
-            ndefaults);
-    if (scrape != NULL)
+            dm.ndefaults);
+    if (dm.scrape != NULL)
         fwd_log(FWD_LOG_INFO, "serving GET /metrics and GET /healthz on %s", o.metrics_address);
-
+    rc = 1;
     while (!stopping) {
-        if (fwd_loop_run_once(loop, -1) < 0) {
+        if (fwd_loop_run_once(dm.loop, -1) < 0) {
             fwd_log(FWD_LOG_ERROR, "event loop: %s", strerror(errno));
             goto out;
         }
     }
-
-    /* Every step from here is bounded from t0: dockerd SIGKILLs 10 s after SIGTERM. */
-    t0 = fwd_time_mono_ns();
-    fwd_log(FWD_LOG_INFO, "stopping: draining FIFOs and flushing buffered records");
-    fwd_scrape_destroy(scrape);
-    scrape = NULL;
-    fwd_plugin_api_destroy(api);
-    api = NULL;
-    fwd_registry_stop_all(reg, t0 + FWD_MS_TO_NS(FWD_SHUTDOWN_DRAIN_MS));
-    fwd_outputs_flush_all(outputs);
-    run_while(loop, flushing, outputs, t0 + FWD_MS_TO_NS(FWD_SHUTDOWN_FLUSH_MS));
-    if (!fwd_outputs_idle(outputs)) {
-        struct fwd_output_stats st;
-
-        fwd_outputs_stats(outputs, &st);
-        fwd_log(FWD_LOG_WARN, "exiting with %llu bytes of records not delivered",
-                (unsigned long long)st.queued_bytes);
-        fwd_outputs_persist(outputs);
-    }
-    /* Connections close gracefully, so aggregators read everything before our close. */
-    fwd_outputs_close_all(outputs);
-    close_by = fwd_time_mono_ns() + FWD_MS_TO_NS(FWD_SHUTDOWN_CLOSE_MS);
-    if (close_by > t0 + FWD_MS_TO_NS(FWD_SHUTDOWN_MS))
-        close_by = t0 + FWD_MS_TO_NS(FWD_SHUTDOWN_MS);
-    run_while(loop, fwd_outputs_closing, outputs, close_by);
+    shut_down(&dm);
     rc = 0;
 out:
-    fwd_scrape_destroy(scrape);
-    fwd_plugin_api_destroy(api);
-    fwd_observe_destroy(obs);
-    if (sigio.active)
-        fwd_loop_io_del(loop, &sigio);
-    fwd_registry_destroy(reg);
-    fwd_outputs_destroy(outputs);
-    fwd_loop_destroy(loop);
-    if (sfd >= 0)
-        close(sfd);
-    fwd_kv_free(defaults, ndefaults);
-    if (lock_fd >= 0)
-        close(lock_fd);
+    tear_down(&dm);
     return rc;
 }

@@ -752,25 +752,6 @@ static uint64_t oldest_queued(const struct fwd_dest *d)
     return o;
 }
 
-static enum fwd_output_conn_state conn_state(enum fwd_conn_state s)
-{
-    switch (s) {
-        case FWD_CONN_RESOLVING:
-            return FWD_OUTPUT_RESOLVING;
-        case FWD_CONN_CONNECTING:
-            return FWD_OUTPUT_CONNECTING;
-        case FWD_CONN_TLS:
-        case FWD_CONN_HANDSHAKE:
-            return FWD_OUTPUT_HANDSHAKE;
-        case FWD_CONN_CONNECTED:
-            return FWD_OUTPUT_CONNECTED;
-        case FWD_CONN_BACKOFF:
-            return FWD_OUTPUT_BACKOFF;
-        default:
-            return FWD_OUTPUT_IDLE;
-    }
-}
-
 void fwd_outputs_each_dest(const struct fwd_outputs *m, fwd_dest_cb cb, void *ctx)
 {
     for (const struct fwd_dest *d = m->dests; d != NULL; d = d->next) {
@@ -798,7 +779,7 @@ void fwd_outputs_each_dest(const struct fwd_outputs *m, fwd_dest_cb cb, void *ct
         snprintf(st.id, sizeof(st.id), "%016" PRIx64,
                  fwd_config_hash(FWD_HASH_INIT, d->key, strlen(d->key)));
         for (unsigned i = 0; i < d->nconns; i++) {
-            st.conns[conn_state(d->conns[i].state)]++;
+            st.conns[fwd_conn_output_state(&d->conns[i])]++;
             st.acks_pending += d->conns[i].inflight;
         }
         cb(ctx, &st);

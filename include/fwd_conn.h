@@ -116,6 +116,8 @@ void fwd_conn_kick(struct fwd_conn *c);
 void fwd_conn_give_back(struct fwd_conn *c);
 /* The lowest sequence number it holds, or UINT64_MAX. */
 uint64_t fwd_conn_oldest_seq(const struct fwd_conn *c);
+/* Its state as the metrics name it. */
+enum fwd_output_conn_state fwd_conn_output_state(const struct fwd_conn *c);
 
 /*
  * ---- inside the module only: conn.c (the state machine) and conn_io.c (writes,

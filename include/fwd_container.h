@@ -84,6 +84,8 @@ void fwd_registry_destroy(struct fwd_registry *r);
 int fwd_registry_start(struct fwd_registry *r, const char *file, struct fwd_info *info,
                        const char *body, size_t body_len, char *err, size_t errlen)
     __attribute__((warn_unused_result));
+/* Where the registry keeps its state (streams/, spool/). */
+const char *fwd_registry_state_dir(const struct fwd_registry *r);
 /*
  * At start, before the API answers: open again every stream an earlier run
  * kept; states whose FIFO is gone are forgotten. Returns the streams resumed.
