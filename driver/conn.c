@@ -167,13 +167,14 @@ void conn_fail(struct fwd_conn *c, const char *what, int err)
     c->failures++;
     c->env->st->connection_failures++;
     c->env->q->dc.failures++;
-    snprintf(c->env->q->dc.last_error, sizeof(c->env->q->dc.last_error), "%s: %s: %s", c->label,
-             what, err ? strerror(err) : "failed");
+    /* err 0: what says it all ("connection closed by aggregator") */
+    snprintf(c->env->q->dc.last_error, sizeof(c->env->q->dc.last_error), "%s: %s%s%s", c->label,
+             what, err ? ": " : "", err ? strerror(err) : "");
     wait = backoff_ms(c);
     c->state = FWD_CONN_BACKOFF;
     fwd_loop_timer_start(c->env->loop, &c->timer, wait, on_timer, c);
-    fwd_log_rl(FWD_LOG_WARN, NULL, "%s: %s: %s; retrying in %llu ms (%zu bytes queued)", c->label,
-               what, err ? strerror(err) : "failed", (unsigned long long)wait,
+    fwd_log_rl(FWD_LOG_WARN, NULL, "%s: %s%s%s; retrying in %llu ms (%zu bytes queued)", c->label,
+               what, err ? ": " : "", err ? strerror(err) : "", (unsigned long long)wait,
                c->env->q->qbytes + c->env->q->openbytes);
     c->env->ops->failed(c);
 }
