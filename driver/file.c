@@ -4,6 +4,8 @@
 #include "fwd_file.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -71,4 +73,13 @@ int fwd_file_write_all(int fd, const void *p, size_t len)
         len -= (size_t)w;
     }
     return 0;
+}
+
+void fwd_pathf(char *out, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(out, n, fmt, ap);
+    va_end(ap);
 }

@@ -5,6 +5,7 @@
 #define FWD_LOG_MODULE "output"
 #include "fwd_queue.h"
 #include "fwd_journal.h"
+#include "fwd_file.h"
 #include "fwd_limits.h"
 #include "fwd_log.h"
 #include "fwd_spool.h"
@@ -14,23 +15,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static void pathf(char *out, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-/* snprintf for paths (state_dir is at most FWD_PATH_MAX - 200 bytes, checked by the owner). */
-static void pathf(char *out, size_t n, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(out, n, fmt, ap);
-    va_end(ap);
-}
 
 /* The options cfg was built from (plugin-wide defaults, then log-opts) as a JSON object. */
 static json_t *options_json(const struct fwd_config *cfg)
@@ -343,13 +332,13 @@ static int spool_dir_name(struct fwd_queue *q, char *err, size_t errlen)
 {
     char base[FWD_PATH_MAX], dir[FWD_PATH_MAX];
 
-    pathf(base, sizeof(base), "%s/spool", q->state_dir);
+    fwd_pathf(base, sizeof(base), "%s/spool", q->state_dir);
     if (mkdir(base, 0700) == -1 && errno != EEXIST) {
         snprintf(err, errlen, "cannot create %.1000s: %s", base, strerror(errno));
         return -1;
     }
-    pathf(dir, sizeof(dir), "%s/%016" PRIx64, base,
-          fwd_config_hash(FWD_HASH_INIT, q->key, strlen(q->key)));
+    fwd_pathf(dir, sizeof(dir), "%s/%016" PRIx64, base,
+              fwd_config_hash(FWD_HASH_INIT, q->key, strlen(q->key)));
     q->spool_dir = strdup(dir);
     if (q->spool_dir == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -475,10 +464,10 @@ static int rejected_write(struct fwd_queue *q, struct fwd_batch *b)
         return -EIO;
     if (q->rejected == NULL) {
         name = strrchr(q->spool_dir, '/');
-        pathf(dir, sizeof(dir), "%s/rejected", q->state_dir);
+        fwd_pathf(dir, sizeof(dir), "%s/rejected", q->state_dir);
         if (mkdir(dir, 0700) == -1 && errno != EEXIST)
             return -errno;
-        pathf(dir, sizeof(dir), "%s/rejected/%s", q->state_dir, name ? name + 1 : q->spool_dir);
+        fwd_pathf(dir, sizeof(dir), "%s/rejected/%s", q->state_dir, name ? name + 1 : q->spool_dir);
         rc = fwd_spool_open(dir, &q->rejected, keep_rejected, NULL, err, sizeof(err));
         if (rc < 0) {
             fwd_log_rl(FWD_LOG_ERROR, NULL, "%s: %s", q->label, err);

@@ -2,11 +2,11 @@
  * spooldir.c - the files beside a destination's spool segments (see fwd_spooldir.h).
  */
 #include "fwd_spooldir.h"
+#include "fwd_file.h"
 #include "fwd_limits.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,16 +16,6 @@
 /* The sequence number up to which every batch was delivered or dropped (8 bytes). */
 #define DELIVERED_FILE "delivered"
 
-static void pathf(char *out, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void pathf(char *out, size_t n, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(out, n, fmt, ap);
-    va_end(ap);
-}
-
 int fwd_spooldir_write_options(const char *dir, json_t *options)
 {
     char path[FWD_PATH_MAX], tmp[FWD_PATH_MAX + 8];
@@ -33,8 +23,8 @@ int fwd_spooldir_write_options(const char *dir, json_t *options)
 
     if (options == NULL)
         return -ENOMEM;
-    pathf(path, sizeof(path), "%s/" META_FILE, dir);
-    pathf(tmp, sizeof(tmp), "%s.tmp", path);
+    fwd_pathf(path, sizeof(path), "%s/" META_FILE, dir);
+    fwd_pathf(tmp, sizeof(tmp), "%s.tmp", path);
     /* 0600: it may hold a shared key given inline (the -file options keep it out) */
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd >= 0) {
@@ -59,7 +49,7 @@ int fwd_spooldir_read_options(const char *dir, struct fwd_kv **kv, size_t *n)
 
     *kv = NULL;
     *n = 0;
-    pathf(path, sizeof(path), "%s/" META_FILE, dir);
+    fwd_pathf(path, sizeof(path), "%s/" META_FILE, dir);
     o = json_load_file(path, 0, &jerr);
     if (o == NULL || !json_is_object(o)) {
         json_decref(o);
@@ -91,7 +81,7 @@ int fwd_spooldir_open_mark(const char *dir, uint64_t *upto)
     char path[FWD_PATH_MAX];
     int fd;
 
-    pathf(path, sizeof(path), "%s/" DELIVERED_FILE, dir);
+    fwd_pathf(path, sizeof(path), "%s/" DELIVERED_FILE, dir);
     fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0 || pread(fd, upto, sizeof(*upto), 0) != (ssize_t)sizeof(*upto))
         *upto = 0;
@@ -109,8 +99,8 @@ void fwd_spooldir_forget(const char *dir)
 {
     char path[FWD_PATH_MAX];
 
-    pathf(path, sizeof(path), "%s/" META_FILE, dir);
+    fwd_pathf(path, sizeof(path), "%s/" META_FILE, dir);
     unlink(path);
-    pathf(path, sizeof(path), "%s/" DELIVERED_FILE, dir);
+    fwd_pathf(path, sizeof(path), "%s/" DELIVERED_FILE, dir);
     unlink(path);
 }

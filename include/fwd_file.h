@@ -16,6 +16,12 @@
  */
 int fwd_file_read(const char *path, size_t max, char **buf, size_t *len)
     __attribute__((warn_unused_result));
+/*
+ * snprintf for paths built under a directory checked to be short enough
+ * (the state dir is at most FWD_PATH_MAX - 200 bytes): one place for the
+ * truncation that cannot happen, so callers need no check of their own.
+ */
+void fwd_pathf(char *out, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* write(2) until all of p is written (EINTR retried). 0 or -errno. */
 int fwd_file_write_all(int fd, const void *p, size_t len) __attribute__((warn_unused_result));
 
