@@ -24,6 +24,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 /*
  * Keys dockerd itself handles but still passes in Info.Config (moby
  * daemon/logger/loginfo.go, factory.go, loggerutils/cache). max-size,
@@ -435,10 +437,18 @@ static int check_combinations(const struct fwd_config *cfg, char *err, size_t er
     snprintf((cfg)->dest_key + strlen((cfg)->dest_key),                                            \
              sizeof((cfg)->dest_key) - strlen((cfg)->dest_key), __VA_ARGS__)
 
-/* Everything that changes how the connection behaves is part of its identity. */
+/*
+ * Everything that changes how the connection behaves is part of its identity.
+ * What identifies the destination (addresses, TLS paths, limits, whether a
+ * shared key is used, the user and hostname: no secret value) is hashed into
+ * spool_id, the name of its spool directory, so a rotated key or password
+ * finds the spool an earlier key wrote. The secret values come after: equal
+ * options with other credentials are another connection (in memory only).
+ */
 static void make_dest_key(struct fwd_config *cfg)
 {
     bool tls = false;
+    char h[65];
 
     cfg->dest_key[0] = '\0';
     for (unsigned i = 0; i < cfg->naddrs; i++) {
@@ -452,8 +462,9 @@ static void make_dest_key(struct fwd_config *cfg)
         tls |= a->scheme == FWD_ADDR_TLS;
     }
     if (tls)
-        key_add(cfg, " ca=%s crt=%s key=%s sn=%s k=%d", cfg->tls_ca_file, cfg->tls_cert_file,
-                cfg->tls_key_file, cfg->tls_server_name, cfg->tls_insecure);
+        key_add(cfg, " ca=%s crt=%s key=%s sn=%s k=%d kp=%d", cfg->tls_ca_file, cfg->tls_cert_file,
+                cfg->tls_key_file, cfg->tls_server_name, cfg->tls_insecure,
+                cfg->tls_key_password[0] != '\0');
     key_add(cfg,
             " bl=%" PRIu64 " rw=%u/%u mr=%u wt=%u rt=%u ri=%u ack=%d gz=%d bal=%d bt=%d sl=%" PRIu64
             " of=%d",
@@ -461,19 +472,19 @@ static void make_dest_key(struct fwd_config *cfg)
             cfg->write_timeout_ms, cfg->read_timeout_ms, cfg->reconnect_interval_ms,
             cfg->request_ack, cfg->gzip, cfg->balance, cfg->buffer_type, cfg->spool_limit,
             cfg->overflow);
-    if (cfg->shared_key[0]) {
-        /* Different credentials are different connections; the key never goes in clear. */
-        uint64_t h = FWD_HASH_INIT;
-        const char *parts[] = {cfg->shared_key, cfg->self_hostname, cfg->username, cfg->password};
+    if (cfg->shared_key[0])
+        key_add(cfg, " auth host=%s user=%s", cfg->self_hostname, cfg->username);
+    fwd_config_sha256_hex(cfg->spool_id, cfg->dest_key, strlen(cfg->dest_key));
+    if (cfg->shared_key[0] || cfg->tls_key_password[0]) {
+        /* Terminators separate the values; the hash never leaves memory. */
+        char sec[3 * FWD_CONFIG_STR_MAX];
+        int n = snprintf(sec, sizeof(sec), "%s%c%s%c%s", cfg->shared_key, '\0', cfg->password, '\0',
+                         cfg->tls_key_password);
 
-        for (int i = 0; i < 4; i++)
-            h = fwd_config_hash(h, parts[i], strlen(parts[i]) + 1); /* terminators separate */
-        key_add(cfg, " auth=%016" PRIx64, h);
+        fwd_config_sha256_hex(h, sec, (size_t)n);
+        explicit_bzero(sec, sizeof(sec));
+        key_add(cfg, " secrets=%s", h);
     }
-    if (tls && cfg->tls_key_password[0])
-        key_add(
-            cfg, " kp=%016" PRIx64,
-            fwd_config_hash(FWD_HASH_INIT, cfg->tls_key_password, strlen(cfg->tls_key_password)));
 }
 
 int fwd_config_build(struct fwd_config *cfg, const struct fwd_kv *opts, size_t nopts,
@@ -500,6 +511,27 @@ uint64_t fwd_config_hash(uint64_t h, const void *p, size_t n)
     for (size_t i = 0; i < n; i++)
         h = (h ^ b[i]) * 1099511628211ull;
     return h;
+}
+
+void fwd_config_sha256_hex(char out[65], const void *p, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+
+    /* SHA-256 cannot fail short of a broken libcrypto: then a constant, never garbage */
+    if (EVP_Digest(p, n, md, &len, EVP_sha256(), NULL) != 1 || len != 32)
+        memset(md, 0, len = 32);
+    for (unsigned i = 0; i < 32; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[64] = '\0';
+}
+
+const struct fwd_config_opt *fwd_config_find_opt(const char *name)
+{
+    return find_opt(name);
 }
 
 /* The value of variable name in envp, or NULL (unset or empty). */

@@ -250,7 +250,7 @@ static int start(struct daemon *dm, const struct opts *o, const char *hostname)
         return 1;
     }
     /* Before the API answers: what an earlier run spooled goes out first. */
-    fwd_outputs_replay(dm->outputs);
+    fwd_outputs_replay(dm->outputs, dm->defaults, dm->ndefaults);
     return 0;
 }
 

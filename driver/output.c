@@ -1,6 +1,7 @@
 /*
  * output.c - destinations: their streams, dispatch and balancing over their
- * connections, lifetimes, replay at start and stats.
+ * connections, lifetimes, adopting the spools of an earlier run (replay.c
+ * reads them) and stats.
  *
  * A destination (struct fwd_dest) owns the queue of sealed batches (queue.c)
  * and one connection (conn.c) per address in its fluentd-address list.
@@ -25,6 +26,7 @@
 #include "fwd_batch.h"
 #include "fwd_closer.h"
 #include "fwd_conn.h"
+#include "fwd_file.h"
 #include "fwd_journal.h"
 #include "fwd_limits.h"
 #include "fwd_log.h"
@@ -56,7 +58,7 @@ struct fwd_dest {
     unsigned nconns;
     unsigned rr;             /* round-robin: the connection to try first */
     struct fwd_timer linger; /* orphan and drained: marked for reaping when it fires */
-    bool reap;               /* the reap timer frees it */
+    bool reap, replay_only;  /* the reap timer frees it; it only drains a spool of an earlier run */
 };
 
 struct fwd_stream {
@@ -82,7 +84,8 @@ struct fwd_outputs {
     struct fwd_output_stats st;
     struct fwd_resolver *resolver;
     struct fwd_closer *closer;
-    struct fwd_timer reap; /* frees destinations marked for reaping */
+    struct fwd_timer reap;       /* frees destinations marked for reaping */
+    struct fwd_waiting *waiting; /* replay.c: spools of an earlier run waiting for a key */
 };
 
 /* ---- dispatch and balancing ------------------------------------------------------------ */
@@ -294,20 +297,26 @@ static const struct fwd_conn_ops conn_ops = {
 
 /* ---- destinations ---------------------------------------------------------------------- */
 
-/* A new destination for cfg (not looked up). spool_dir: an existing spool to adopt, or NULL. */
+/*
+ * A new destination for cfg (not looked up). spool_dir: an existing spool to
+ * adopt, or NULL. replay_only: it only drains spool_dir (its key never matches).
+ */
 static struct fwd_dest *dest_new(struct fwd_outputs *m, const struct fwd_config *cfg,
-                                 const char *spool_dir, char *err, size_t errlen)
+                                 const char *spool_dir, bool replay_only, char *err, size_t errlen)
 {
     struct fwd_dest *d;
     SSL_CTX *ctx = NULL;
     bool tls = false;
+    char named[FWD_PATH_MAX];
 
     for (unsigned i = 0; i < cfg->naddrs; i++)
         tls |= cfg->addrs[i].scheme == FWD_ADDR_TLS;
     if (tls && (ctx = fwd_tls_context(cfg, err, errlen)) == NULL)
         return NULL;
+    if (spool_dir == NULL && fwd_outputs_other_spool_name(m, cfg, named, sizeof(named)))
+        spool_dir = named;
     d = calloc(1, sizeof(*d));
-    if (d == NULL || (d->key = strdup(cfg->dest_key)) == NULL) {
+    if (d == NULL || (d->key = strdup(replay_only ? "" : cfg->dest_key)) == NULL) {
         snprintf(err, errlen, "out of memory");
         SSL_CTX_free(ctx);
         free(d);
@@ -315,6 +324,7 @@ static struct fwd_dest *dest_new(struct fwd_outputs *m, const struct fwd_config 
     }
     d->m = m;
     d->cfg = *cfg;
+    d->replay_only = replay_only;
     d->nconns = cfg->naddrs;
     d->env = (struct fwd_conn_env){m->loop, m->resolver, m->closer, &d->cfg, ctx,
                                    &d->q,   &m->st,      &conn_ops, d};
@@ -359,8 +369,11 @@ static struct fwd_dest *dest_get(struct fwd_outputs *m, const struct fwd_config 
         d->reap = false;
         return d;
     }
-    d = dest_new(m, cfg, NULL, err, errlen);
-    if (d == NULL || cfg->buffer_type != FWD_BUFFER_FILE)
+    d = dest_new(m, cfg, NULL, false, err, errlen);
+    if (d == NULL)
+        return NULL;
+    fwd_outputs_waiting_take(m, &m->waiting, cfg->spool_id); /* spools that waited for its key */
+    if (cfg->buffer_type != FWD_BUFFER_FILE)
         return d;
     if (fwd_queue_open_spool(&d->q, why, sizeof(why)) < 0) {
         snprintf(err, errlen,
@@ -426,6 +439,7 @@ void fwd_outputs_destroy(struct fwd_outputs *m)
     fwd_loop_timer_stop(m->loop, &m->reap);
     fwd_closer_destroy(m->closer);
     fwd_resolver_destroy(m->resolver);
+    fwd_outputs_waiting_free(m->waiting);
     free(m->state_dir);
     free(m);
 }
@@ -435,77 +449,75 @@ bool fwd_outputs_closing(const struct fwd_outputs *m)
     return fwd_closer_pending(m->closer) > 0;
 }
 
-/* ---- replay and persist ---------------------------------------------------------------- */
+/* ---- replay (replay.c) and persist ----------------------------------------------------- */
 
-/* The destination a spool directory left by an earlier run belongs to; NULL: leave it alone. */
-static struct fwd_dest *replay_dest(struct fwd_outputs *m, const char *dir, struct fwd_kv *kv,
-                                    size_t n)
+/* The destination whose spool directory dir is (open, or named so for when it opens), or NULL. */
+static struct fwd_dest *dest_of_dir(const struct fwd_outputs *m, const char *dir)
 {
-    char err[2048];
-    struct fwd_config cfg;
-    struct fwd_dest *d;
+    char own[FWD_PATH_MAX];
 
-    if (fwd_config_build(&cfg, kv, n, NULL, 0, err, sizeof(err)) < 0) {
-        fwd_log(FWD_LOG_ERROR, "spool %s: its options no longer work (%s): left alone", dir, err);
-        return NULL;
+    for (struct fwd_dest *d = m->dests; d != NULL; d = d->next) {
+        if (d->q.spool_dir == NULL)
+            fwd_pathf(own, sizeof(own), "%s/spool/%s", m->state_dir, d->cfg.spool_id);
+        if (strcmp(d->q.spool_dir ? d->q.spool_dir : own, dir) == 0)
+            return d;
     }
-    d = dest_find(m, cfg.dest_key);
-    if (d != NULL && d->q.spool_tried)
-        return NULL; /* a resumed stream's destination (buffer-type=file) opened it already */
-    if (d == NULL)
-        d = dest_new(m, &cfg, dir, err, sizeof(err));
-    else if (d->q.spool_dir == NULL && (d->q.spool_dir = strdup(dir)) == NULL) {
-        snprintf(err, sizeof(err), "out of memory");
-        d = NULL;
-    }
-    if (d == NULL) {
-        fwd_log(FWD_LOG_ERROR, "spool %s: %s: left alone", dir, err);
-        return NULL;
-    }
-    /* fwd_queue_open_spool scans it into the queue and writes options.json anew */
-    if (fwd_queue_open_spool(&d->q, err, sizeof(err)) < 0)
-        fwd_log(FWD_LOG_ERROR, "spool %s: %s", dir, err);
-    return d;
+    return NULL;
 }
 
-size_t fwd_outputs_replay(struct fwd_outputs *m)
+bool fwd_outputs_dir_held(const struct fwd_outputs *m, const char *dir)
 {
-    char base[FWD_PATH_MAX];
-    DIR *dh;
-    struct dirent *e;
-    size_t found = 0;
+    return dest_of_dir(m, dir) != NULL;
+}
 
-    snprintf(base, sizeof(base), "%s/spool", m->state_dir);
-    dh = opendir(base);
-    if (dh == NULL)
-        return 0;
-    while ((e = readdir(dh)) != NULL) {
-        char dir[FWD_PATH_MAX + 256];
-        struct fwd_kv *kv;
-        struct fwd_dest *d;
-        size_t n;
+int fwd_outputs_adopt(struct fwd_outputs *m, const struct fwd_config *cfg, const char *spool_id,
+                      const char *dir, size_t *batches, char *err, size_t errlen)
+{
+    struct fwd_dest *d = dest_of_dir(m, dir), *r;
 
-        if (e->d_name[0] == '.')
-            continue;
-        snprintf(dir, sizeof(dir), "%s/%s", base, e->d_name);
-        if (fwd_spooldir_read_options(dir, &kv, &n) != 0) {
-            fwd_log(FWD_LOG_WARN, "spool %s: no readable options.json: left alone", dir);
-            fwd_kv_free(kv, n);
-            continue;
+    *batches = 0;
+    if (d != NULL && d->q.spool_tried)
+        return 0;  /* open already (a resumed stream's destination, buffer-type=file) */
+    if (d == NULL) /* else its destination: it would open it on first use */
+        d = cfg ? dest_find(m, cfg->dest_key) : m->dests;
+    while (cfg == NULL && d != NULL && (d->replay_only || strcmp(d->cfg.spool_id, spool_id) != 0))
+        d = d->next;
+    if (cfg == NULL && d == NULL)
+        return -ENOENT;
+    if (d != NULL && !d->q.spool_tried &&
+        (d->q.spool_dir == NULL || strcmp(d->q.spool_dir, dir) == 0)) {
+        r = d; /* its own spool: new batches go there too */
+        if (d->q.spool_dir == NULL && (d->q.spool_dir = strdup(dir)) == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return -ENOMEM;
         }
-        d = replay_dest(m, dir, kv, n);
-        fwd_kv_free(kv, n);
-        if (d == NULL)
-            continue;
-        if (d->q.head != NULL) {
-            for (struct fwd_batch *b = d->q.head; b != NULL; b = b->next)
-                found++;
-            ensure_connections(d);
-        } else
-            dest_maybe_free(d);
+    } else if ((r = dest_new(m, cfg ? cfg : &d->cfg, dir, d != NULL, err, errlen)) == NULL) {
+        return -EINVAL;
+    } else if (cfg == NULL) { /* d's option lists are gone: what it was made with */
+        json_decref(r->q.options);
+        r->q.options = json_deep_copy(d->q.options);
     }
-    closedir(dh);
-    return found;
+    if (fwd_queue_open_spool(&r->q, err, errlen) < 0)
+        fwd_log(FWD_LOG_ERROR, "spool %s: %s", dir, err);
+    for (const struct fwd_batch *b = r->q.head; b != NULL; b = b->next)
+        ++*batches;
+    if (*batches > 0)
+        ensure_connections(r);
+    else
+        dest_maybe_free(r);        /* empty: it lingers and goes, with its directory */
+    if (r != d && !r->replay_only) /* a new destination: spools that waited for its key */
+        fwd_outputs_waiting_take(m, &m->waiting, r->cfg.spool_id);
+    return 0;
+}
+
+const char *fwd_outputs_state_dir(const struct fwd_outputs *m)
+{
+    return m->state_dir;
+}
+
+struct fwd_waiting **fwd_outputs_waiting(struct fwd_outputs *m)
+{
+    return &m->waiting;
 }
 
 void fwd_outputs_persist(struct fwd_outputs *m)
@@ -775,9 +787,9 @@ void fwd_outputs_each_dest(const struct fwd_outputs *m, fwd_dest_cb cb, void *ct
             .last_error = dc->last_error,
         };
 
-        /* its spool directory's name: no secret (dest_key holds only hashes of them) */
-        snprintf(st.id, sizeof(st.id), "%016" PRIx64,
-                 fwd_config_hash(FWD_HASH_INIT, d->key, strlen(d->key)));
+        /* its spool directory's name (SHA-256 of what is not secret), or the start of it */
+        snprintf(st.id, sizeof(st.id), "%.16s",
+                 d->q.spool_dir ? strrchr(d->q.spool_dir, '/') + 1 : d->cfg.spool_id);
         for (unsigned i = 0; i < d->nconns; i++) {
             st.conns[fwd_conn_output_state(&d->conns[i])]++;
             st.acks_pending += d->conns[i].inflight;

@@ -21,20 +21,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* The options cfg was built from (plugin-wide defaults, then log-opts) as a JSON object. */
-static json_t *options_json(const struct fwd_config *cfg)
-{
-    json_t *o = json_object();
-
-    if (o == NULL)
-        return NULL;
-    for (size_t i = 0; i < cfg->ndefaults; i++)
-        json_object_set_new(o, cfg->defaults[i].key, json_string(cfg->defaults[i].value));
-    for (size_t i = 0; i < cfg->nopts; i++)
-        json_object_set_new(o, cfg->opts[i].key, json_string(cfg->opts[i].value));
-    return o;
-}
-
 /* fwd_dest_counts.ack: a LAN round trip to a spool-writing aggregator taking seconds */
 static const double ack_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                     0.1,   0.25,   0.5,   1,    2.5,   10};
@@ -53,7 +39,7 @@ int fwd_queue_init(struct fwd_queue *q, const struct fwd_config *cfg, const char
                             .next_seq = 1,
                             .delivered_fd = -1};
     fwd_hist_init(&q->dc.ack, ack_bounds, sizeof(ack_bounds) / sizeof(ack_bounds[0]));
-    q->options = options_json(cfg);
+    q->options = fwd_spooldir_options(cfg); /* no secret values (fwd_spooldir.h) */
     if (spool_dir != NULL && (q->spool_dir = strdup(spool_dir)) == NULL)
         return -ENOMEM;
     return 0;
@@ -327,7 +313,7 @@ static void open_delivered(struct fwd_queue *q)
                 q->label, (unsigned long long)skipped);
 }
 
-/* The spool directory: state_dir/spool/<hash of the destination's key>. 0 or -1 with err. */
+/* The spool directory: state_dir/spool/<spool_id> (SHA-256, no secret). 0 or -1 with err. */
 static int spool_dir_name(struct fwd_queue *q, char *err, size_t errlen)
 {
     char base[FWD_PATH_MAX], dir[FWD_PATH_MAX];
@@ -337,8 +323,7 @@ static int spool_dir_name(struct fwd_queue *q, char *err, size_t errlen)
         snprintf(err, errlen, "cannot create %.1000s: %s", base, strerror(errno));
         return -1;
     }
-    fwd_pathf(dir, sizeof(dir), "%s/%016" PRIx64, base,
-              fwd_config_hash(FWD_HASH_INIT, q->key, strlen(q->key)));
+    fwd_pathf(dir, sizeof(dir), "%s/%s", base, q->cfg->spool_id);
     q->spool_dir = strdup(dir);
     if (q->spool_dir == NULL) {
         snprintf(err, errlen, "out of memory");

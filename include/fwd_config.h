@@ -105,8 +105,16 @@ struct fwd_config {
     size_t nopts;
     const struct fwd_kv *defaults;
     size_t ndefaults;
-    /* Identifies the aggregator connection: containers whose key is equal share one. */
+    /*
+     * Identifies the aggregator connection: containers whose key is equal share
+     * one. It ends with a hash of the secret values, so it stays in memory.
+     */
     char dest_key[4096];
+    /*
+     * SHA-256 (hex) of the destination's identity without secret values: the
+     * name of its spool directory, the same after a key or password changes.
+     */
+    char spool_id[65];
 };
 
 /*
@@ -119,8 +127,11 @@ int fwd_config_build(struct fwd_config *cfg, const struct fwd_kv *opts, size_t n
     __attribute__((warn_unused_result));
 
 /*
- * FNV-1a over n bytes, continuing from h (FWD_HASH_INIT to begin): names for
- * destinations (their spool directories) and the credentials in dest_key.
+ * FNV-1a over n bytes, continuing from h (FWD_HASH_INIT to begin): names of the
+ * stream state files (state.c). Not for anything derived from a secret, and no
+ * longer for spool directories (fwd_config.spool_id; an older version named
+ * them with this hash of its dest_key, and such a directory is still adopted,
+ * by its options.json, at start).
  */
 #define FWD_HASH_INIT 1469598103934665603ull
 uint64_t fwd_config_hash(uint64_t h, const void *p, size_t n);
@@ -133,6 +144,9 @@ uint64_t fwd_config_hash(uint64_t h, const void *p, size_t n);
  */
 int fwd_config_env_defaults(char *const *envp, struct fwd_kv **out, size_t *n)
     __attribute__((warn_unused_result));
+
+/* SHA-256 of p[0..n) as 64 lowercase hex digits and a terminator. */
+void fwd_config_sha256_hex(char out[65], const void *p, size_t n);
 
 /* The environment variable that sets option's plugin-wide default, or NULL. */
 const char *fwd_config_env_name(const char *option);
@@ -177,6 +191,8 @@ struct fwd_config_opt {
 
 /* The option table, *n rows; static storage. */
 const struct fwd_config_opt *fwd_config_opts(size_t *n);
+/* The row of log-opt name, or NULL. */
+const struct fwd_config_opt *fwd_config_find_opt(const char *name);
 
 /* Parsers shared with main.c and tests. 0 or -EINVAL. */
 int fwd_config_parse_addr(const char *s, struct fwd_addr *out, char *err, size_t errlen)

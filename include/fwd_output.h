@@ -80,10 +80,15 @@ struct fwd_output_stats {
 struct fwd_outputs *fwd_outputs_create(struct fwd_loop *loop, const char *state_dir, char *err,
                                        size_t errlen);
 /*
- * At start: the spools an earlier run left, each sent again to the
- * destination recorded with it. Returns the number of batches found.
+ * At start (replay.c): the spools an earlier run left, each sent again to the
+ * destination its options.json names. That file holds no secret value: a
+ * *-file option is read again now, a secret of a plugin-wide default is taken
+ * from defaults (the daemon's environment now), and a spool whose secret was
+ * given inline waits, untouched, until a destination with the same spool_id
+ * exists (a container logging there again), and is then sent with that
+ * destination's credentials. Returns the number of batches found.
  */
-size_t fwd_outputs_replay(struct fwd_outputs *m);
+size_t fwd_outputs_replay(struct fwd_outputs *m, const struct fwd_kv *defaults, size_t ndefaults);
 /*
  * At shutdown, after the flush: write the batches that are only in memory to
  * their spools (where spool_limit allows), so the next start sends them.
@@ -179,5 +184,38 @@ struct fwd_dest_stats {
 typedef void (*fwd_dest_cb)(void *ctx, const struct fwd_dest_stats *d);
 /* Call cb for each destination (including orphans still draining). */
 void fwd_outputs_each_dest(const struct fwd_outputs *m, fwd_dest_cb cb, void *ctx);
+
+/*
+ * ---- inside the module only: output.c (destinations) and replay.c (the
+ * spools an earlier run left, spool directory names) share these.
+ */
+struct fwd_waiting; /* replay.c: spools of an earlier run waiting for a key */
+
+/*
+ * Send dir, a spool an earlier run left: with cfg, to cfg's destination; with
+ * cfg NULL, to the destination of spool_id that exists now (with its
+ * credentials; -ENOENT if there is none). It becomes the destination's own
+ * spool if that has none yet; otherwise a destination of its own drains it
+ * and goes. Nothing if dir is a destination's already. 0 with *batches found,
+ * or -errno with the reason in err.
+ */
+int fwd_outputs_adopt(struct fwd_outputs *m, const struct fwd_config *cfg, const char *spool_id,
+                      const char *dir, size_t *batches, char *err, size_t errlen);
+const char *fwd_outputs_state_dir(const struct fwd_outputs *m);
+struct fwd_waiting **fwd_outputs_waiting(struct fwd_outputs *m);
+/* Is dir a destination's spool directory (open, or named so for when it opens)? */
+bool fwd_outputs_dir_held(const struct fwd_outputs *m, const char *dir);
+
+/* replay.c */
+/*
+ * The spool directory for a new destination of cfg when state_dir/spool/<spool_id>
+ * is another's (equal options, other credentials): the first free of SHA-256
+ * of "<spool_id>#2", "#3", ..., into out. false: the usual name is free.
+ */
+bool fwd_outputs_other_spool_name(const struct fwd_outputs *m, const struct fwd_config *cfg,
+                                  char *out, size_t n);
+/* The waiting spools of spool_id, now that a destination of it exists, are sent (and forgotten). */
+void fwd_outputs_waiting_take(struct fwd_outputs *m, struct fwd_waiting **w, const char *spool_id);
+void fwd_outputs_waiting_free(struct fwd_waiting *w);
 
 #endif

@@ -50,7 +50,7 @@ struct fwd_dest_counts {
 struct fwd_queue {
     const struct fwd_config *cfg; /* the destination's: limits, policy, gzip, acks */
     const char *label;            /* the destination, for log lines */
-    const char *state_dir;        /* the spool goes in state_dir/spool/<hash of key> */
+    const char *state_dir;        /* the spool goes in state_dir/spool/<cfg->spool_id> */
     const char *key;
     struct fwd_output_stats *st; /* counters shared by every destination */
     /* the lowest sequence number connections hold (UINT64_MAX: none), for the delivered mark */

@@ -1291,6 +1291,228 @@ class TestSecretFiles(ProcTest):
         self.assertEqual(self.start_err(d, {"fluentd-shared-key-file": key}), "")
 
 
+def fnv1a64(text):
+    """What an older fwdlog named a spool directory with (of its dest_key)."""
+    h = 1469598103934665603
+    for b in text.encode():
+        h = ((h ^ b) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return "%016x" % h
+
+
+class TestSecretsAtRest(ProcTest):
+    """Issue 13: no secret value in the state directory (options.json keeps the -file path,
+    the variable's name, or that a secret was inline), replay after a restart uses the key
+    at hand then (a rotated file or variable: the new one), an inline key's spool waits for
+    a container to supply one, and spool directories are named by SHA-256 of the
+    destination without its secrets, with an older version's FNV-named ones still sent."""
+
+    def env(self, port, **kw):
+        e = {"FLUENTD_ADDRESS": "127.0.0.1:%d" % port, "FLUENTD_RETRY_WAIT": "50ms",
+             "FWDLOG_MAX_RETRY_WAIT": "200ms"}
+        e.update(kw)
+        return e
+
+    def state(self, *parts):
+        return os.path.join(self.tmp, "state", *parts)
+
+    def spool_dirs(self):
+        base = self.state("spool")
+        return sorted(os.listdir(base)) if os.path.isdir(base) else []
+
+    def options(self, name):
+        with open(self.state("spool", name, "options.json")) as fh:
+            return json.load(fh)
+
+    def files_holding(self, secrets):
+        """Every file under the state directory that holds one of the secrets' bytes."""
+        hits = []
+        for root, _, files in os.walk(self.state()):
+            for fn in files:
+                with open(os.path.join(root, fn), "rb") as fh:
+                    data = fh.read()
+                hits += [(os.path.relpath(os.path.join(root, fn), self.state()), sec)
+                         for sec in secrets if sec.encode() in data]
+        return sorted(hits)
+
+    def spool_run(self, env, configs, n):
+        """A daemon with the aggregator down: each config a container writing n lines
+        (prefixes a, b, ...), stopped; then SIGTERM keeps the records in the spool."""
+        d = self.daemon(env, level="info")
+        fifos = []
+        for i, config in enumerate(configs):
+            f = self.fifo()
+            self.assertEqual(d.api.start(f.path, info(cid(0xc0 + i), config=config)),
+                             (200, {"Err": ""}))
+            f.write(lines(b"abcdef"[i:i + 1], 0, n))
+            fifos.append(f)
+        wait_until(lambda: d.api.metrics()["fwdlog_records_total"] == n * len(configs), 10,
+                   "every line read")
+        for f in fifos:
+            d.api.stop(f.path)
+        self.assertEqual(d.stop(timeout=20), 0)
+        self.procs.remove(d)
+        self.assertIn("kept in the spool", d.logtext())
+        return d
+
+    def test_issue_13_no_secret_value_on_disk(self):
+        port = fwdtest.free_port()
+        key = os.path.join(self.tmp, "key")
+        with open(key, "w") as fh:
+            fh.write("file-K3y-s3cret\n")
+        secrets = ["inline-K3y-s3cret", "inline-pw-s3cret", "file-K3y-s3cret", "env-K3y-s3cret"]
+        env = self.env(port, FLUENTD_SHARED_KEY="env-K3y-s3cret")
+        inline = {"fluentd-shared-key": "inline-K3y-s3cret", "fluentd-username": "alice",
+                  "fluentd-password": "inline-pw-s3cret"}
+        d = self.daemon(env, level="info")
+        running = self.fifo()
+        d.api.start(running.path, info(cid(0xcf), config=inline))
+        # while a container runs, its StartLogging (its log-opts) is kept to re-attach it
+        # after a restart: an inline key is there, as in dockerd's own container config
+        wait_until(lambda: os.listdir(self.state("streams")), 5, "the stream's state")
+        self.assertEqual([sec for _, sec in self.files_holding(secrets)], ["inline-K3y-s3cret",
+                                                                           "inline-pw-s3cret"])
+        d.api.stop(running.path)
+        self.assertEqual(self.files_holding(secrets), [])
+        d.stop()
+        self.procs.remove(d)
+        self.spool_run(env, [inline, {"fluentd-shared-key-file": key}, {}], 100)
+        names = self.spool_dirs()
+        self.assertEqual(len(names), 3, names)
+        self.assertEqual([len(n) for n in names], [64, 64, 64])
+        self.assertEqual(self.files_holding(secrets), [])
+        canon = lambda o: json.dumps(o, sort_keys=True)  # noqa: E731
+        secret_opts = [{k: v for k, v in self.options(n).items()
+                        if "key" in k or "pass" in k or "user" in k} for n in names]
+        self.assertEqual(sorted(secret_opts, key=canon), sorted([
+            {"fluentd-shared-key": {"inline": True}, "fluentd-username": "alice",
+             "fluentd-password": {"inline": True}},
+            {"fluentd-shared-key-file": key},
+            {"fluentd-shared-key": {"env": "FLUENTD_SHARED_KEY"}}], key=canon))
+        for n in names:
+            self.assertEqual(os.stat(self.state("spool", n, "options.json")).st_mode & 0o777,
+                             0o600)
+        # the next start: the -file and plugin-wide spools are sent (the aggregator is still
+        # down); the inline one waits, and says why
+        d2 = self.daemon(env, level="info")
+        wait_until(lambda: "secrets are not kept on disk" in d2.logtext(), 5, "the wait")
+        self.assertIn("fluentd-password (given inline), fluentd-shared-key (given inline): "
+                      "secrets are not kept on disk, so its records wait here until a "
+                      "container logs to 127.0.0.1:%d with these options again" % port,
+                      d2.logtext())
+        self.assertEqual(d2.api.metrics()["fwdlog_replayed_records_total"], 200)
+        self.assertEqual(self.files_holding(secrets), [])
+        for sec in secrets:
+            self.assertNotIn(sec, d2.logtext())
+
+    def test_issue_13_rotated_key_file_and_variable_replay_with_the_new_key(self):
+        port = fwdtest.free_port()
+        key = os.path.join(self.tmp, "key")
+        with open(key, "w") as fh:
+            fh.write("old-file-key\n")
+        self.spool_run(self.env(port, FLUENTD_SHARED_KEY="old-env-key"),
+                       [{"fluentd-shared-key-file": key}, {}], 500)
+        self.assertEqual(len(self.spool_dirs()), 2)
+        # rotated while fwdlogd was down: the file, and the plugin's setting
+        with open(key, "w") as fh:
+            fh.write("new-key\n")
+        r = self.receiver(port=port, shared_key="new-key")
+        d = self.daemon(self.env(port, FLUENTD_SHARED_KEY="new-key"), level="info")
+        got = r.wait_exact(1000, timeout=30)
+        self.assertEqual(sorted(logs(got)), sorted(["a%07d" % i for i in range(500)] +
+                                                   ["b%07d" % i for i in range(500)]))
+        self.assertEqual({a["auth"] for a in r.auths()}, {"ok"})
+        self.assertEqual(d.api.metrics()["fwdlog_replayed_records_total"], 1000)
+        self.assertNotIn("old-", json.dumps([self.options(n) for n in self.spool_dirs()]))
+
+    def test_issue_13_inline_key_spool_waits_for_a_container_with_a_key(self):
+        port = fwdtest.free_port()
+        self.spool_run(self.env(port), [{"fluentd-shared-key": "old-inline"}], 300)
+        (name,) = self.spool_dirs()
+        r = self.receiver(port=port, shared_key="new-inline")
+        d = self.daemon(self.env(port), level="info")
+        wait_until(lambda: "given inline" in d.logtext(), 5, "the wait")
+        time.sleep(1.0)
+        # nothing is sent with a key nobody supplied (nor with the old one)
+        self.assertEqual((r.records(), r.auths()), ([], []))
+        self.assertEqual(self.options(name)["fluentd-shared-key"], {"inline": True})
+        # a container logs there again, with the rotated key: the spool goes first, with it
+        f = self.fifo()
+        self.assertEqual(d.api.start(f.path, info(cid(0xd0), config={
+            "fluentd-shared-key": "new-inline"})), (200, {"Err": ""}))
+        f.write(lines(b"n", 0, 10))
+        got = r.wait_exact(310, timeout=30)
+        self.assertEqual(logs(got), ["a%07d" % i for i in range(300)] +
+                         ["n%07d" % i for i in range(10)])
+        self.assertEqual({a["auth"] for a in r.auths()}, {"ok"})
+        self.assertIn("its destination is back, with credentials: sending its", d.logtext())
+        self.assertEqual(self.spool_dirs(), [name], "the same directory, adopted")
+        d.api.stop(f.path)
+        wait_until(lambda: self.spool_dirs() == [], 15, "the drained spool removed")
+
+    def identity(self, port, bt=0):
+        """The destination as config.c writes it (no TLS, no shared key): older versions
+        named the spool directory by FNV-1a of it, this one by SHA-256."""
+        return ("tcp://[127.0.0.1]:%d bl=67108864 rw=50/200 mr=2147483647 wt=30000 rt=0 ri=0 "
+                "ack=0 gz=0 bal=0 bt=%d sl=268435456 of=0" % (port, bt))
+
+    def test_issue_13_sha256_names_and_an_old_fnv_spool_is_sent_once(self):
+        import hashlib
+        port = fwdtest.free_port()
+        self.spool_run(self.env(port), [{}], 200)
+        (name,) = self.spool_dirs()
+        self.assertEqual(name, hashlib.sha256(self.identity(port).encode()).hexdigest())
+        # what an older version left: the same files, in a directory named its way
+        old = fnv1a64(self.identity(port))
+        os.rename(self.state("spool", name), self.state("spool", old))
+        r = self.receiver(port=port)
+        d = self.daemon(self.env(port), level="info")
+        f = self.fifo()
+        d.api.start(f.path, info(cid(0xd1)))  # the same destination, while it replays
+        f.write(lines(b"z", 0, 10))
+        got = r.wait_exact(210, timeout=30)
+        self.assertEqual(sorted(logs(got)), ["a%07d" % i for i in range(200)] +
+                         ["z%07d" % i for i in range(10)])
+        self.assertEqual(d.api.metrics()["fwdlog_replayed_records_total"], 200)
+        d.api.stop(f.path)
+        wait_until(lambda: self.spool_dirs() == [], 15, "the old directory, drained, removed")
+        d.stop()
+        self.procs.remove(d)
+        d2 = self.daemon(self.env(port), level="info")
+        time.sleep(1.0)
+        self.assertEqual(len(r.records()), 210, "nothing sent twice")
+        self.assertEqual(d2.api.metrics()["fwdlog_replayed_records_total"], 0)
+
+    def test_issue_13_old_fnv_spool_beside_a_resumed_file_buffer(self):
+        # buffer-type=file: the resumed stream's destination opens its SHA-256-named spool
+        # at start; the older version's FNV-named one is still sent, by a destination that
+        # drains it and goes
+        port = fwdtest.free_port()
+        env = self.env(port, FWDLOG_BUFFER_TYPE="file")
+        d = self.daemon(env, level="info")
+        f = self.fifo()
+        d.api.start(f.path, info(cid(0xd2)))
+        f.write(lines(b"k", 0, 300))
+
+        def sealed():
+            m = d.api.metrics()
+            return (m["fwdlog_records_total"] == 300 and
+                    m["fwdlog_spool_bytes"] >= m["fwdlog_queued_bytes"] > 0)
+        wait_until(sealed, 10, "all sealed into the spool")
+        self.kill_daemon(d)
+        (name,) = self.spool_dirs()
+        old = fnv1a64(self.identity(port, bt=1))
+        os.rename(self.state("spool", name), self.state("spool", old))
+        r = self.receiver(port=port)
+        d2 = self.daemon(env, level="info")
+        f.write(lines(b"k", 300, 310))
+        got = r.wait_exact(310, timeout=30)
+        self.assertEqual(sorted(logs(got)), ["k%07d" % i for i in range(310)])
+        self.assertIn("resumed 1 streams", d2.logtext())
+        self.assertEqual(d2.api.metrics()["fwdlog_replayed_records_total"], 300)
+        # the older one, drained, goes; the resumed stream's own stays while it runs
+        wait_until(lambda: self.spool_dirs() == [name], 15, "the old directory removed")
+
+
 class TestTLS(ProcTest):
     """tls:// against the receiver's TLS side, with certificates made at test time."""
 
