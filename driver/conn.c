@@ -154,8 +154,8 @@ static uint64_t backoff_ms(const struct fwd_conn *c)
     return w / 2 + (uint64_t)random() % (w / 2 + 1);
 }
 
-/* what failed, and the errno (0: none) that says why. The owner hears of it last. */
-void conn_fail(struct fwd_conn *c, const char *what, int err)
+/* what failed, and the errno (0: none) that says why, logged at lvl. The owner hears last. */
+void conn_fail_at(struct fwd_conn *c, int lvl, const char *what, int err)
 {
     uint64_t wait;
 
@@ -173,10 +173,22 @@ void conn_fail(struct fwd_conn *c, const char *what, int err)
     wait = backoff_ms(c);
     c->state = FWD_CONN_BACKOFF;
     fwd_loop_timer_start(c->env->loop, &c->timer, wait, on_timer, c);
-    fwd_log_rl(FWD_LOG_WARN, NULL, "%s: %s%s%s; retrying in %llu ms (%zu bytes queued)", c->label,
-               what, err ? ": " : "", err ? strerror(err) : "", (unsigned long long)wait,
-               c->env->q->qbytes + c->env->q->openbytes);
+    /* two call sites, so refusals are not rate-limited away by other failures' lines */
+#define FAIL_LINE(l)                                                                               \
+    fwd_log_rl(l, NULL, "%s: %s%s%s; retrying in %llu ms (%zu bytes queued)", c->label, what,      \
+               err ? ": " : "", err ? strerror(err) : "", (unsigned long long)wait,                \
+               c->env->q->qbytes + c->env->q->openbytes)
+    if (lvl == FWD_LOG_ERROR)
+        FAIL_LINE(FWD_LOG_ERROR);
+    else
+        FAIL_LINE(FWD_LOG_WARN);
+#undef FAIL_LINE
     c->env->ops->failed(c);
+}
+
+void conn_fail(struct fwd_conn *c, const char *what, int err)
+{
+    conn_fail_at(c, FWD_LOG_WARN, what, err);
 }
 
 /* ---- connecting ------------------------------------------------------------------------ */
@@ -470,10 +482,10 @@ void conn_handshake_step(struct fwd_conn *c)
                                    sizeof(why));
 
         if (r < 0) {
-            if (r == -EACCES) {
-                fwd_log_rl(FWD_LOG_ERROR, NULL, "%s: %s", c->label, why);
-                conn_fail(c, "authentication failed", EACCES);
-            } else
+            /* One line: why says it all. A refusal is an error (a retry will not fix it). */
+            if (r == -EACCES)
+                conn_fail_at(c, FWD_LOG_ERROR, why, 0);
+            else
                 conn_fail(c, why, -r);
             return;
         }

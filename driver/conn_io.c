@@ -249,11 +249,11 @@ int conn_do_read(struct fwd_conn *c)
             continue;
         }
         if (r == 0) {
-            conn_fail(c,
-                      c->state == FWD_CONN_HANDSHAKE
-                          ? "connection closed during the handshake (wrong shared key?)"
-                          : "connection closed by aggregator",
-                      0);
+            if (c->state == FWD_CONN_HANDSHAKE) /* after our PING: a refusal, an error */
+                conn_fail_at(c, c->hs.pinged ? FWD_LOG_ERROR : FWD_LOG_WARN,
+                             fwd_handshake_closed_why(&c->hs), 0);
+            else
+                conn_fail(c, "connection closed by aggregator", 0);
             return -1;
         }
         if (errno == EINTR)

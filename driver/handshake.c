@@ -32,6 +32,14 @@ static int on_helo(struct fwd_handshake *h, const uint8_t *in, size_t len, size_
     }
     if (r == 0)
         return FWD_HANDSHAKE_MORE;
+    if (h->helo.auth_len > 0 && h->username[0] == '\0') {
+        /* the PING would carry an empty user name, and the server refuse it */
+        snprintf(err, errlen,
+                 "authentication failed: the aggregator asks for a user name and password (its "
+                 "HELO carries an auth salt) and fluentd-username is not set: set "
+                 "fluentd-username and fluentd-password (or fluentd-password-file)");
+        return -EACCES;
+    }
     if (fwd_forward_salt(h->salt) != 0) {
         snprintf(err, errlen, "handshake: no randomness for the PING salt");
         return -EIO;
@@ -84,4 +92,19 @@ int fwd_handshake_feed(struct fwd_handshake *h, const uint8_t *in, size_t len, s
         return -EPROTO;
     }
     return r;
+}
+
+const char *fwd_handshake_closed_why(const struct fwd_handshake *h)
+{
+    if (!h->pinged)
+        return "connection closed by the aggregator before its HELO";
+    /* Fluent Bit refuses a PING this way; Fluentd would have sent PONG false with a reason */
+    if (h->helo.auth_len > 0)
+        return "authentication failed: the aggregator closed the connection after our PING, "
+               "without a PONG (Fluent Bit refuses a wrong shared key, user name or password "
+               "so): check fluentd-shared-key (or fluentd-shared-key-file), fluentd-username and "
+               "fluentd-password (or fluentd-password-file)";
+    return "authentication failed: the aggregator closed the connection after our PING, "
+           "without a PONG (Fluent Bit refuses a wrong shared key so): check fluentd-shared-key "
+           "(or fluentd-shared-key-file)";
 }

@@ -136,6 +136,8 @@ static inline bool conn_ack_mode(const struct fwd_conn *c)
 }
 /* Fail the connection: closed at once, its batches back in the queue, back-off. */
 void conn_fail(struct fwd_conn *c, const char *what, int err);
+/* The same, logged at lvl (FWD_LOG_ERROR: a refusal that a retry will not fix). */
+void conn_fail_at(struct fwd_conn *c, int lvl, const char *what, int err);
 /* Connected: may carry records. */
 void conn_ready(struct fwd_conn *c);
 /* Batches may be written now (with acks, only while the window has room). */

@@ -46,10 +46,17 @@ void fwd_handshake_init(struct fwd_handshake *h, const char *shared_key, const c
  * Feed the bytes received so far (in[0..len)); *used of them were taken.
  * Returns an enum fwd_handshake_step, or a negative errno with the reason in
  * err: -EPROTO (not a HELO or PONG, or too long), -EACCES (the server refused
- * us or its digest is wrong), -EIO (no randomness for the salt).
+ * us, its digest is wrong, or its HELO asks for a user and username is
+ * empty), -EIO (no randomness for the salt).
  */
 int fwd_handshake_feed(struct fwd_handshake *h, const uint8_t *in, size_t len, size_t *used,
                        uint8_t out[FWD_HANDSHAKE_PING_MAX], size_t *outlen, char *err,
                        size_t errlen) __attribute__((warn_unused_result));
+/*
+ * What it means that the server closed the connection at this step (before
+ * its HELO, or after our PING: a refusal without a reason, naming the options
+ * to check). Static storage.
+ */
+const char *fwd_handshake_closed_why(const struct fwd_handshake *h);
 
 #endif

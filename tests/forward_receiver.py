@@ -55,6 +55,7 @@ Shared-key authentication (spec v1 handshake: HELO, PING, PONG):
   --user NAME:PASSWORD also require user authentication (HELO carries an auth salt)
   --server-hostname H  our hostname in the PONG (default "receiver")
   --bad-pong-digest    answer with a wrong digest (a client must refuse it)
+  --close-on-refusal   refuse a PING by closing the connection, with no PONG (as Fluent Bit)
 TLS (Python's ssl module, OpenSSL: TLS 1.3 servers send two session tickets after the
 handshake, which a client that closes without reading them has unread):
   --tls-cert F --tls-key F   serve TLS with this certificate
@@ -291,7 +292,8 @@ def handshake(sock, u, a, sink, conn_id):
 
     def refuse(reason):
         sink.write([{"auth": "refused: " + reason, "conn": conn_id}])
-        sock.sendall(msgpack.packb(["PONG", False, reason, "", ""]))
+        if not a.close_on_refusal:
+            sock.sendall(msgpack.packb(["PONG", False, reason, "", ""]))
         return False
 
     # Like Fluent Bit: exactly 6 elements, every one a str.
@@ -481,6 +483,7 @@ def main():
     ap.add_argument("--user")
     ap.add_argument("--server-hostname", default="receiver")
     ap.add_argument("--bad-pong-digest", action="store_true")
+    ap.add_argument("--close-on-refusal", action="store_true")
     ap.add_argument("--tls-cert")
     ap.add_argument("--tls-key")
     ap.add_argument("--tls-client-ca")

@@ -1218,6 +1218,39 @@ class TestAuth(ProcTest):
         self.assertLess(took, 20, "the handshake timeout did not hold")
         self.assertEqual(r.records(), [], "nothing may be sent before the handshake")
 
+    def test_issue_13_refusal_is_logged_once(self):
+        # It was two lines: the reason at error, then "authentication failed: Permission
+        # denied; retrying" at warn. Now one line with the reason and the retry.
+        r, d = self.run_case({"shared_key": "right"}, {"FLUENTD_SHARED_KEY": "wrong"})
+        self.assert_refused(r, d, "shared_key mismatch", "shared_key mismatch")
+        lines = [ln for ln in d.logtext().splitlines() if "authentication failed" in ln]
+        self.assertEqual(len(lines), 1, lines)  # then rate-limited for 10 s
+        self.assertIn(" error output 127.0.0.1:%d: authentication failed: the aggregator "
+                      "refused us: shared_key mismatch; retrying in " % r.port, lines[0])
+        self.assertNotIn("Permission denied", d.logtext())
+        self.assertIn("shared_key mismatch", d.api.healthz()[1]["destinations"][0]["last_error"])
+
+    def test_issue_13_close_after_ping_names_the_option(self):
+        # Fluent Bit refuses a wrong key by closing the connection, with no PONG.
+        r, d = self.run_case({"shared_key": "right", "close_on_refusal": True},
+                             {"FLUENTD_SHARED_KEY": "wrong"})
+        self.assert_refused(r, d, "after our PING", "shared_key mismatch")
+        self.assertIn("authentication failed: the aggregator closed the connection after our "
+                      "PING, without a PONG (Fluent Bit refuses a wrong shared key so): check "
+                      "fluentd-shared-key (or fluentd-shared-key-file); retrying in ",
+                      d.logtext())
+
+    def test_issue_13_user_auth_without_username_names_the_options(self):
+        r, d = self.run_case({"shared_key": "k", "user": "alice:pw"},
+                             {"FLUENTD_SHARED_KEY": "k"})
+        self.assert_refused(r, d, "fluentd-username is not set")
+        self.assertIn("authentication failed: the aggregator asks for a user name and password "
+                      "(its HELO carries an auth salt) and fluentd-username is not set: set "
+                      "fluentd-username and fluentd-password (or fluentd-password-file)",
+                      d.logtext())
+        # no PING was sent: the receiver saw each connection close before one
+        self.assertEqual({a["auth"] for a in r.auths()}, {"client closed before PING"})
+
     def test_username_without_key_is_an_option_error(self):
         d = self.daemon({"FLUENTD_ADDRESS": "127.0.0.1:9"})
         f = self.fifo()

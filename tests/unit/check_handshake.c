@@ -281,6 +281,45 @@ START_TEST(refusals)
 }
 END_TEST
 
+/*
+ * A HELO that asks for user auth (an auth salt) while fluentd-username is unset:
+ * no PING with an empty name that the server can only refuse, but an error
+ * that says so and names the options. A close by the server says what it means
+ * at each step (Fluent Bit closes after a PING it refuses) and names the options.
+ */
+START_TEST(test_issue_13_user_auth_asked_without_username)
+{
+    struct fwd_handshake h;
+    struct ping ping;
+    msgpack_sbuffer sb;
+    uint8_t out[FWD_HANDSHAKE_PING_MAX];
+    size_t used, outlen = 99;
+    char err[512] = "";
+
+    fwd_handshake_init(&h, KEY, "", "", "client.example");
+    helo(&sb, true, "authsalt");
+    ck_assert_int_eq(
+        fwd_handshake_feed(&h, (uint8_t *)sb.data, sb.size, &used, out, &outlen, err, sizeof(err)),
+        -EACCES);
+    msgpack_sbuffer_destroy(&sb);
+    ck_assert_uint_eq(outlen, 0); /* nothing to send */
+    ck_assert_ptr_nonnull(strstr(err, "authentication failed: "));
+    ck_assert_ptr_nonnull(strstr(err, "asks for a user name and password"));
+    ck_assert_ptr_nonnull(strstr(err, "fluentd-username is not set"));
+    ck_assert_ptr_nonnull(strstr(err, "fluentd-password"));
+
+    fwd_handshake_init(&h, KEY, "", "", "client.example");
+    ck_assert_ptr_nonnull(strstr(fwd_handshake_closed_why(&h), "before its HELO"));
+    do_helo(&h, false, "", &ping);
+    ck_assert_ptr_nonnull(strstr(fwd_handshake_closed_why(&h), "after our PING"));
+    ck_assert_ptr_nonnull(strstr(fwd_handshake_closed_why(&h), "check fluentd-shared-key"));
+    ck_assert_ptr_null(strstr(fwd_handshake_closed_why(&h), "fluentd-username"));
+    fwd_handshake_init(&h, KEY, "alice", "pw", "client.example");
+    do_helo(&h, false, "authsalt", &ping);
+    ck_assert_ptr_nonnull(strstr(fwd_handshake_closed_why(&h), "fluentd-username"));
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("handshake");
@@ -291,6 +330,7 @@ int main(void)
     tcase_add_test(tc, user_auth);
     tcase_add_test(tc, fed_in_pieces);
     tcase_add_test(tc, refusals);
+    tcase_add_test(tc, test_issue_13_user_auth_asked_without_username);
     suite_add_tcase(s, tc);
     return fwd_test_run(s);
 }
