@@ -1482,6 +1482,30 @@ class TestSecretsAtRest(ProcTest):
         d.api.stop(f.path)
         wait_until(lambda: self.spool_dirs() == [], 15, "the drained spool removed")
 
+    def test_issue_13_old_options_json_with_a_key_is_scrubbed_and_waits(self):
+        # An older version wrote the value: it is not used (it may be stale), it leaves
+        # the disk at the next start, and the spool waits for a container's key
+        port = fwdtest.free_port()
+        self.spool_run(self.env(port), [{"fluentd-shared-key": "x"}], 100)
+        (name,) = self.spool_dirs()
+        path = self.state("spool", name, "options.json")
+        old = self.options(name)
+        old["fluentd-shared-key"] = "old-clear-key"
+        with open(path, "w") as fh:
+            json.dump(old, fh, sort_keys=True)
+        r = self.receiver(port=port, shared_key="new-key")
+        d = self.daemon(self.env(port), level="info")
+        wait_until(lambda: "given inline" in d.logtext(), 5, "the wait")
+        self.assertIn("its options.json (an older version's) held secret values: written "
+                      "again without them", d.logtext())
+        self.assertEqual(self.files_holding(["old-clear-key"]), [])
+        time.sleep(1.0)
+        self.assertEqual((r.records(), r.auths()), ([], []))
+        f = self.fifo()
+        d.api.start(f.path, info(cid(0xd3), config={"fluentd-shared-key": "new-key"}))
+        self.assertEqual(logs(r.wait_exact(100, timeout=30)), ["a%07d" % i for i in range(100)])
+        self.assertEqual({a["auth"] for a in r.auths()}, {"ok"})
+
     def identity(self, port, bt=0):
         """The destination as config.c writes it (no TLS, no shared key): older versions
         named the spool directory by FNV-1a of it, this one by SHA-256."""
