@@ -70,7 +70,7 @@ void fwd_outputs_waiting_free(struct fwd_waiting *w)
 
 void fwd_outputs_waiting_take(struct fwd_outputs *m, struct fwd_waiting **w, const char *spool_id)
 {
-    char err[2048];
+    char err[2048] = "no destination";
     size_t n;
 
     for (struct fwd_waiting **pp = w; *pp != NULL;) {
@@ -80,7 +80,7 @@ void fwd_outputs_waiting_take(struct fwd_outputs *m, struct fwd_waiting **w, con
             pp = &x->next;
             continue;
         }
-        *pp = x->next; /* first: adopting may create a destination, which looks again */
+        *pp = x->next; /* unlinked first: adopting creates destinations */
         if (fwd_outputs_adopt(m, NULL, spool_id, x->dir, &n, err, sizeof(err)) != 0)
             fwd_log(FWD_LOG_ERROR, "spool %s: %s: left alone", x->dir, err);
         else
