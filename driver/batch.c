@@ -109,6 +109,16 @@ const char *fwd_batch_first_cid(const struct fwd_batch *b)
     return b->nsrcs > 0 ? b->srcs[0].src->cid : NULL;
 }
 
+struct fwd_src *fwd_batch_main_src(const struct fwd_batch *b)
+{
+    uint32_t best = 0;
+
+    for (uint32_t i = 1; i < b->nsrcs; i++)
+        if (b->srcs[i].n > b->srcs[best].n)
+            best = i;
+    return b->nsrcs > 0 ? b->srcs[best].src : NULL;
+}
+
 void fwd_batch_note_src(struct fwd_batch *b, struct fwd_src *src)
 {
     if (src == NULL)

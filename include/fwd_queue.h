@@ -10,9 +10,12 @@
  * buffer_limit by spilling batches to the spool, oldest first; the spool is
  * kept under spool_limit. With buffer-type=file every batch is written to the
  * spool when sealed, and kept in memory too while there is room. When neither
- * has room, overflow-policy decides: drop-oldest drops the oldest queued
- * batches, drop-newest the new one, block holds the containers back (waiters)
- * until there is room. Every dropped record is counted against its container.
+ * has room, overflow-policy decides, and it takes from the source (container)
+ * that holds the most queued bytes (fwd_fair.h): drop-oldest drops its oldest
+ * batch, drop-newest refuses a new batch of it, or makes room for another
+ * source's new batch by dropping its newest; block holds the containers back
+ * (waiters) until there is room. Every dropped record is counted against its
+ * container.
  *
  * Batches taken by a connection (fwd_queue_pop) stay in the queue's accounting
  * until fwd_queue_done (delivered or dropped) or fwd_queue_return (the
@@ -26,6 +29,7 @@
 
 #include "fwd_batch.h"
 #include "fwd_config.h"
+#include "fwd_fair.h"
 #include "fwd_metrics.h"
 #include "fwd_output.h"
 
@@ -57,8 +61,8 @@ struct fwd_queue {
     uint64_t (*oldest_taken)(void *ctx);
     void *ctx;
 
-    struct fwd_batch *head, *tail; /* sealed, not taken; by seq */
-    size_t nresident;              /* of those, how many are in memory (not spilled) */
+    struct fwd_batch *head, *tail; /* sealed, not taken; by seq (next, prev) */
+    struct fwd_fair fair;          /* the same per source, and those in memory (fwd_fair.h) */
     size_t qbytes;                 /* wire bytes of sealed batches (queued and taken) */
     size_t mem;                    /* memory held by sealed batches */
     size_t openbytes;              /* entry bytes in the streams' open batches (the owner's) */
@@ -132,5 +136,7 @@ bool fwd_queue_wait(struct fwd_queue *q, struct fwd_waiter *w);
 void fwd_queue_unwait(struct fwd_queue *q, struct fwd_waiter *w);
 /* Look at the limits again (the open batches changed). Wakes the waiters when there is room. */
 void fwd_queue_update_blocked(struct fwd_queue *q);
+/* For tests: NULL when the queue's lists and counts agree, or what is wrong. */
+const char *fwd_queue_check(const struct fwd_queue *q);
 
 #endif

@@ -11,6 +11,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import unittest
 
@@ -1022,6 +1023,67 @@ class TestSpool(ProcTest):
         self.assertEqual(d.api.metrics()["fwdlog_records_dropped_total"], 0)
         self.assertIn("containers' logs are not read", d.logtext())
         self.assertIn("reading containers' logs again", d.logtext())
+
+
+class TestFairness(ProcTest):
+    """Issue 13 items 7 and 8: a noisy container cannot make a quiet one lose lines."""
+
+    DROPPED = ('fwdlog_container_records_dropped_total{container_id="%s",'
+               'container_name="/web",reason="overflow"}')
+
+    def down_daemon(self, port, **env):
+        e = {"FLUENTD_ADDRESS": "127.0.0.1:%d" % port, "FLUENTD_RETRY_WAIT": "50ms",
+             "FWDLOG_MAX_RETRY_WAIT": "200ms"}
+        e.update(env)
+        return self.daemon(e, level="info")
+
+    def paced(self, f, prefix, n, burst=10, pause=0.02):
+        """A quiet container: n lines in bursts of `burst`, `pause` seconds apart, from a
+        thread. Returns the thread (join it)."""
+        def run():
+            for j in range(0, n, burst):
+                f.write(lines(prefix, j, min(n, j + burst)))
+                time.sleep(pause)
+        t = threading.Thread(target=run)
+        t.start()
+        return t
+
+    def dropped(self, m, c):
+        return m.get(self.DROPPED % c[:12], 0)
+
+    def test_issue_13_flood_does_not_cost_a_quiet_container_lines(self):
+        # The aggregator is down, 1 MiB of memory and no spool: A floods 1,000,000 lines
+        # while B writes 1,000 in small paced bursts. Only A loses lines, and its drops
+        # are counted; once the aggregator is up every one of B's lines arrives.
+        port = fwdtest.free_port()
+        d = self.down_daemon(port, FLUENTD_BUFFER_LIMIT="1m", FWDLOG_SPOOL_LIMIT="0")
+        fa, fb = self.fifo(), self.fifo()
+        a, b = cid(0xf1), cid(0xf2)
+        self.assertEqual(d.api.start(fa.path, info(a))[0], 200)
+        self.assertEqual(d.api.start(fb.path, info(b))[0], 200)
+        quiet = self.paced(fb, b"b", 1000)
+        chunk = b"".join(frame(time_nano=i + 1, line=b"a-flood-" + b"x" * 40)
+                         for i in range(1000))
+        for _ in range(1000):
+            fa.write(chunk, timeout=60)
+        quiet.join()
+        wait_until(lambda: d.api.metrics()["fwdlog_records_total"] == 1001000, 60,
+                   "all 1,001,000 lines read")
+        time.sleep(0.5)  # flush-interval: every open batch sealed and queued (or dropped)
+        m = d.api.metrics()
+        d.api.stop(fa.path)
+        d.api.stop(fb.path)
+        dropped_a = self.dropped(m, a)
+        self.assertEqual(self.dropped(m, b), 0, "the quiet container lost lines")
+        self.assertGreater(dropped_a, 900000)
+        self.assertEqual(m["fwdlog_records_dropped_total"], dropped_a)
+        self.assertIn("%d records of this container were dropped" % dropped_a, d.logtext())
+        r = self.receiver(port=port)
+        got = r.wait_exact(1001000 - dropped_a, timeout=60)
+        self.assertEqual([e["record"]["log"] for e in got if e["record"]["log"][0] == "b"],
+                         ["b%07d" % i for i in range(1000)])
+        self.assertEqual(sum(1 for e in got if e["record"]["log"][0] == "a"),
+                         1000000 - dropped_a)
 
 
 class TestSeveralAggregators(ProcTest):
