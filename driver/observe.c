@@ -137,6 +137,8 @@ static const struct global registry_globals[] = {
     {"fwdlog_resyncs_total", C, "Times a stream's framing was found again.", RS(resyncs)},
     {"fwdlog_records_lost_total", C, "Records lost because memory ran out while packing them.",
      RS(records_lost)},
+    {"fwdlog_records_rate_limited_total", C, "Lines over their container's rate-limit, dropped.",
+     RS(rate_limited)},
     {"fwdlog_restored_streams_total", C, "Streams of an earlier run opened again at start.",
      RS(restored)},
     {"fwdlog_stream_state_failures_total", C,
@@ -230,12 +232,15 @@ static void containers(struct fwd_metrics *w, const struct snap *s)
     fwd_metrics_family(w, "fwdlog_container_records_dropped_total", C,
                        "The container's records dropped, by reason: overflow (memory and spool "
                        "full, or retries given up), rejected (refused by the aggregator, set "
-                       "aside in state/rejected/), out_of_memory.");
-    for (int reason = 0; reason < 3; reason++)
+                       "aside in state/rejected/), out_of_memory, rate_limit (lines over its "
+                       "rate-limit).");
+    for (int reason = 0; reason < 4; reason++)
         for (size_t i = 0; i < s->nc; i++) {
             const struct fwd_container_stats *c = &s->c[i];
-            static const char *const names[] = {"overflow", "rejected", "out_of_memory"};
-            uint64_t v[] = {c->dropped - c->rejected, c->rejected, c->n.records_lost};
+            static const char *const names[] = {"overflow", "rejected", "out_of_memory",
+                                                "rate_limit"};
+            uint64_t v[] = {c->dropped - c->rejected - c->rate_limited, c->rejected,
+                            c->n.records_lost, c->rate_limited};
             char id[13];
             struct fwd_metrics_label l[] = {
                 {"container_id", id}, {"container_name", c->name}, {"reason", names[reason]}};

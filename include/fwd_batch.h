@@ -45,8 +45,9 @@ struct fwd_qsrc {
 struct fwd_src {
     int refs;
     uint64_t dropped;
-    uint64_t rejected; /* of those, how many were set aside as refused (queue.c reject) */
-    uint64_t logged;   /* of those, how many fwd_src_log_drops reported */
+    uint64_t rejected;     /* of those, how many were set aside as refused (queue.c reject) */
+    uint64_t logged;       /* of those, how many fwd_src_log_drops reported */
+    uint64_t rate_limited; /* of those, lines over its rate-limit (never queued) */
     char cid[13];
     struct fwd_qsrc q;
 };

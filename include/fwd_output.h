@@ -40,6 +40,10 @@ void fwd_src_release(struct fwd_src *src);
 uint64_t fwd_src_dropped(const struct fwd_src *src);
 /* Of the dropped, those set aside as refused by the aggregator (state/rejected/). */
 uint64_t fwd_src_rejected(const struct fwd_src *src);
+/* A line of src over its rate-limit was dropped: counted as dropped, and as rate-limited. */
+void fwd_src_count_rate_drop(struct fwd_src *src);
+/* Of the dropped, the lines over the container's rate-limit. */
+uint64_t fwd_src_rate_limited(const struct fwd_src *src);
 /*
  * Log how many of src's records were dropped (its container stops). The last
  * release logs only what was dropped after that, so nothing is said twice.

@@ -1086,6 +1086,77 @@ class TestFairness(ProcTest):
                          1000000 - dropped_a)
 
 
+    RATE = ('fwdlog_container_records_dropped_total{container_id="%s",'
+            'container_name="/web",reason="rate_limit"}')
+
+    def test_issue_13_rate_limit_drops_exactly_the_excess(self):
+        # A: 1,000 lines of exactly 100 bytes against rate-burst=10000 (100 lines) and a
+        # rate of 1 byte/s (refills one line per 100 s): exactly the first 100 go, 900
+        # are dropped and counted. B, at the same time and on the same destination,
+        # loses nothing.
+        r = self.receiver()
+        d = self.down_daemon(r.port)
+        fa, fb = self.fifo(), self.fifo()
+        a, b = cid(0xf3), cid(0xf4)
+        cfg = {"rate-limit": "1/s", "rate-burst": "10000"}
+        self.assertEqual(d.api.start(fa.path, info(a, config=cfg)), (200, {"Err": ""}))
+        self.assertEqual(d.api.start(fb.path, info(b)), (200, {"Err": ""}))
+        fa.write(lines(b"a", 0, 1000, pad=92))
+        fb.write(lines(b"b", 0, 1000, pad=92))
+        got = r.wait_exact(1100, timeout=20)
+        self.assertEqual([e["record"]["log"][:8] for e in got if e["record"]["log"][0] == "a"],
+                         ["a%07d" % i for i in range(100)])
+        self.assertEqual([e["record"]["log"][:8] for e in got if e["record"]["log"][0] == "b"],
+                         ["b%07d" % i for i in range(1000)])
+        self.assertEqual(len(got[0]["record"]["log"]), 100)
+        m = d.api.metrics()
+        self.assertEqual(m[self.RATE % a[:12]], 900)
+        self.assertEqual(self.dropped(m, a), 0)  # reason overflow
+        self.assertEqual(m[self.RATE % b[:12]], 0)
+        self.assertEqual(self.dropped(m, b), 0)
+        self.assertEqual(m["fwdlog_records_rate_limited_total"], 900)
+        self.assertEqual(m["fwdlog_records_dropped_total"], 0)
+        self.assertIn("over its rate-limit (1 bytes/s): dropping lines", d.logtext())
+        d.api.stop(fa.path)
+        self.assertIn("900 records of this container were dropped so far (900 over its "
+                      "rate-limit, 0 with memory and spool full", d.logtext())
+
+    def test_issue_13_rate_limit_with_block_holds_back_only_that_container(self):
+        # overflow-policy=block: A's 5,000 lines of 100 bytes at 100k/s with a 100k burst
+        # take 4 s and none is dropped; B, on the same destination, is not slowed: its
+        # 1,000 lines arrive while A is still held back.
+        r = self.receiver()
+        d = self.down_daemon(r.port, FWDLOG_OVERFLOW_POLICY="block")
+        fa, fb = self.fifo(), self.fifo()
+        a, b = cid(0xf5), cid(0xf6)
+        cfg = {"rate-limit": "100000/s", "rate-burst": "100000"}
+        self.assertEqual(d.api.start(fa.path, info(a, config=cfg)), (200, {"Err": ""}))
+        self.assertEqual(d.api.start(fb.path, info(b)), (200, {"Err": ""}))
+        t0 = time.time()
+        writer = threading.Thread(target=fa.write, args=(lines(b"a", 0, 5000, pad=92), 30))
+        writer.start()
+        time.sleep(0.5)
+        t1 = time.time()
+        fb.write(lines(b"b", 0, 1000, pad=92))
+        got_b = r.wait(1000, timeout=10, pred=lambda e: e["record"]["log"][0] == "b")
+        t2 = time.time()
+        n_a = sum(1 for e in r.records() if e["record"]["log"][0] == "a")
+        self.assertEqual(len(got_b), 1000)
+        self.assertLess(t2 - t1, 1.5, "B was slowed by A's rate-limit")
+        self.assertLess(n_a, 4000, "A was not held back")
+        writer.join()
+        got = r.wait_exact(6000, timeout=20)
+        t3 = time.time()
+        self.assertEqual([e["record"]["log"][:8] for e in got if e["record"]["log"][0] == "a"],
+                         ["a%07d" % i for i in range(5000)])
+        self.assertGreater(t3 - t0, 3.5, "A went faster than its rate-limit")
+        m = d.api.metrics()
+        self.assertEqual(m[self.RATE % a[:12]], 0)
+        self.assertEqual(m["fwdlog_records_dropped_total"], 0)
+        self.assertEqual(m["fwdlog_records_rate_limited_total"], 0)
+        self.assertEqual(m["fwdlog_blocked_destinations"], 0)
+
+
 class TestSeveralAggregators(ProcTest):
     """fluentd-address with a list: failover and round-robin."""
 
