@@ -248,8 +248,8 @@ const char *fwd_fair_check(const struct fwd_fair *f, const struct fwd_batch *hea
         in_lists += s->all.n;
         resident += s->mem.n;
     }
-    if (f->nheap >= f->cap)
-        return "no slot left in the heap";
+    if (f->nheap > f->cap || (f->anon.slot == 0 && f->nheap >= f->cap))
+        return "no slot left in the heap for the unknown source";
     if ((why = check_list(&f->resident, BY_MEM, NULL, true, &bytes)) != NULL)
         return why;
     for (const struct fwd_batch *b = head; b != NULL; b = b->next) {

@@ -32,7 +32,7 @@ struct fwd_fair {
     struct fwd_blist resident; /* queued batches in memory, by seq */
     struct fwd_qsrc anon;      /* batches of no known source */
     struct fwd_qsrc **heap;    /* sources with queued batches, heaviest at [0] */
-    size_t nheap, cap;         /* nheap < cap: a slot is always left for anon */
+    size_t nheap, cap;         /* while anon is not in it, nheap < cap: a slot is left */
 };
 
 /* 0 or -ENOMEM. */
