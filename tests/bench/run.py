@@ -115,6 +115,15 @@ def cleanup(tmp, d=None, sink=None, fifos=()):
     subprocess.run(["rm", "-rf", tmp])
 
 
+def start_fifos(d, tmp, n, fifos):
+    """n FIFOs, each registered with StartLogging as a container of its own, into fifos."""
+    for i in range(n):
+        f = Fifo(tmp)
+        fifos.append(f)
+        st, body = d.api.start(f.path, info("%064x" % (i + 1)))
+        assert body == {"Err": ""}, body
+
+
 def framegen(fifos, lines, size, rate=0, stamp=False, kind=None):
     args = [FRAMEGEN, "--lines", str(lines), "--size", str(size)]
     args += ["--rate", str(rate)] if rate else []
@@ -135,11 +144,7 @@ class Standalone:
         d = Daemon(tmp, e, level="warn")
         fifos = []
         try:
-            for i in range(nfifo):
-                f = Fifo(tmp)
-                fifos.append(f)
-                st, body = d.api.start(f.path, info("%064x" % (i + 1)))
-                assert body == {"Err": ""}, body
+            start_fifos(d, tmp, nfifo, fifos)
             total = nfifo * lines
             expect = int(total * events)  # multiline joins lines: fewer events than lines
             c0, t0 = cpu_ns(d.proc.pid), time.time()
@@ -194,11 +199,7 @@ class Standalone:
                    level="error")
         fifos = []
         try:
-            for i in range(nfifo):
-                f = Fifo(tmp)
-                fifos.append(f)
-                st, body = d.api.start(f.path, info("%064x" % (i + 1)))
-                assert body == {"Err": ""}, body
+            start_fifos(d, tmp, nfifo, fifos)
             total = nfifo * lines
             c0, t0 = cpu_ns(d.proc.pid), time.time()
             framegen(fifos, lines, 100).wait()
