@@ -226,6 +226,43 @@ START_TEST(test_issue_13_drop_newest_refuses_the_heaviest)
 }
 END_TEST
 
+/*
+ * Every aggregator down, so batches go to the spool first, and the spool is full:
+ * drop-oldest frees spool space from the heaviest source too, never the quiet one.
+ */
+START_TEST(test_issue_13_spool_full_takes_from_the_heaviest)
+{
+    struct fixture f;
+    struct fwd_src *a = fwd_src_create("aaaaaaaaaaaa"), *b = fwd_src_create("bbbbbbbbbbbb");
+    unsigned ids[64], n, kept_a = 0;
+
+    setup(&f, 1 << 20, 5 * (FWD_SPOOL_RECORD_OVERHEAD + 1 + 1040), FWD_OVERFLOW_DROP_OLDEST, false);
+    f.q.down = true;
+    for (unsigned i = 1; i <= 20; i++) {
+        ck_assert_int_eq(fwd_queue_seal(&f.q, batch(i, 10, a), "t", 1), 0);
+        if (i % 5 == 0)
+            ck_assert_int_eq(fwd_queue_seal(&f.q, batch(39 + i / 5, 1, b), "t", 1), 0);
+        ck_assert_ptr_null(fwd_queue_check(&f.q));
+    }
+    ck_assert_uint_eq(f.q.fair.resident.n, 0); /* all spilled */
+    n = drain(&f, ids, 64);
+    for (unsigned i = 0, k = 0; i < n; i++) {
+        if (ids[i] >= 40)
+            ck_assert_uint_eq(ids[i], 40 + k++);
+        else
+            kept_a++;
+    }
+    ck_assert_uint_eq(n - kept_a, 4); /* every one of b's */
+    ck_assert_uint_ge(kept_a, 3);
+    ck_assert_uint_eq(ids[n - 2], 20); /* a's newest kept, its oldest dropped */
+    ck_assert_uint_eq(fwd_src_dropped(b), 0);
+    ck_assert_uint_eq(fwd_src_dropped(a), 10 * (20 - kept_a));
+    teardown(&f);
+    fwd_src_release(a);
+    fwd_src_release(b);
+}
+END_TEST
+
 /* The heaviest source by the queue's own count: what the heap must agree with. */
 static size_t heaviest_bytes(const struct fwd_queue *q, struct fwd_src **srcs, unsigned n)
 {
@@ -441,6 +478,7 @@ int main(void)
     tcase_add_test(tc, returned_in_order);
     tcase_add_test(tc, test_issue_13_drop_oldest_takes_from_the_heaviest);
     tcase_add_test(tc, test_issue_13_drop_newest_refuses_the_heaviest);
+    tcase_add_test(tc, test_issue_13_spool_full_takes_from_the_heaviest);
     tcase_add_test(tc, test_issue_13_fair_invariants);
     tcase_add_test(tc, block_holds_back_and_wakes);
     tcase_add_test(tc, spill_and_load_back);
