@@ -2155,6 +2155,68 @@ class TestFaults(ProcTest):
         self.assertEqual(logs(recv.wait_exact(1)), ["after EMFILE"])
         self.assertEqual(d.api.metrics()["fwdlog_containers"], 1)
 
+    # issue 13 item 3: without acks, what the aggregator sends is read and thrown away. A
+    # peer that never stops sending must not hold the loop: conn_do_read reads at most a
+    # budget per wakeup. The shim makes each socket read take 1 ms, so the peer (which
+    # writes as fast as loopback takes it) keeps the socket full for as long as we read.
+    def test_chatty_aggregator_does_not_hold_the_loop(self):
+        import threading
+        stop = threading.Event()
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(4)
+        self.addCleanup(srv.close)
+        sent = [0]
+
+        def chatter():
+            srv.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    c, _ = srv.accept()
+                except OSError:
+                    continue
+                threading.Thread(target=lambda: drain(c), daemon=True).start()
+                c.settimeout(0.2)
+                while not stop.is_set():
+                    try:
+                        sent[0] += c.send(b"\x00" * 65536)
+                    except socket.timeout:
+                        continue
+                    except OSError:
+                        break
+                c.close()
+
+        def drain(c):
+            try:
+                while c.recv(65536):
+                    pass
+            except OSError:
+                pass
+        t = threading.Thread(target=chatter)
+        t.start()
+        self.addCleanup(t.join)
+        self.addCleanup(stop.set)
+        rb = self.receiver()
+        env = {"FLUENTD_ADDRESS": "127.0.0.1:%d" % rb.port}
+        env.update(shim_env(path="socket:*", ops="read", delay_ms=1))
+        d = self.daemon(env, level="info")
+        fa, fb = self.fifo(), self.fifo()
+        self.assertEqual(d.api.start(fa.path, info(cid(0xc5), config={
+            "fluentd-address": "127.0.0.1:%d" % srv.getsockname()[1]})), (200, {"Err": ""}))
+        self.assertEqual(d.api.start(fb.path, info(cid(0xc6))), (200, {"Err": ""}))
+        fa.write(frame(time_nano=1, line=b"to the chatty one"))
+        wait_until(lambda: sent[0] > 8 << 20, 20, "the chatty aggregator sending 8 MiB")
+        n, slow = 50, []
+        for i in range(n):
+            fb.write(frame(time_nano=i + 1, line=b"b%03d" % i))
+            t1 = time.time()
+            self.assertEqual(d.api.call("/LogDriver.Capabilities")[0], 200)
+            slow.append(time.time() - t1)
+            time.sleep(0.02)
+        self.assertEqual(logs(rb.wait_exact(n, timeout=20)), ["b%03d" % i for i in range(n)])
+        self.assertLess(max(slow), 1.0, "slowest API call while the aggregator chattered")
+        stop.set()
+
     # issue 13 item 2: syncs on the loop. fdatasync of a spool segment runs on the loop
     # thread today, so a 500 ms sync stalls every container and the API. Expected to fail
     # until the syncs move off the loop; then remove the decorator.
