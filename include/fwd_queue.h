@@ -63,9 +63,11 @@ struct fwd_queue {
     size_t mem;                    /* memory held by sealed batches */
     size_t openbytes;              /* entry bytes in the streams' open batches (the owner's) */
     uint64_t next_seq;
-    bool down;        /* the owner's: every aggregator is down, new batches go to the spool */
-    bool blocked;     /* overflow-policy=block and no room */
-    bool spool_tried; /* the spool was opened, or failed to */
+    bool down;            /* the owner's: every aggregator is down, new batches go to the spool */
+    bool blocked;         /* overflow-policy=block and no room */
+    bool spool_tried;     /* the spool was opened, or failed to */
+    bool options_written; /* options.json is in the spool directory */
+    uint64_t spool_retry_at; /* monotonic ns: a spool that failed to open is tried again */
     char *spool_dir;
     struct fwd_spool *spool;
     int delivered_fd;        /* the delivered mark in the spool directory, or -1 */

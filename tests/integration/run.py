@@ -2155,6 +2155,49 @@ class TestFaults(ProcTest):
         self.assertEqual(logs(recv.wait_exact(1)), ["after EMFILE"])
         self.assertEqual(d.api.metrics()["fwdlog_containers"], 1)
 
+    # issue 13, testing: ENOSPC while spooling. Nothing memory can hold is lost, the log
+    # says what happened, and spooling comes back once there is space again.
+    def test_enospc_while_spooling(self):
+        port = fwdtest.free_port()
+        full = os.path.join(self.tmp, "disk-full")
+        open(full, "w").close()
+        env = {"FLUENTD_ADDRESS": "127.0.0.1:%d" % port, "FLUENTD_RETRY_WAIT": "50ms",
+               "FWDLOG_MAX_RETRY_WAIT": "200ms", "FWDLOG_BATCH_SIZE": "16k",
+               "FLUENTD_BUFFER_LIMIT": "1m"}
+        env.update(shim_env(path=os.path.join(self.tmp, "state", "spool", "*"), ops="write",
+                            errno="ENOSPC", switch=full,
+                            log=os.path.join(self.tmp, "faults.log")))
+        d = self.daemon(env, level="info")
+        f = self.fifo()
+        self.assertEqual(d.api.start(f.path, info(cid(0xc7))), (200, {"Err": ""}))
+        # 20,000 records of 90 bytes (about 2.4 MB queued) against 1 MiB of memory and a
+        # full disk: memory keeps the newest it can hold, drop-oldest drops the rest
+        n1, n2 = 20000, 20000
+        for j in range(0, n1, 5000):
+            f.write(lines(b"e", j, j + 5000, pad=80))
+        wait_until(lambda: d.api.metrics()["fwdlog_records_total"] == n1, 20, "all read")
+        time.sleep(0.5)  # flush-interval: the last open batch is sealed
+        self.assertTrue(self.faults(), "spool writes failed with ENOSPC")
+        log = d.logtext()
+        self.assertIn("cannot write to the spool", log)
+        self.assertIn("No space left on device", log)
+        m = d.api.metrics()
+        dropped = m["fwdlog_records_dropped_total"]
+        self.assertGreater(dropped, 0)
+        self.assertLessEqual(m["fwdlog_memory_bytes"], 1024 * 1024 + 16 * 1024)
+        self.assertEqual(m["fwdlog_spool_bytes"], 0)
+        os.unlink(full)  # space again: what comes now spills to the spool, nothing drops
+        for j in range(n1, n1 + n2, 5000):
+            f.write(lines(b"e", j, j + 5000, pad=80))
+        wait_until(lambda: d.api.metrics()["fwdlog_records_total"] == n1 + n2, 20, "all read")
+        wait_until(lambda: d.api.metrics()["fwdlog_spool_bytes"] > 1 << 20, 20, "spilling again")
+        self.assertEqual(d.api.metrics()["fwdlog_records_dropped_total"], dropped)
+        r = self.receiver(port=port)
+        got = r.wait_exact(n1 + n2 - dropped, timeout=60)
+        # the oldest went: what arrives is every later record, in order
+        self.assertEqual([e["record"]["log"][:8] for e in got],
+                         ["e%07d" % i for i in range(dropped, n1 + n2)])
+
     # issue 13 item 3: without acks, what the aggregator sends is read and thrown away. A
     # peer that never stops sending must not hold the loop: conn_do_read reads at most a
     # budget per wakeup. The shim makes each socket read take 1 ms, so the peer (which
