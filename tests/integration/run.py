@@ -5,6 +5,7 @@ No Docker needed. Run with FWDLOGD=path/to/fwdlogd (make integration does)."""
 import base64
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -2034,6 +2035,25 @@ class TestHardening(ProcTest):
         self.assertFalse(os.path.exists(os.path.join(self.tmp, "second.sock")))
         # the first one is untouched
         self.assertEqual(d.api.call("/Plugin.Activate")[0], 200)
+
+    # issue 13 item 11: a peer that vanished (a host gone, a NAT entry expired) is found by
+    # TCP keepalive after FWD_TCP_KEEPIDLE_S (60 s) idle, not after the kernel's 2 hours.
+    def test_aggregator_sockets_have_tcp_keepalive(self):
+        recv = self.receiver()
+        d = self.daemon({"FLUENTD_ADDRESS": "127.0.0.1:%d" % recv.port})
+        f = self.fifo()
+        self.assertEqual(d.api.start(f.path, info(cid(0x9f))), (200, {"Err": ""}))
+        f.write(frame(time_nano=1, line=b"connected"))
+        self.assertEqual(logs(recv.wait_exact(1)), ["connected"])
+        out = subprocess.run(["ss", "-tnoH", "state", "established", "dport", "=",
+                              ":%d" % recv.port], capture_output=True, text=True, check=True)
+        conns = out.stdout.strip().splitlines()
+        self.assertEqual(len(conns), 1, out.stdout)
+        # e.g. "... timer:(keepalive,59sec,0)": armed, at most 60 s away
+        m = re.search(r"timer:\(keepalive,(?:(\d+)min)?(?:(\d+)sec)?(?:(\d+)ms)?,0\)", conns[0])
+        self.assertIsNotNone(m, conns[0])
+        mins, secs, ms = (int(g or 0) for g in m.groups())
+        self.assertLessEqual(mins * 60 + secs + ms / 1000, 60, conns[0])
 
     def test_fifo_outside_the_fifo_dir_is_refused(self):
         recv = self.receiver()
