@@ -71,6 +71,9 @@ struct fwd_container {
     uint64_t skipped;       /* bytes skipped while resyncing, since the last log line */
     size_t bad_len;         /* on_frame: length of the frame that did not decode */
     struct fwd_partial *partial;
+    size_t room;       /* max-record-size: the longest log a record carries (then pieces) */
+    size_t max_record; /* max-record-size */
+    uint64_t splits;   /* lines and events split for max-record-size (their partial ids) */
     struct fwd_record_tmpl *tmpl;
     struct fwd_stream *stream;
     struct fwd_src *src;      /* counts this container's records dropped downstream */
@@ -196,12 +199,17 @@ static int on_event(void *ctx, const struct fwd_line *l)
     struct fwd_record_more more = {NULL, c->seq};
     msgpack_packer pk;
 
+    /* max-record-size: an event too long for one record goes in pieces (partial_* keys) */
+    if (!l->piece && l->len > c->room)
+        return fwd_partial_split(l, c->room, ++c->splits, on_event, c);
     if (c->parser != NULL) {
-        /* a piece of an over-long line is cut JSON/logfmt: not parsed, counted */
+        /* a piece of an over-long line is cut JSON/logfmt, and fields that make the record
+         * too long would need cutting: neither is parsed, both are counted */
         if (!l->piece && fwd_parser_run(c->parser, l->data, l->len, &parsed) == 0)
             more.parsed = &parsed;
-        else
-            c->parse_failures++;
+        if (more.parsed && fwd_record_size_max_more(c->tmpl, l, &more) > c->max_record)
+            more.parsed = NULL;
+        c->parse_failures += more.parsed == NULL;
     }
     if (fwd_stream_begin(c->stream, fwd_record_size_max_more(c->tmpl, l, &more), &pk) != 0) {
         c->r->st.records_lost++;
@@ -650,7 +658,10 @@ static int container_new(struct fwd_registry *r, const char *file, const struct 
         return rc;
     c->file = strdup(file);
     c->name = strdup(info->container_name);
-    c->partial = fwd_partial_create(cfg->max_line, FWD_MS_TO_NS(cfg->partial_timeout_ms));
+    c->max_record = cfg->max_record;
+    c->room = fwd_record_piece_room(c->tmpl, cfg->max_record);
+    c->partial = fwd_partial_create(cfg->max_line < c->room ? cfg->max_line : c->room,
+                                    FWD_MS_TO_NS(cfg->partial_timeout_ms));
     c->src = fwd_src_create(c->cid);
     c->waiter.wake = on_room;
     c->seq = 1;

@@ -341,6 +341,36 @@ class TestRecords(Base):
                             for r in recs))
         self.assertEqual(b"".join(r["log"].encode() for r in recs), line)
 
+    def test_issue_13_max_record_size_splits_a_long_line(self):
+        # 2.5 MiB joined from 160 chunks; max-record-size=1m: each record (with its
+        # partial_* keys) within 1 MiB, so 3 pieces that carry Docker's partial id
+        f = self.fifo()
+        self.start(f, cid=cid(15), config={"max-line-size": "4m", "max-record-size": "1m"})
+        line = b"".join(b"%07d|" % i for i in range(327680))[:2621440]
+        f.write(docker_lines(line, pid="d" * 64))
+        evs = self.recv.wait_exact(3, timeout=30)
+        recs = [e["record"] for e in evs]
+        self.assertEqual([r["partial_ordinal"] for r in recs], ["1", "2", "3"])
+        self.assertEqual([r["partial_last"] for r in recs], ["false", "false", "true"])
+        self.assertEqual([(r["partial_message"], r["partial_id"]) for r in recs],
+                         [("true", "d" * 64)] * 3)
+        self.assertEqual(b"".join(r["log"].encode() for r in recs), line)
+        import msgpack
+        for e in evs:
+            self.assertLessEqual(len(msgpack.packb([e["time"], e["record"]])), 1 << 20)
+        self.assertGreater(len(recs[0]["log"]), (1 << 20) - 1024)  # full pieces, not tiny
+        self.assert_no_receiver_errors()
+
+    def test_issue_13_max_record_size_cuts_between_utf8_characters(self):
+        f = self.fifo()
+        self.start(f, cid=cid(16), config={"max-record-size": "64k"})
+        line = "é".encode() * 50000  # 100,000 bytes of 2-byte characters
+        f.write(docker_lines(line, pid="c" * 64))
+        evs = self.recv.wait_exact(2, timeout=10)
+        logs_ = [e["record"]["log"] for e in evs]  # each decodes: no character was cut
+        self.assertEqual("".join(logs_).encode(), line)
+        self.assertEqual([e["record"]["partial_last"] for e in evs], ["false", "true"])
+
     def test_partial_timeout(self):
         f = self.fifo()
         self.start(f, cid=cid(12), config={"partial-timeout": "200ms"})
@@ -2286,6 +2316,36 @@ class TestParse(Base):
                                             "source": "stdout", "ip": "10.0.0.1",
                                             "method": "GET", "path": "/a", "code": "200"})
         self.assertEqual(evs[1]["record"]["log"], "garbage")
+        self.assertEqual(self.failures(), 1)
+
+    def test_issue_13_max_record_size_pieces_of_an_event_are_not_parsed(self):
+        # a multiline event of 90 KiB under max-record-size=64k: two pieces with an id of
+        # fwdlog's own (32 hex), sent as log, not parsed (counted as parse failures)
+        f = self.fifo()
+        lines = ["S start"] + ["  " + "%04d" % i * 75 for i in range(300)] + ["S next"]
+        evs = self.records(f, lines, 3, {"multiline-start": "^S", "max-record-size": "64k",
+                                         "parse": "regex", "parse-regex": "^(?<all>.*)$",
+                                         "multiline-flush": "100ms"})
+        self.recv.wait_exact(3, timeout=10)
+        recs = [e["record"] for e in evs]
+        self.assertEqual([r.get("partial_ordinal") for r in recs], ["1", "2", None])
+        self.assertEqual([r.get("partial_last") for r in recs], ["false", "true", None])
+        self.assertEqual(recs[0]["partial_id"], recs[1]["partial_id"])
+        self.assertRegex(recs[0]["partial_id"], "^[0-9a-f]{32}$")
+        self.assertEqual(recs[0]["log"] + recs[1]["log"], "\n".join(lines[:-1]))
+        self.assertEqual(recs[2]["all"], "S next")  # a whole event is parsed as before
+        self.assertNotIn("all", recs[0])
+        self.assertEqual(self.failures(), 2)
+
+    def test_issue_13_fields_too_long_for_max_record_size_stay_log(self):
+        # parse-keep-log doubles a 40 KiB JSON line: over 64k, so it goes as it was
+        f = self.fifo()
+        big = '{"k":"' + "v" * 40000 + '"}'
+        evs = self.records(f, [big, '{"k":"small"}'], 2,
+                           {"parse": "json", "parse-keep-log": "true", "max-record-size": "64k"})
+        self.assertEqual([set(e["record"]) - {"container_id", "container_name", "source"}
+                          for e in evs], [{"log"}, {"log", "k"}])
+        self.assertEqual(evs[0]["record"]["log"], big)
         self.assertEqual(self.failures(), 1)
 
     def test_multiline_java_per_stream_with_a_16k_partial(self):
