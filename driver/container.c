@@ -78,6 +78,7 @@ struct fwd_container {
     struct fwd_stream *stream;
     struct fwd_src *src;      /* counts this container's records dropped downstream */
     struct fwd_waiter waiter; /* overflow-policy=block: waiting for room */
+    struct fwd_held held;     /* what it holds before it is records, in its destination's memory */
     struct fwd_timer ptimer;
     struct fwd_timer rtimer;   /* a trickle was read: look again after FWD_COALESCE_MS */
     struct fwd_multiline *ml;  /* multiline=/multiline-start=; NULL: off */
@@ -164,6 +165,7 @@ static void container_free(struct fwd_container *c)
     fwd_parser_destroy(c->parser);
     fwd_record_tmpl_destroy(c->tmpl);
     fwd_stream_unwait(c->stream, &c->waiter);
+    fwd_stream_hold(c->stream, &c->held, 0, 0);
     fwd_stream_release(c->stream);
     fwd_src_release(c->src);
     fwd_buf_release(&c->pending);
@@ -252,6 +254,15 @@ static int on_frame(void *ctx, const uint8_t *p, size_t len)
     return 0;
 }
 
+/* Report what c holds before it is records (frame tail, lines being joined, open events). */
+static void hold(struct fwd_container *c)
+{
+    size_t n = c->pending.len + fwd_partial_pending_bytes(c->partial) +
+               (c->ml ? fwd_multiline_pending_bytes(c->ml) : 0);
+
+    fwd_stream_hold(c->stream, &c->held, n, c->pending.len);
+}
+
 static void on_partial_timer(struct fwd_timer *t);
 
 static void arm_partial_timer(struct fwd_container *c)
@@ -282,6 +293,7 @@ static void on_multiline_timer(struct fwd_timer *t)
 
     fwd_multiline_expire(c->ml, fwd_loop_now(c->r->loop), on_event, c);
     arm_multiline_timer(c);
+    hold(c);
 }
 
 static void on_partial_timer(struct fwd_timer *t)
@@ -291,6 +303,7 @@ static void on_partial_timer(struct fwd_timer *t)
     fwd_partial_expire(c->partial, fwd_loop_now(c->r->loop), on_line, c);
     arm_partial_timer(c);
     arm_multiline_timer(c);
+    hold(c);
 }
 
 static void skip(struct fwd_container *c, size_t n)
@@ -398,6 +411,7 @@ static void process(struct fwd_container *c, size_t len)
     }
     arm_partial_timer(c);
     arm_multiline_timer(c);
+    hold(c);
 }
 
 /*
@@ -798,6 +812,7 @@ size_t fwd_registry_snapshot(const struct fwd_registry *r, struct fwd_container_
         s->partial_joins = fwd_partial_joins(c->partial);
         s->multiline = c->ml != NULL;
         s->multiline_joins = c->ml ? fwd_multiline_joins(c->ml) : 0;
+        s->pending = c->held.bytes;
         /* what dockerd wrote that was not read yet (a pipe answers FIONREAD at once) */
         s->backlog = ioctl(c->fd, FIONREAD, &queued) == 0 && queued > 0 ? (uint64_t)queued : 0;
     }

@@ -2469,7 +2469,8 @@ FAMILIES = {
         "fwdlog_containers", "fwdlog_queued_bytes", "fwdlog_destinations", "fwdlog_memory_bytes",
         "fwdlog_spool_bytes", "fwdlog_blocked_destinations", "fwdlog_build_info",
         "fwdlog_open_fifos", "fwdlog_fifo_backlog_bytes", "process_resident_memory_bytes",
-        "fwdlog_container_fifo_backlog_bytes", "fwdlog_destination_connections",
+        "fwdlog_container_fifo_backlog_bytes", "fwdlog_container_pending_bytes",
+        "fwdlog_destination_connections",
         "fwdlog_destination_queued_bytes", "fwdlog_destination_memory_bytes",
         "fwdlog_destination_spool_bytes", "fwdlog_destination_oldest_queued_age_seconds",
         "fwdlog_destination_acks_pending", "fwdlog_destination_last_send_timestamp_seconds"},
@@ -2510,6 +2511,53 @@ class TestObserve(ProcTest):
 
     def scrape(self, s):
         return fwdtest.families(s.metrics_text())
+
+    def test_issue_13_pending_lines_count_in_destination_memory(self):
+        # Five containers each hold a 16 KiB chunk of a line still being joined, a sixth half
+        # a frame: 5 x 16384 + 500 bytes that are not records yet. They are the
+        # destination's memory, and with fluentd-buffer-limit=64k under overflow-policy=block
+        # the joined lines alone hold the containers back (the frame tail does not count
+        # there: only reading on completes it).
+        recv = self.receiver()
+        d, s = self.observed(FLUENTD_ADDRESS="127.0.0.1:%d" % recv.port)
+        opts = {"fluentd-buffer-limit": "64k", "overflow-policy": "block", "spool-limit": "0",
+                "partial-timeout": "10m"}
+        fs = [self.fifo() for _ in range(6)]
+        for i, f in enumerate(fs):
+            st, body = d.api.start(f.path, info(cid(0x90 + i), name="/p%d" % i, config=opts))
+            self.assertEqual((st, body), (200, {"Err": ""}))
+        tail = frame(time_nano=7, line=b"t" * 1000)
+        fs[5].write(tail[:500])
+        for i in range(5):
+            fs[i].write(frame(time_nano=8, line=b"%d" % i * 16384, partial=True,
+                              meta={"id": "%d" % i * 64, "ordinal": 1}))
+        want = {cid(0x90 + i)[:12]: 16384 for i in range(5)}
+        want[cid(0x95)[:12]] = 500
+
+        def pending():
+            fams = self.scrape(s)
+            return {dict(k)["container_id"]: v for k, v in
+                    series(fams, "fwdlog_container_pending_bytes").items()}
+        wait_until(lambda: pending() == want, what="pending bytes per container")
+        fams = self.scrape(s)
+        self.assertEqual(one(fams, "fwdlog_destination_memory_bytes"), 5 * 16384 + 500)
+        self.assertEqual(one(fams, "fwdlog_memory_bytes"), 5 * 16384 + 500)
+        self.assertEqual(one(fams, "fwdlog_queued_bytes"), 0)  # no record yet
+        self.assertEqual(one(fams, "fwdlog_blocked_destinations"), 1)
+        # the rest of each line and frame; StopLogging drains (blocked or not) and flushes
+        fs[5].write(tail[500:])
+        for i in range(5):
+            fs[i].write(frame(time_nano=8, line=b"end", partial=True,
+                              meta={"id": "%d" % i * 64, "ordinal": 2, "last": True}))
+        for f in fs:
+            self.assertEqual(d.api.stop(f.path), (200, {"Err": ""}))
+        evs = recv.wait_exact(6, timeout=10)
+        self.assertEqual(sorted(logs(evs)), sorted(["%d" % i * 16384 + "end" for i in range(5)]
+                                                   + ["t" * 1000]))
+        wait_until(lambda: one(self.scrape(s), "fwdlog_memory_bytes") == 0, what="memory freed")
+        fams = self.scrape(s)
+        self.assertEqual(series(fams, "fwdlog_container_pending_bytes"), {})
+        self.assertEqual(one(fams, "fwdlog_blocked_destinations"), 0)
 
     def test_every_family_parses_with_help_and_type(self):
         recv = self.receiver()
