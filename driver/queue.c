@@ -563,7 +563,7 @@ uint64_t fwd_queue_persist(struct fwd_queue *q, uint64_t *lost)
 
 static bool over_memory(const struct fwd_queue *q)
 {
-    return q->mem + q->openbytes > q->cfg->buffer_limit;
+    return q->mem + q->openbytes + q->heldbytes > q->cfg->buffer_limit;
 }
 
 void fwd_queue_update_blocked(struct fwd_queue *q)
@@ -572,8 +572,9 @@ void fwd_queue_update_blocked(struct fwd_queue *q)
 
     if (q->cfg->overflow != FWD_OVERFLOW_BLOCK)
         return;
-    /* Room again once memory is back under its limit (new batches can spill or stay). */
-    q->blocked = over_memory(q) &&
+    /* Room again once memory is back under its limit (new batches can spill or stay).
+     * Frame tails do not count here: a container held back never completes its frame. */
+    q->blocked = q->mem + q->openbytes + q->heldbytes - q->tailbytes > q->cfg->buffer_limit &&
                  (q->spool == NULL ||
                   fwd_spool_live_bytes(q->spool) + q->cfg->batch_size > q->cfg->spool_limit);
     if (was && !q->blocked) {
@@ -723,7 +724,7 @@ static struct fwd_batch *admit(struct fwd_queue *q, struct fwd_batch *b)
     bool file = q->cfg->buffer_type == FWD_BUFFER_FILE, on_disk = false;
     size_t cost = fwd_batch_mem(b);
 
-    if (file || q->down || q->mem + cost + q->openbytes > q->cfg->buffer_limit)
+    if (file || q->down || q->mem + cost + q->openbytes + q->heldbytes > q->cfg->buffer_limit)
         on_disk = spool_first(q, b, &dropped);
     q->mem += cost;
     q->qbytes += fwd_batch_wire_len(b);

@@ -5,14 +5,18 @@
  *
  * Sealed batches queue oldest first by sequence number. A batch is resident
  * (its entries in memory) or spilled (only in the spool; the small struct
- * stays). Memory counts resident entries, each batch's struct and header, and
- * the streams' open batches (openbytes, kept by the owner), and is kept under
+ * stays). Memory counts resident entries, each batch's struct and header, the
+ * streams' open batches (openbytes, kept by the owner) and what the containers
+ * hold before it is records (heldbytes: frame tails, lines being joined, open
+ * multiline events; kept by the owner), and is kept under
  * buffer_limit by spilling batches to the spool, oldest first; the spool is
  * kept under spool_limit. With buffer-type=file every batch is written to the
  * spool when sealed, and kept in memory too while there is room. When neither
  * has room, overflow-policy decides: drop-oldest drops the oldest queued
  * batches, drop-newest the new one, block holds the containers back (waiters)
  * until there is room. Every dropped record is counted against its container.
+ * Frame tails do not hold containers back: only reading on completes them (the
+ * rest of heldbytes becomes records on its timers, so it cannot block forever).
  *
  * Batches taken by a connection (fwd_queue_pop) stay in the queue's accounting
  * until fwd_queue_done (delivered or dropped) or fwd_queue_return (the
@@ -62,6 +66,8 @@ struct fwd_queue {
     size_t qbytes;                 /* wire bytes of sealed batches (queued and taken) */
     size_t mem;                    /* memory held by sealed batches */
     size_t openbytes;              /* entry bytes in the streams' open batches (the owner's) */
+    size_t heldbytes;              /* what containers hold before it is records (the owner's) */
+    size_t tailbytes;              /* of it, frame tails (only more reads complete them) */
     uint64_t next_seq;
     bool down;            /* the owner's: every aggregator is down, new batches go to the spool */
     bool blocked;         /* overflow-policy=block and no room */

@@ -342,6 +342,36 @@ class TestRecords(Base):
                             for r in recs))
         self.assertEqual(b"".join(r["log"].encode() for r in recs), line)
 
+    def test_issue_13_max_record_size_splits_a_long_line(self):
+        # 2.5 MiB joined from 160 chunks; max-record-size=1m: each record (with its
+        # partial_* keys) within 1 MiB, so 3 pieces that carry Docker's partial id
+        f = self.fifo()
+        self.start(f, cid=cid(15), config={"max-line-size": "4m", "max-record-size": "1m"})
+        line = b"".join(b"%07d|" % i for i in range(327680))[:2621440]
+        f.write(docker_lines(line, pid="d" * 64))
+        evs = self.recv.wait_exact(3, timeout=30)
+        recs = [e["record"] for e in evs]
+        self.assertEqual([r["partial_ordinal"] for r in recs], ["1", "2", "3"])
+        self.assertEqual([r["partial_last"] for r in recs], ["false", "false", "true"])
+        self.assertEqual([(r["partial_message"], r["partial_id"]) for r in recs],
+                         [("true", "d" * 64)] * 3)
+        self.assertEqual(b"".join(r["log"].encode() for r in recs), line)
+        import msgpack
+        for e in evs:
+            self.assertLessEqual(len(msgpack.packb([e["time"], e["record"]])), 1 << 20)
+        self.assertGreater(len(recs[0]["log"]), (1 << 20) - 1024)  # full pieces, not tiny
+        self.assert_no_receiver_errors()
+
+    def test_issue_13_max_record_size_cuts_between_utf8_characters(self):
+        f = self.fifo()
+        self.start(f, cid=cid(16), config={"max-record-size": "64k"})
+        line = "é".encode() * 50000  # 100,000 bytes of 2-byte characters
+        f.write(docker_lines(line, pid="c" * 64))
+        evs = self.recv.wait_exact(2, timeout=10)
+        logs_ = [e["record"]["log"] for e in evs]  # each decodes: no character was cut
+        self.assertEqual("".join(logs_).encode(), line)
+        self.assertEqual([e["record"]["partial_last"] for e in evs], ["false", "true"])
+
     def test_partial_timeout(self):
         f = self.fifo()
         self.start(f, cid=cid(12), config={"partial-timeout": "200ms"})
@@ -2413,6 +2443,36 @@ class TestParse(Base):
         self.assertEqual(evs[1]["record"]["log"], "garbage")
         self.assertEqual(self.failures(), 1)
 
+    def test_issue_13_max_record_size_pieces_of_an_event_are_not_parsed(self):
+        # a multiline event of 90 KiB under max-record-size=64k: two pieces with an id of
+        # fwdlog's own (32 hex), sent as log, not parsed (counted as parse failures)
+        f = self.fifo()
+        lines = ["S start"] + ["  " + "%04d" % i * 75 for i in range(300)] + ["S next"]
+        evs = self.records(f, lines, 3, {"multiline-start": "^S", "max-record-size": "64k",
+                                         "parse": "regex", "parse-regex": "^(?<all>.*)$",
+                                         "multiline-flush": "100ms"})
+        self.recv.wait_exact(3, timeout=10)
+        recs = [e["record"] for e in evs]
+        self.assertEqual([r.get("partial_ordinal") for r in recs], ["1", "2", None])
+        self.assertEqual([r.get("partial_last") for r in recs], ["false", "true", None])
+        self.assertEqual(recs[0]["partial_id"], recs[1]["partial_id"])
+        self.assertRegex(recs[0]["partial_id"], "^[0-9a-f]{32}$")
+        self.assertEqual(recs[0]["log"] + recs[1]["log"], "\n".join(lines[:-1]))
+        self.assertEqual(recs[2]["all"], "S next")  # a whole event is parsed as before
+        self.assertNotIn("all", recs[0])
+        self.assertEqual(self.failures(), 2)
+
+    def test_issue_13_fields_too_long_for_max_record_size_stay_log(self):
+        # parse-keep-log doubles a 40 KiB JSON line: over 64k, so it goes as it was
+        f = self.fifo()
+        big = '{"k":"' + "v" * 40000 + '"}'
+        evs = self.records(f, [big, '{"k":"small"}'], 2,
+                           {"parse": "json", "parse-keep-log": "true", "max-record-size": "64k"})
+        self.assertEqual([set(e["record"]) - {"container_id", "container_name", "source"}
+                          for e in evs], [{"log"}, {"log", "k"}])
+        self.assertEqual(evs[0]["record"]["log"], big)
+        self.assertEqual(self.failures(), 1)
+
     def test_multiline_java_per_stream_with_a_16k_partial(self):
         f = self.fifo()
         self.start(f, cid=cid(0x61), config={"multiline": "java"})
@@ -2534,7 +2594,8 @@ FAMILIES = {
         "fwdlog_containers", "fwdlog_queued_bytes", "fwdlog_destinations", "fwdlog_memory_bytes",
         "fwdlog_spool_bytes", "fwdlog_blocked_destinations", "fwdlog_build_info",
         "fwdlog_open_fifos", "fwdlog_fifo_backlog_bytes", "process_resident_memory_bytes",
-        "fwdlog_container_fifo_backlog_bytes", "fwdlog_destination_connections",
+        "fwdlog_container_fifo_backlog_bytes", "fwdlog_container_pending_bytes",
+        "fwdlog_destination_connections",
         "fwdlog_destination_queued_bytes", "fwdlog_destination_memory_bytes",
         "fwdlog_destination_spool_bytes", "fwdlog_destination_oldest_queued_age_seconds",
         "fwdlog_destination_acks_pending", "fwdlog_destination_last_send_timestamp_seconds"},
@@ -2575,6 +2636,53 @@ class TestObserve(ProcTest):
 
     def scrape(self, s):
         return fwdtest.families(s.metrics_text())
+
+    def test_issue_13_pending_lines_count_in_destination_memory(self):
+        # Five containers each hold a 16 KiB chunk of a line still being joined, a sixth half
+        # a frame: 5 x 16384 + 500 bytes that are not records yet. They are the
+        # destination's memory, and with fluentd-buffer-limit=64k under overflow-policy=block
+        # the joined lines alone hold the containers back (the frame tail does not count
+        # there: only reading on completes it).
+        recv = self.receiver()
+        d, s = self.observed(FLUENTD_ADDRESS="127.0.0.1:%d" % recv.port)
+        opts = {"fluentd-buffer-limit": "64k", "overflow-policy": "block", "spool-limit": "0",
+                "partial-timeout": "10m"}
+        fs = [self.fifo() for _ in range(6)]
+        for i, f in enumerate(fs):
+            st, body = d.api.start(f.path, info(cid(0x90 + i), name="/p%d" % i, config=opts))
+            self.assertEqual((st, body), (200, {"Err": ""}))
+        tail = frame(time_nano=7, line=b"t" * 1000)
+        fs[5].write(tail[:500])
+        for i in range(5):
+            fs[i].write(frame(time_nano=8, line=b"%d" % i * 16384, partial=True,
+                              meta={"id": "%d" % i * 64, "ordinal": 1}))
+        want = {cid(0x90 + i)[:12]: 16384 for i in range(5)}
+        want[cid(0x95)[:12]] = 500
+
+        def pending():
+            fams = self.scrape(s)
+            return {dict(k)["container_id"]: v for k, v in
+                    series(fams, "fwdlog_container_pending_bytes").items()}
+        wait_until(lambda: pending() == want, what="pending bytes per container")
+        fams = self.scrape(s)
+        self.assertEqual(one(fams, "fwdlog_destination_memory_bytes"), 5 * 16384 + 500)
+        self.assertEqual(one(fams, "fwdlog_memory_bytes"), 5 * 16384 + 500)
+        self.assertEqual(one(fams, "fwdlog_queued_bytes"), 0)  # no record yet
+        self.assertEqual(one(fams, "fwdlog_blocked_destinations"), 1)
+        # the rest of each line and frame; StopLogging drains (blocked or not) and flushes
+        fs[5].write(tail[500:])
+        for i in range(5):
+            fs[i].write(frame(time_nano=8, line=b"end", partial=True,
+                              meta={"id": "%d" % i * 64, "ordinal": 2, "last": True}))
+        for f in fs:
+            self.assertEqual(d.api.stop(f.path), (200, {"Err": ""}))
+        evs = recv.wait_exact(6, timeout=10)
+        self.assertEqual(sorted(logs(evs)), sorted(["%d" % i * 16384 + "end" for i in range(5)]
+                                                   + ["t" * 1000]))
+        wait_until(lambda: one(self.scrape(s), "fwdlog_memory_bytes") == 0, what="memory freed")
+        fams = self.scrape(s)
+        self.assertEqual(series(fams, "fwdlog_container_pending_bytes"), {})
+        self.assertEqual(one(fams, "fwdlog_blocked_destinations"), 0)
 
     def test_every_family_parses_with_help_and_type(self):
         recv = self.receiver()
