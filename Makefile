@@ -99,7 +99,7 @@ DEB_BUILD := build-essential pkg-config libmicrohttpd-dev libjansson-dev libmsgp
              libprotobuf-c-dev protobuf-c-compiler libpcre2-dev zlib1g-dev libssl-dev libc-ares-dev \
              libyajl-dev
 DEB_TEST  := check python3 python3-msgpack python3-prometheus-client valgrind docker.io busybox-static openssl \
-             debootstrap docker-registry strace tzdata ca-certificates
+             debootstrap docker-registry strace tzdata ca-certificates iproute2
 deps:
 	@if [ "$$(id -u)" != 0 ]; then echo "make deps: run as root (apt-get)"; exit 1; fi
 	apt-get update -qq
@@ -112,7 +112,7 @@ check-deps:
 	command -v protoc-c >/dev/null || missing=1; \
 	$(PYTHON) -c 'import msgpack' 2>/dev/null || missing=1; \
 	$(PYTHON) -c 'import prometheus_client' 2>/dev/null || missing=1; \
-	for c in dockerd debootstrap docker-registry strace openssl; do \
+	for c in dockerd debootstrap docker-registry strace openssl ss; do \
 	    command -v $$c >/dev/null || missing=1; done; \
 	[ -f /usr/share/zoneinfo/Etc/UTC ] || missing=1; \
 	[ -x /bin/busybox ] && /bin/busybox --list | grep -qx seq || missing=1; \

@@ -73,10 +73,14 @@ struct fwd_container {
     uint64_t skipped;       /* bytes skipped while resyncing, since the last log line */
     size_t bad_len;         /* on_frame: length of the frame that did not decode */
     struct fwd_partial *partial;
+    size_t room;       /* max-record-size: the longest log a record carries (then pieces) */
+    size_t max_record; /* max-record-size */
+    uint64_t splits;   /* lines and events split for max-record-size (their partial ids) */
     struct fwd_record_tmpl *tmpl;
     struct fwd_stream *stream;
     struct fwd_src *src;      /* counts this container's records dropped downstream */
     struct fwd_waiter waiter; /* overflow-policy=block: waiting for room */
+    struct fwd_held held;     /* what it holds before it is records, in its destination's memory */
     struct fwd_rate rate;     /* rate-limit= (rate 0: off) */
     struct fwd_timer ptimer;
     struct fwd_timer rtimer;   /* a trickle was read: look again after FWD_COALESCE_MS */
@@ -164,6 +168,7 @@ static void container_free(struct fwd_container *c)
     fwd_parser_destroy(c->parser);
     fwd_record_tmpl_destroy(c->tmpl);
     fwd_stream_unwait(c->stream, &c->waiter);
+    fwd_stream_hold(c->stream, &c->held, 0, 0);
     fwd_stream_release(c->stream);
     fwd_src_release(c->src);
     fwd_buf_release(&c->pending);
@@ -199,6 +204,10 @@ static int on_event(void *ctx, const struct fwd_line *l)
     struct fwd_record_more more = {NULL, c->seq};
     msgpack_packer pk;
 
+    /* max-record-size: an event too long for one record goes in pieces (partial_* keys) */
+    if (!l->piece && l->len > c->room)
+        return fwd_partial_split(l, c->room, ++c->splits, on_event, c);
+    /* rate-limit: per record (each piece of a split event on its own) */
     if (!fwd_rate_take(&c->rate, l->len, fwd_loop_now(c->r->loop))) {
         fwd_src_count_rate_drop(c->src);
         c->r->st.rate_limited++;
@@ -207,11 +216,13 @@ static int on_event(void *ctx, const struct fwd_line *l)
         return 0;
     }
     if (c->parser != NULL) {
-        /* a piece of an over-long line is cut JSON/logfmt: not parsed, counted */
+        /* a piece of an over-long line is cut JSON/logfmt, and fields that make the record
+         * too long would need cutting: neither is parsed, both are counted */
         if (!l->piece && fwd_parser_run(c->parser, l->data, l->len, &parsed) == 0)
             more.parsed = &parsed;
-        else
-            c->parse_failures++;
+        if (more.parsed && fwd_record_size_max_more(c->tmpl, l, &more) > c->max_record)
+            more.parsed = NULL;
+        c->parse_failures += more.parsed == NULL;
     }
     if (fwd_stream_begin(c->stream, fwd_record_size_max_more(c->tmpl, l, &more), &pk) != 0) {
         c->r->st.records_lost++;
@@ -254,6 +265,15 @@ static int on_frame(void *ctx, const uint8_t *p, size_t len)
     return 0;
 }
 
+/* Report what c holds before it is records (frame tail, lines being joined, open events). */
+static void hold(struct fwd_container *c)
+{
+    size_t n = c->pending.len + fwd_partial_pending_bytes(c->partial) +
+               (c->ml ? fwd_multiline_pending_bytes(c->ml) : 0);
+
+    fwd_stream_hold(c->stream, &c->held, n, c->pending.len);
+}
+
 static void on_partial_timer(struct fwd_timer *t);
 
 static void arm_partial_timer(struct fwd_container *c)
@@ -284,6 +304,7 @@ static void on_multiline_timer(struct fwd_timer *t)
 
     fwd_multiline_expire(c->ml, fwd_loop_now(c->r->loop), on_event, c);
     arm_multiline_timer(c);
+    hold(c);
 }
 
 static void on_partial_timer(struct fwd_timer *t)
@@ -293,6 +314,7 @@ static void on_partial_timer(struct fwd_timer *t)
     fwd_partial_expire(c->partial, fwd_loop_now(c->r->loop), on_line, c);
     arm_partial_timer(c);
     arm_multiline_timer(c);
+    hold(c);
 }
 
 static void skip(struct fwd_container *c, size_t n)
@@ -415,6 +437,7 @@ static void process(struct fwd_container *c, size_t len)
     }
     arm_partial_timer(c);
     arm_multiline_timer(c);
+    hold(c);
 }
 
 /*
@@ -627,7 +650,10 @@ static int container_new(struct fwd_registry *r, const char *file, const struct 
         return rc;
     c->file = strdup(file);
     c->name = strdup(info->container_name);
-    c->partial = fwd_partial_create(cfg->max_line, FWD_MS_TO_NS(cfg->partial_timeout_ms));
+    c->max_record = cfg->max_record;
+    c->room = fwd_record_piece_room(c->tmpl, cfg->max_record);
+    c->partial = fwd_partial_create(cfg->max_line < c->room ? cfg->max_line : c->room,
+                                    FWD_MS_TO_NS(cfg->partial_timeout_ms));
     c->src = fwd_src_create(c->cid);
     c->waiter.wake = on_room;
     fwd_rate_init(&c->rate, cfg->rate_limit, cfg->rate_burst, cfg->overflow == FWD_OVERFLOW_BLOCK,
@@ -767,6 +793,7 @@ size_t fwd_registry_snapshot(const struct fwd_registry *r, struct fwd_container_
         s->partial_joins = fwd_partial_joins(c->partial);
         s->multiline = c->ml != NULL;
         s->multiline_joins = c->ml ? fwd_multiline_joins(c->ml) : 0;
+        s->pending = c->held.bytes;
         /* what dockerd wrote that was not read yet (a pipe answers FIONREAD at once) */
         s->backlog = ioctl(c->fd, FIONREAD, &queued) == 0 && queued > 0 ? (uint64_t)queued : 0;
     }

@@ -158,7 +158,9 @@ static const struct global output_globals[] = {
      "Connects, handshakes and live connections that failed.", OS(connection_failures)},
     {"fwdlog_queued_bytes", G, "Bytes of records waiting for delivery.", OS(queued_bytes)},
     {"fwdlog_destinations", G, "Destinations (address lists) in use.", OS(destinations)},
-    {"fwdlog_memory_bytes", G, "Bytes held in memory by queued batches.", OS(memory_bytes)},
+    {"fwdlog_memory_bytes", G,
+     "Bytes held in memory by queued and open batches and by containers' pending lines.",
+     OS(memory_bytes)},
     {"fwdlog_spool_bytes", G, "Bytes of spool files on disk.", OS(spool_bytes)},
     {"fwdlog_spooled_batches_total", C, "Batches written to a spool.", OS(spooled_batches)},
     {"fwdlog_replayed_records_total", C, "Records found in spools at start and sent again.",
@@ -262,6 +264,10 @@ static void containers(struct fwd_metrics *w, const struct snap *s)
                   MULTILINE);
     per_container(w, s, "fwdlog_container_fifo_backlog_bytes", G,
                   "Bytes in the container's FIFO not read yet.", CS(backlog), ALL);
+    per_container(w, s, "fwdlog_container_pending_bytes", G,
+                  "Bytes read from the container's FIFO that are not records yet (a frame "
+                  "cut by a read, lines being joined, open multiline events).",
+                  CS(pending), ALL);
 }
 
 /* ---- /metrics: per destination ---------------------------------------------------------- */
@@ -338,7 +344,8 @@ static void dests(struct fwd_metrics *w, const struct snap *s, uint64_t now)
     per_dest(w, s, "fwdlog_destination_queued_bytes", G,
              "Bytes of records waiting for delivery, in memory or spool.", DS(queued_bytes));
     per_dest(w, s, "fwdlog_destination_memory_bytes", G,
-             "Bytes held in memory by the destination's batches.", DS(memory_bytes));
+             "Bytes held in memory by the destination's batches and its containers' pending lines.",
+             DS(memory_bytes));
     per_dest(w, s, "fwdlog_destination_spool_bytes", G,
              "Bytes of the destination's spool files on disk.", DS(spool_bytes));
     per_dest(w, s, "fwdlog_destination_acks_pending", G, "Batches sent and waiting for their ack.",

@@ -580,6 +580,17 @@ fail:
                d->label, d->q.spool_dir, strerror(-rc));
 }
 
+void fwd_stream_hold(struct fwd_stream *s, struct fwd_held *h, size_t bytes, size_t tail)
+{
+    struct fwd_queue *q = &s->dest->q;
+
+    q->heldbytes = q->heldbytes - h->bytes + bytes;
+    q->tailbytes = q->tailbytes - h->tail + tail;
+    h->bytes = bytes;
+    h->tail = tail;
+    fwd_queue_update_blocked(q);
+}
+
 static void on_flush_timer(struct fwd_timer *t)
 {
     seal(t->ctx);
@@ -722,7 +733,7 @@ void fwd_outputs_stats(const struct fwd_outputs *m, struct fwd_output_stats *st)
     st->queued_bytes = st->destinations = st->memory_bytes = st->spool_bytes = st->blocked = 0;
     for (const struct fwd_dest *d = m->dests; d != NULL; d = d->next) {
         st->queued_bytes += d->q.qbytes + d->q.openbytes;
-        st->memory_bytes += d->q.mem + d->q.openbytes;
+        st->memory_bytes += d->q.mem + d->q.openbytes + d->q.heldbytes;
         st->spool_bytes += d->q.spool ? fwd_spool_bytes(d->q.spool) : 0;
         st->blocked += d->q.blocked;
         st->destinations++;
@@ -764,7 +775,7 @@ void fwd_outputs_each_dest(const struct fwd_outputs *m, fwd_dest_cb cb, void *ct
             .bytes_sent = dc->bytes_sent,
             .records_dropped = dc->records_dropped,
             .records_rejected = dc->records_rejected,
-            .memory_bytes = d->q.mem + d->q.openbytes,
+            .memory_bytes = d->q.mem + d->q.openbytes + d->q.heldbytes,
             .spool_bytes = d->q.spool ? fwd_spool_bytes(d->q.spool) : 0,
             .queued_bytes = d->q.qbytes + d->q.openbytes,
             .oldest_ns = oldest_queued(d),

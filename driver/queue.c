@@ -21,6 +21,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* A spool that failed to open (a full disk, say) is tried again after this long. */
+#define SPOOL_RETRY_NS (5ull * 1000000000ull)
+
 /* The options cfg was built from (plugin-wide defaults, then log-opts) as a JSON object. */
 static json_t *options_json(const struct fwd_config *cfg)
 {
@@ -344,14 +347,37 @@ static int spool_dir_name(struct fwd_queue *q, char *err, size_t errlen)
     return 0;
 }
 
-int fwd_queue_open_spool(struct fwd_queue *q, char *err, size_t errlen)
+/* Write options.json (once it worked, not again). A failure is logged; the spool works on. */
+static void write_options(struct fwd_queue *q)
 {
-    uint64_t before;
     int rc;
 
-    if (q->spool_tried)
-        return q->spool ? 0 : -EIO;
+    if (q->options_written)
+        return;
+    if ((rc = fwd_spooldir_write_options(q->spool_dir, q->options)) == 0) {
+        q->options_written = true;
+        return;
+    }
+    fwd_log_rl(FWD_LOG_WARN, NULL,
+               "%s: cannot write %s/options.json: %s; the spool works on, but only a container "
+               "that logs to this destination will replay it after a restart (tried again with "
+               "the next batch spooled)",
+               q->label, q->spool_dir, strerror(-rc));
+}
+
+int fwd_queue_open_spool(struct fwd_queue *q, char *err, size_t errlen)
+{
+    uint64_t before, now = fwd_time_mono_ns();
+
+    if (q->spool != NULL)
+        return 0;
+    if (q->spool_tried && now < q->spool_retry_at) {
+        snprintf(err, errlen, "it failed to open less than %llu s ago",
+                 (unsigned long long)(SPOOL_RETRY_NS / 1000000000u));
+        return -EIO;
+    }
     q->spool_tried = true;
+    q->spool_retry_at = now + SPOOL_RETRY_NS;
     if (q->cfg->spool_limit == 0) {
         snprintf(err, errlen, "spool-limit is 0");
         return -EINVAL;
@@ -362,12 +388,7 @@ int fwd_queue_open_spool(struct fwd_queue *q, char *err, size_t errlen)
     if (fwd_spool_open(q->spool_dir, &q->spool, on_spool_item, q, err, errlen) < 0)
         return -EIO;
     open_delivered(q);
-    if ((rc = fwd_spooldir_write_options(q->spool_dir, q->options)) != 0) {
-        snprintf(err, errlen, "cannot write %s/options.json: %s", q->spool_dir, strerror(-rc));
-        fwd_spool_close(q->spool);
-        q->spool = NULL;
-        return -EIO;
-    }
+    write_options(q);
     q->st->spool_corrupt += fwd_spool_corrupt(q->spool);
     fwd_journal_recover(q->spool_dir, q->cfg->batch_size + q->cfg->max_line + 65536u, on_journal,
                         q);
@@ -377,17 +398,21 @@ int fwd_queue_open_spool(struct fwd_queue *q, char *err, size_t errlen)
     return 0;
 }
 
-/* The spool, opened on first use; NULL if there is none (logged once). */
+/*
+ * The spool, opened on first use; NULL if there is none. A spool that cannot be opened
+ * (a full disk, say) is tried again every SPOOL_RETRY_NS; each failure is logged.
+ */
 static struct fwd_spool *spool_get(struct fwd_queue *q)
 {
     char err[512];
 
-    if (!q->spool_tried && fwd_queue_open_spool(q, err, sizeof(err)) < 0 &&
-        q->cfg->spool_limit != 0)
-        fwd_log(FWD_LOG_ERROR,
-                "%s: no disk spool, buffering in memory only: %s (set --state-dir or "
-                "FWDLOG_STATE_DIR to a writable directory)",
-                q->label, err);
+    if (q->spool == NULL && q->cfg->spool_limit != 0 &&
+        (!q->spool_tried || fwd_time_mono_ns() >= q->spool_retry_at) &&
+        fwd_queue_open_spool(q, err, sizeof(err)) < 0)
+        fwd_log_rl(FWD_LOG_ERROR, NULL,
+                   "%s: no disk spool, buffering in memory only: %s (tried again in %llu s; "
+                   "check the disk of --state-dir / FWDLOG_STATE_DIR)",
+                   q->label, err, (unsigned long long)(SPOOL_RETRY_NS / 1000000000u));
     return q->spool;
 }
 
@@ -405,11 +430,14 @@ static int spool_write(struct fwd_queue *q, struct fwd_batch *b)
     rc = fwd_spool_append(sp, b->seq, b->count, q->cfg->gzip ? FWD_SPOOL_GZIP : 0, fwd_batch_tag(b),
                           b->tag_len, b->entries.data, b->entries.len, &b->ref);
     if (rc < 0) {
-        fwd_log_rl(FWD_LOG_ERROR, NULL, "%s: cannot write to the spool in %s: %s", q->label,
-                   q->spool_dir, strerror(-rc));
+        fwd_log_rl(FWD_LOG_ERROR, NULL,
+                   "%s: cannot write to the spool in %s: %s; batches stay in memory "
+                   "(fluentd-buffer-limit %llu), and the spool is tried again with the next one",
+                   q->label, q->spool_dir, strerror(-rc), (unsigned long long)q->cfg->buffer_limit);
         return -EIO;
     }
     q->st->spooled_batches++;
+    write_options(q);
     return 0;
 }
 
@@ -533,7 +561,7 @@ uint64_t fwd_queue_persist(struct fwd_queue *q, uint64_t *lost)
 
 static bool over_memory(const struct fwd_queue *q)
 {
-    return q->mem + q->openbytes > q->cfg->buffer_limit;
+    return q->mem + q->openbytes + q->heldbytes > q->cfg->buffer_limit;
 }
 
 void fwd_queue_update_blocked(struct fwd_queue *q)
@@ -542,8 +570,9 @@ void fwd_queue_update_blocked(struct fwd_queue *q)
 
     if (q->cfg->overflow != FWD_OVERFLOW_BLOCK)
         return;
-    /* Room again once memory is back under its limit (new batches can spill or stay). */
-    q->blocked = over_memory(q) &&
+    /* Room again once memory is back under its limit (new batches can spill or stay).
+     * Frame tails do not count here: a container held back never completes its frame. */
+    q->blocked = q->mem + q->openbytes + q->heldbytes - q->tailbytes > q->cfg->buffer_limit &&
                  (q->spool == NULL ||
                   fwd_spool_live_bytes(q->spool) + q->cfg->batch_size > q->cfg->spool_limit);
     if (was && !q->blocked) {
@@ -692,7 +721,7 @@ static struct fwd_batch *admit(struct fwd_queue *q, struct fwd_batch *b)
     bool file = q->cfg->buffer_type == FWD_BUFFER_FILE, on_disk = false;
     size_t cost = fwd_batch_mem(b);
 
-    if (file || q->down || q->mem + cost + q->openbytes > q->cfg->buffer_limit)
+    if (file || q->down || q->mem + cost + q->openbytes + q->heldbytes > q->cfg->buffer_limit)
         on_disk = spool_first(q, b, &dropped);
     q->mem += cost;
     q->qbytes += fwd_batch_wire_len(b);

@@ -28,8 +28,11 @@ int fwd_spooldir_write_options(const char *dir, json_t *options)
     /* 0600: it may hold a shared key given inline (the -file options keep it out) */
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd >= 0) {
+        errno = EIO; /* what the write failed with (ENOSPC, say), or EIO */
         if (json_dumpfd(options, fd, JSON_SORT_KEYS) == 0 && fsync(fd) == 0)
             rc = 0;
+        else
+            rc = -errno;
         close(fd);
     } else
         rc = -errno;

@@ -94,6 +94,7 @@ struct fwd_config {
     uint32_t partial_timeout_ms;
     uint32_t flush_interval_ms;
     size_t max_line;
+    size_t max_record; /* max-record-size: an encoded record above it is sent in pieces */
     size_t batch_size;
     /* Borrowed from the option lists passed to fwd_config_build. */
     const char *tag;

@@ -60,6 +60,7 @@ struct fwd_container_stats {
     bool multiline;         /* multiline= or multiline-start= is on */
     uint64_t multiline_joins;
     uint64_t backlog; /* bytes in its FIFO not read yet (FIONREAD) */
+    uint64_t pending; /* bytes read and not yet records: frame tail, lines joined, open events */
 };
 
 /*

@@ -67,7 +67,7 @@ struct fwd_output_stats {
     uint64_t connection_failures; /* connects, handshakes and live connections that failed */
     uint64_t queued_bytes;        /* sealed and open, now */
     uint64_t destinations;        /* now */
-    uint64_t memory_bytes;        /* held in memory by sealed and open batches, now */
+    uint64_t memory_bytes;        /* in memory: sealed and open batches, what containers hold */
     uint64_t spool_bytes;         /* spool files on disk, now */
     uint64_t spooled_batches;     /* written to a spool */
     uint64_t replayed_records;    /* found in spools at start */
@@ -140,6 +140,17 @@ void fwd_stream_flush(struct fwd_stream *s);
  * it after each FIFO read, before it reads again. Otherwise nothing.
  */
 void fwd_stream_sync(struct fwd_stream *s);
+/*
+ * What a container holds before it becomes records (a frame cut by a read, lines
+ * being joined, open multiline events) counts in its destination's memory: the
+ * container reports its totals, bytes (everything) and tail (of it, the frame
+ * tail), after each change, and 0, 0 before it releases the stream. h is the
+ * container's record of what it reported (zeroed at first). May wake waiters.
+ */
+struct fwd_held {
+    size_t bytes, tail;
+};
+void fwd_stream_hold(struct fwd_stream *s, struct fwd_held *h, size_t bytes, size_t tail);
 
 /* Seal every open batch (shutdown). */
 void fwd_outputs_flush_all(struct fwd_outputs *m);
@@ -168,7 +179,7 @@ struct fwd_dest_stats {
     uint64_t records_sent, bytes_sent; /* delivered (acknowledged with require_ack_response) */
     uint64_t records_dropped;
     uint64_t records_rejected;  /* set aside after failed sends (state/rejected/) */
-    uint64_t memory_bytes;      /* queued in memory, sealed and open batches */
+    uint64_t memory_bytes;      /* in memory: sealed and open batches, what containers hold */
     uint64_t spool_bytes;       /* queued in its spool on disk */
     uint64_t queued_bytes;      /* sealed and open, wherever they are */
     uint64_t oldest_ns;         /* monotonic time the oldest queued record was read; 0: none */

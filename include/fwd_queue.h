@@ -5,8 +5,10 @@
  *
  * Sealed batches queue oldest first by sequence number. A batch is resident
  * (its entries in memory) or spilled (only in the spool; the small struct
- * stays). Memory counts resident entries, each batch's struct and header, and
- * the streams' open batches (openbytes, kept by the owner), and is kept under
+ * stays). Memory counts resident entries, each batch's struct and header, the
+ * streams' open batches (openbytes, kept by the owner) and what the containers
+ * hold before it is records (heldbytes: frame tails, lines being joined, open
+ * multiline events; kept by the owner), and is kept under
  * buffer_limit by spilling batches to the spool, oldest first; the spool is
  * kept under spool_limit. With buffer-type=file every batch is written to the
  * spool when sealed, and kept in memory too while there is room. When neither
@@ -15,7 +17,9 @@
  * batch, drop-newest refuses a new batch of it, or makes room for another
  * source's new batch by dropping its newest; block holds the containers back
  * (waiters) until there is room. Every dropped record is counted against its
- * container.
+ * container. Frame tails do not hold containers back: only reading on completes
+ * them (the rest of heldbytes becomes records on its timers, so it cannot block
+ * forever).
  *
  * Batches taken by a connection (fwd_queue_pop) stay in the queue's accounting
  * until fwd_queue_done (delivered or dropped) or fwd_queue_return (the
@@ -66,10 +70,14 @@ struct fwd_queue {
     size_t qbytes;                 /* wire bytes of sealed batches (queued and taken) */
     size_t mem;                    /* memory held by sealed batches */
     size_t openbytes;              /* entry bytes in the streams' open batches (the owner's) */
+    size_t heldbytes;              /* what containers hold before it is records (the owner's) */
+    size_t tailbytes;              /* of it, frame tails (only more reads complete them) */
     uint64_t next_seq;
-    bool down;        /* the owner's: every aggregator is down, new batches go to the spool */
-    bool blocked;     /* overflow-policy=block and no room */
-    bool spool_tried; /* the spool was opened, or failed to */
+    bool down;            /* the owner's: every aggregator is down, new batches go to the spool */
+    bool blocked;         /* overflow-policy=block and no room */
+    bool spool_tried;     /* the spool was opened, or failed to */
+    bool options_written; /* options.json is in the spool directory */
+    uint64_t spool_retry_at; /* monotonic ns: a spool that failed to open is tried again */
     char *spool_dir;
     struct fwd_spool *spool;
     int delivered_fd;        /* the delivered mark in the spool directory, or -1 */

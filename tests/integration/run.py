@@ -5,6 +5,7 @@ No Docker needed. Run with FWDLOGD=path/to/fwdlogd (make integration does)."""
 import base64
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -341,6 +342,36 @@ class TestRecords(Base):
         self.assertTrue(all(r["partial_message"] == "true" and r["partial_id"] == "f" * 64
                             for r in recs))
         self.assertEqual(b"".join(r["log"].encode() for r in recs), line)
+
+    def test_issue_13_max_record_size_splits_a_long_line(self):
+        # 2.5 MiB joined from 160 chunks; max-record-size=1m: each record (with its
+        # partial_* keys) within 1 MiB, so 3 pieces that carry Docker's partial id
+        f = self.fifo()
+        self.start(f, cid=cid(15), config={"max-line-size": "4m", "max-record-size": "1m"})
+        line = b"".join(b"%07d|" % i for i in range(327680))[:2621440]
+        f.write(docker_lines(line, pid="d" * 64))
+        evs = self.recv.wait_exact(3, timeout=30)
+        recs = [e["record"] for e in evs]
+        self.assertEqual([r["partial_ordinal"] for r in recs], ["1", "2", "3"])
+        self.assertEqual([r["partial_last"] for r in recs], ["false", "false", "true"])
+        self.assertEqual([(r["partial_message"], r["partial_id"]) for r in recs],
+                         [("true", "d" * 64)] * 3)
+        self.assertEqual(b"".join(r["log"].encode() for r in recs), line)
+        import msgpack
+        for e in evs:
+            self.assertLessEqual(len(msgpack.packb([e["time"], e["record"]])), 1 << 20)
+        self.assertGreater(len(recs[0]["log"]), (1 << 20) - 1024)  # full pieces, not tiny
+        self.assert_no_receiver_errors()
+
+    def test_issue_13_max_record_size_cuts_between_utf8_characters(self):
+        f = self.fifo()
+        self.start(f, cid=cid(16), config={"max-record-size": "64k"})
+        line = "é".encode() * 50000  # 100,000 bytes of 2-byte characters
+        f.write(docker_lines(line, pid="c" * 64))
+        evs = self.recv.wait_exact(2, timeout=10)
+        logs_ = [e["record"]["log"] for e in evs]  # each decodes: no character was cut
+        self.assertEqual("".join(logs_).encode(), line)
+        self.assertEqual([e["record"]["partial_last"] for e in evs], ["false", "true"])
 
     def test_partial_timeout(self):
         f = self.fifo()
@@ -2168,6 +2199,25 @@ class TestHardening(ProcTest):
         # the first one is untouched
         self.assertEqual(d.api.call("/Plugin.Activate")[0], 200)
 
+    # issue 13 item 11: a peer that vanished (a host gone, a NAT entry expired) is found by
+    # TCP keepalive after FWD_TCP_KEEPIDLE_S (60 s) idle, not after the kernel's 2 hours.
+    def test_aggregator_sockets_have_tcp_keepalive(self):
+        recv = self.receiver()
+        d = self.daemon({"FLUENTD_ADDRESS": "127.0.0.1:%d" % recv.port})
+        f = self.fifo()
+        self.assertEqual(d.api.start(f.path, info(cid(0x9f))), (200, {"Err": ""}))
+        f.write(frame(time_nano=1, line=b"connected"))
+        self.assertEqual(logs(recv.wait_exact(1)), ["connected"])
+        out = subprocess.run(["ss", "-tnoH", "state", "established", "dport", "=",
+                              ":%d" % recv.port], capture_output=True, text=True, check=True)
+        conns = out.stdout.strip().splitlines()
+        self.assertEqual(len(conns), 1, out.stdout)
+        # e.g. "... timer:(keepalive,59sec,0)": armed, at most 60 s away
+        m = re.search(r"timer:\(keepalive,(?:(\d+)min)?(?:(\d+)sec)?(?:(\d+)ms)?,0\)", conns[0])
+        self.assertIsNotNone(m, conns[0])
+        mins, secs, ms = (int(g or 0) for g in m.groups())
+        self.assertLessEqual(mins * 60 + secs + ms / 1000, 60, conns[0])
+
     def test_fifo_outside_the_fifo_dir_is_refused(self):
         recv = self.receiver()
         d = self.daemon({"FLUENTD_ADDRESS": "127.0.0.1:%d" % recv.port})
@@ -2287,6 +2337,111 @@ class TestFaults(ProcTest):
         f.write(frame(time_nano=1, line=b"after EMFILE"))
         self.assertEqual(logs(recv.wait_exact(1)), ["after EMFILE"])
         self.assertEqual(d.api.metrics()["fwdlog_containers"], 1)
+
+    # issue 13, testing: ENOSPC while spooling. Nothing memory can hold is lost, the log
+    # says what happened, and spooling comes back once there is space again.
+    def test_enospc_while_spooling(self):
+        port = fwdtest.free_port()
+        full = os.path.join(self.tmp, "disk-full")
+        open(full, "w").close()
+        env = {"FLUENTD_ADDRESS": "127.0.0.1:%d" % port, "FLUENTD_RETRY_WAIT": "50ms",
+               "FWDLOG_MAX_RETRY_WAIT": "200ms", "FWDLOG_BATCH_SIZE": "16k",
+               "FLUENTD_BUFFER_LIMIT": "1m"}
+        env.update(shim_env(path=os.path.join(self.tmp, "state", "spool", "*"), ops="write",
+                            errno="ENOSPC", switch=full,
+                            log=os.path.join(self.tmp, "faults.log")))
+        d = self.daemon(env, level="info")
+        f = self.fifo()
+        self.assertEqual(d.api.start(f.path, info(cid(0xc7))), (200, {"Err": ""}))
+        # 20,000 records of 90 bytes (about 2.4 MB queued) against 1 MiB of memory and a
+        # full disk: memory keeps the newest it can hold, drop-oldest drops the rest
+        n1, n2 = 20000, 20000
+        for j in range(0, n1, 5000):
+            f.write(lines(b"e", j, j + 5000, pad=80))
+        wait_until(lambda: d.api.metrics()["fwdlog_records_total"] == n1, 20, "all read")
+        time.sleep(0.5)  # flush-interval: the last open batch is sealed
+        self.assertTrue(self.faults(), "spool writes failed with ENOSPC")
+        log = d.logtext()
+        self.assertIn("cannot write to the spool", log)
+        self.assertIn("No space left on device", log)
+        m = d.api.metrics()
+        dropped = m["fwdlog_records_dropped_total"]
+        self.assertGreater(dropped, 0)
+        self.assertLessEqual(m["fwdlog_memory_bytes"], 1024 * 1024 + 16 * 1024)
+        self.assertEqual(m["fwdlog_spool_bytes"], 0)
+        os.unlink(full)  # space again: what comes now spills to the spool, nothing drops
+        for j in range(n1, n1 + n2, 5000):
+            f.write(lines(b"e", j, j + 5000, pad=80))
+        wait_until(lambda: d.api.metrics()["fwdlog_records_total"] == n1 + n2, 20, "all read")
+        wait_until(lambda: d.api.metrics()["fwdlog_spool_bytes"] > 1 << 20, 20, "spilling again")
+        self.assertEqual(d.api.metrics()["fwdlog_records_dropped_total"], dropped)
+        r = self.receiver(port=port)
+        got = r.wait_exact(n1 + n2 - dropped, timeout=60)
+        # the oldest went: what arrives is every later record, in order
+        self.assertEqual([e["record"]["log"][:8] for e in got],
+                         ["e%07d" % i for i in range(dropped, n1 + n2)])
+
+    # issue 13 item 3: without acks, what the aggregator sends is read and thrown away. A
+    # peer that never stops sending must not hold the loop: conn_do_read reads at most a
+    # budget per wakeup. The shim makes each socket read take 1 ms, so the peer (which
+    # writes as fast as loopback takes it) keeps the socket full for as long as we read.
+    def test_chatty_aggregator_does_not_hold_the_loop(self):
+        import threading
+        stop = threading.Event()
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(4)
+        self.addCleanup(srv.close)
+        sent = [0]
+
+        def chatter():
+            srv.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    c, _ = srv.accept()
+                except OSError:
+                    continue
+                threading.Thread(target=lambda: drain(c), daemon=True).start()
+                c.settimeout(0.2)
+                while not stop.is_set():
+                    try:
+                        sent[0] += c.send(b"\x00" * 65536)
+                    except socket.timeout:
+                        continue
+                    except OSError:
+                        break
+                c.close()
+
+        def drain(c):
+            try:
+                while c.recv(65536):
+                    pass
+            except OSError:
+                pass
+        t = threading.Thread(target=chatter)
+        t.start()
+        self.addCleanup(t.join)
+        self.addCleanup(stop.set)
+        rb = self.receiver()
+        env = {"FLUENTD_ADDRESS": "127.0.0.1:%d" % rb.port}
+        env.update(shim_env(path="socket:*", ops="read", delay_ms=1))
+        d = self.daemon(env, level="info")
+        fa, fb = self.fifo(), self.fifo()
+        self.assertEqual(d.api.start(fa.path, info(cid(0xc5), config={
+            "fluentd-address": "127.0.0.1:%d" % srv.getsockname()[1]})), (200, {"Err": ""}))
+        self.assertEqual(d.api.start(fb.path, info(cid(0xc6))), (200, {"Err": ""}))
+        fa.write(frame(time_nano=1, line=b"to the chatty one"))
+        wait_until(lambda: sent[0] > 8 << 20, 20, "the chatty aggregator sending 8 MiB")
+        n, slow = 50, []
+        for i in range(n):
+            fb.write(frame(time_nano=i + 1, line=b"b%03d" % i))
+            t1 = time.time()
+            self.assertEqual(d.api.call("/LogDriver.Capabilities")[0], 200)
+            slow.append(time.time() - t1)
+            time.sleep(0.02)
+        self.assertEqual(logs(rb.wait_exact(n, timeout=20)), ["b%03d" % i for i in range(n)])
+        self.assertLess(max(slow), 1.0, "slowest API call while the aggregator chattered")
+        stop.set()
 
     # issue 13 item 2: syncs on the loop. fdatasync of a spool segment runs on the loop
     # thread today, so a 500 ms sync stalls every container and the API. Expected to fail
@@ -2421,6 +2576,36 @@ class TestParse(Base):
         self.assertEqual(evs[1]["record"]["log"], "garbage")
         self.assertEqual(self.failures(), 1)
 
+    def test_issue_13_max_record_size_pieces_of_an_event_are_not_parsed(self):
+        # a multiline event of 90 KiB under max-record-size=64k: two pieces with an id of
+        # fwdlog's own (32 hex), sent as log, not parsed (counted as parse failures)
+        f = self.fifo()
+        lines = ["S start"] + ["  " + "%04d" % i * 75 for i in range(300)] + ["S next"]
+        evs = self.records(f, lines, 3, {"multiline-start": "^S", "max-record-size": "64k",
+                                         "parse": "regex", "parse-regex": "^(?<all>.*)$",
+                                         "multiline-flush": "100ms"})
+        self.recv.wait_exact(3, timeout=10)
+        recs = [e["record"] for e in evs]
+        self.assertEqual([r.get("partial_ordinal") for r in recs], ["1", "2", None])
+        self.assertEqual([r.get("partial_last") for r in recs], ["false", "true", None])
+        self.assertEqual(recs[0]["partial_id"], recs[1]["partial_id"])
+        self.assertRegex(recs[0]["partial_id"], "^[0-9a-f]{32}$")
+        self.assertEqual(recs[0]["log"] + recs[1]["log"], "\n".join(lines[:-1]))
+        self.assertEqual(recs[2]["all"], "S next")  # a whole event is parsed as before
+        self.assertNotIn("all", recs[0])
+        self.assertEqual(self.failures(), 2)
+
+    def test_issue_13_fields_too_long_for_max_record_size_stay_log(self):
+        # parse-keep-log doubles a 40 KiB JSON line: over 64k, so it goes as it was
+        f = self.fifo()
+        big = '{"k":"' + "v" * 40000 + '"}'
+        evs = self.records(f, [big, '{"k":"small"}'], 2,
+                           {"parse": "json", "parse-keep-log": "true", "max-record-size": "64k"})
+        self.assertEqual([set(e["record"]) - {"container_id", "container_name", "source"}
+                          for e in evs], [{"log"}, {"log", "k"}])
+        self.assertEqual(evs[0]["record"]["log"], big)
+        self.assertEqual(self.failures(), 1)
+
     def test_multiline_java_per_stream_with_a_16k_partial(self):
         f = self.fifo()
         self.start(f, cid=cid(0x61), config={"multiline": "java"})
@@ -2542,7 +2727,8 @@ FAMILIES = {
         "fwdlog_containers", "fwdlog_queued_bytes", "fwdlog_destinations", "fwdlog_memory_bytes",
         "fwdlog_spool_bytes", "fwdlog_blocked_destinations", "fwdlog_build_info",
         "fwdlog_open_fifos", "fwdlog_fifo_backlog_bytes", "process_resident_memory_bytes",
-        "fwdlog_container_fifo_backlog_bytes", "fwdlog_destination_connections",
+        "fwdlog_container_fifo_backlog_bytes", "fwdlog_container_pending_bytes",
+        "fwdlog_destination_connections",
         "fwdlog_destination_queued_bytes", "fwdlog_destination_memory_bytes",
         "fwdlog_destination_spool_bytes", "fwdlog_destination_oldest_queued_age_seconds",
         "fwdlog_destination_acks_pending", "fwdlog_destination_last_send_timestamp_seconds"},
@@ -2583,6 +2769,53 @@ class TestObserve(ProcTest):
 
     def scrape(self, s):
         return fwdtest.families(s.metrics_text())
+
+    def test_issue_13_pending_lines_count_in_destination_memory(self):
+        # Five containers each hold a 16 KiB chunk of a line still being joined, a sixth half
+        # a frame: 5 x 16384 + 500 bytes that are not records yet. They are the
+        # destination's memory, and with fluentd-buffer-limit=64k under overflow-policy=block
+        # the joined lines alone hold the containers back (the frame tail does not count
+        # there: only reading on completes it).
+        recv = self.receiver()
+        d, s = self.observed(FLUENTD_ADDRESS="127.0.0.1:%d" % recv.port)
+        opts = {"fluentd-buffer-limit": "64k", "overflow-policy": "block", "spool-limit": "0",
+                "partial-timeout": "10m"}
+        fs = [self.fifo() for _ in range(6)]
+        for i, f in enumerate(fs):
+            st, body = d.api.start(f.path, info(cid(0x90 + i), name="/p%d" % i, config=opts))
+            self.assertEqual((st, body), (200, {"Err": ""}))
+        tail = frame(time_nano=7, line=b"t" * 1000)
+        fs[5].write(tail[:500])
+        for i in range(5):
+            fs[i].write(frame(time_nano=8, line=b"%d" % i * 16384, partial=True,
+                              meta={"id": "%d" % i * 64, "ordinal": 1}))
+        want = {cid(0x90 + i)[:12]: 16384 for i in range(5)}
+        want[cid(0x95)[:12]] = 500
+
+        def pending():
+            fams = self.scrape(s)
+            return {dict(k)["container_id"]: v for k, v in
+                    series(fams, "fwdlog_container_pending_bytes").items()}
+        wait_until(lambda: pending() == want, what="pending bytes per container")
+        fams = self.scrape(s)
+        self.assertEqual(one(fams, "fwdlog_destination_memory_bytes"), 5 * 16384 + 500)
+        self.assertEqual(one(fams, "fwdlog_memory_bytes"), 5 * 16384 + 500)
+        self.assertEqual(one(fams, "fwdlog_queued_bytes"), 0)  # no record yet
+        self.assertEqual(one(fams, "fwdlog_blocked_destinations"), 1)
+        # the rest of each line and frame; StopLogging drains (blocked or not) and flushes
+        fs[5].write(tail[500:])
+        for i in range(5):
+            fs[i].write(frame(time_nano=8, line=b"end", partial=True,
+                              meta={"id": "%d" % i * 64, "ordinal": 2, "last": True}))
+        for f in fs:
+            self.assertEqual(d.api.stop(f.path), (200, {"Err": ""}))
+        evs = recv.wait_exact(6, timeout=10)
+        self.assertEqual(sorted(logs(evs)), sorted(["%d" % i * 16384 + "end" for i in range(5)]
+                                                   + ["t" * 1000]))
+        wait_until(lambda: one(self.scrape(s), "fwdlog_memory_bytes") == 0, what="memory freed")
+        fams = self.scrape(s)
+        self.assertEqual(series(fams, "fwdlog_container_pending_bytes"), {})
+        self.assertEqual(one(fams, "fwdlog_blocked_destinations"), 0)
 
     def test_every_family_parses_with_help_and_type(self):
         recv = self.receiver()
