@@ -181,14 +181,13 @@ struct fwd_syncer *fwd_syncer_create(size_t cap, char *err, size_t errlen)
 static void abandon(struct fwd_syncer *sy)
 {
     pthread_t t = sy->thread;
-    size_t left = sy->n;
 
     sy->abandoned = true;
     fwd_log(FWD_LOG_WARN,
-            "the disk did not finish its syncs by the shutdown deadline: %zu more files closed "
-            "without their sync, one left syncing (they survive a restart of fwdlogd, maybe not "
-            "a crash of the host)",
-            left);
+            "the disk did not finish its syncs by the shutdown deadline: %zu files closed "
+            "without their sync%s (they survive a restart of fwdlogd, maybe not a crash of the "
+            "host)",
+            sy->n, sy->busy ? ", one left to its sync" : "");
     /* under the lock, but the thread is in its syscall: it waits only if that returns */
     while (sy->n > 0) {
         (void)run_job(NULL, &sy->ring[sy->head], false);
@@ -202,18 +201,21 @@ static void abandon(struct fwd_syncer *sy)
 void fwd_syncer_destroy(struct fwd_syncer *sy, uint64_t deadline_ns)
 {
     struct timespec ts = {(time_t)(deadline_ns / 1000000000u), (long)(deadline_ns % 1000000000u)};
-    int rc = 0;
+    bool late = false;
 
     if (sy == NULL)
         return;
     pthread_mutex_lock(&sy->mu);
     sy->stop = true;
     pthread_cond_signal(&sy->more);
-    while (!sy->has_ended && rc != ETIMEDOUT)
-        rc = pthread_cond_timedwait(&sy->ended, &sy->mu, &ts);
-    if (!sy->has_ended) {
-        abandon(sy);
-        return;
+    while (!sy->has_ended) {
+        if (sy->n == 0 && !sy->busy) /* idle: it only has to wake up and return */
+            pthread_cond_wait(&sy->ended, &sy->mu);
+        else if (late) {
+            abandon(sy);
+            return;
+        } else
+            late = pthread_cond_timedwait(&sy->ended, &sy->mu, &ts) == ETIMEDOUT;
     }
     pthread_mutex_unlock(&sy->mu);
     pthread_join(sy->thread, NULL);

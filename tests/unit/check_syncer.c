@@ -351,6 +351,19 @@ START_TEST(test_syncer_destroy_is_bounded_by_its_deadline)
 }
 END_TEST
 
+START_TEST(test_syncer_idle_destroy_past_its_deadline_joins)
+{
+    char err[256];
+    struct fwd_syncer *sy;
+
+    gate_reset(false);
+    sy = fwd_syncer_create(4, err, sizeof(err));
+    ck_assert_ptr_nonnull(sy);
+    fwd_syncer_destroy(sy, 0); /* long past: nothing is pending, so nothing is given up */
+    ck_assert_int_eq(threads(), 0);
+}
+END_TEST
+
 START_TEST(test_syncer_destroy_waits_for_queued_jobs)
 {
     char *dir = tmpdir(), err[256];
@@ -457,6 +470,7 @@ int main(void)
     tcase_add_test(core, test_syncer_null_syncs_on_the_callers_thread);
     tcase_add_test(limits, test_syncer_full_queue_closes_at_once_without_the_sync);
     tcase_add_test(limits, test_syncer_destroy_is_bounded_by_its_deadline);
+    tcase_add_test(limits, test_syncer_idle_destroy_past_its_deadline_joins);
     tcase_add_test(limits, test_syncer_zero_queue_is_refused);
     suite_add_tcase(s, core);
     suite_add_tcase(s, limits);
