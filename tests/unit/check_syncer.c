@@ -1,7 +1,7 @@
 /*
  * The sync thread: jobs run in order off the caller's thread, a full queue closes
  * at once without the sync, destroy is bounded by its deadline even while a sync
- * hangs.
+ * hangs, and the spool and options.json hand their syncs over without waiting.
  *
  * fdatasync and fsync are replaced in this binary (the driver's objects are linked
  * in, so their calls come here): each waits at a gate the test opens and closes,
@@ -9,6 +9,8 @@
  * which thread.
  */
 #include "fwd_limits.h"
+#include "fwd_spool.h"
+#include "fwd_spooldir.h"
 #include "fwd_syncer.h"
 #include "fwd_time.h"
 #include "unit.h"
@@ -215,6 +217,20 @@ static int threads(void)
     return n;
 }
 
+/*
+ * Wait (at most 5 s) until no sync thread is left: a joined thread can still be
+ * listed in /proc for a moment after pthread_join returns (the kernel wakes the
+ * joiner before it unlists the task).
+ */
+static void wait_no_thread(void)
+{
+    uint64_t until = fwd_time_mono_ns() + FWD_MS_TO_NS(5000);
+
+    while (threads() > 0 && fwd_time_mono_ns() < until)
+        usleep(1000);
+    ck_assert_int_eq(threads(), 0);
+}
+
 /* Hand n new files dir/<i>.seg to sy; wait_first: until the thread syncs the first. */
 static void hand_over(struct fwd_syncer *sy, const char *dir, int *fds, int n, bool wait_first)
 {
@@ -233,7 +249,7 @@ static void hand_over(struct fwd_syncer *sy, const char *dir, int *fds, int n, b
 static void finish(struct fwd_syncer *sy, const char *dir)
 {
     fwd_syncer_destroy(sy, fwd_time_mono_ns() + FWD_MS_TO_NS(5000));
-    ck_assert_int_eq(threads(), 0);
+    wait_no_thread();
     cleanup(dir);
 }
 
@@ -323,7 +339,7 @@ START_TEST(test_syncer_destroy_is_bounded_by_its_deadline)
 {
     char *dir = tmpdir(), err[256];
     struct fwd_syncer *sy;
-    uint64_t t0, took, until;
+    uint64_t t0, took;
     int fds[3];
 
     gate_reset(true); /* a hung disk */
@@ -341,10 +357,7 @@ START_TEST(test_syncer_destroy_is_bounded_by_its_deadline)
     ck_assert_int_eq(threads(), 1);
     /* the disk comes back: the thread finishes its job, frees the syncer and ends */
     gate_open();
-    until = fwd_time_mono_ns() + FWD_MS_TO_NS(5000);
-    while (threads() > 0 && fwd_time_mono_ns() < until)
-        usleep(1000);
-    ck_assert_int_eq(threads(), 0);
+    wait_no_thread();
     ck_assert_int_eq(gate_count(), 1);
     ck_assert(fd_closed(fds[0]));
     cleanup(dir);
@@ -353,14 +366,27 @@ END_TEST
 
 START_TEST(test_syncer_idle_destroy_past_its_deadline_joins)
 {
-    char err[256];
+    char *dir = tmpdir(), err[256], log[128], text[512];
     struct fwd_syncer *sy;
+    int fd, saved;
 
     gate_reset(false);
     sy = fwd_syncer_create(4, err, sizeof(err));
     ck_assert_ptr_nonnull(sy);
-    fwd_syncer_destroy(sy, 0); /* long past: nothing is pending, so nothing is given up */
-    ck_assert_int_eq(threads(), 0);
+    /* long past: nothing is pending, so nothing is given up (which would be logged) */
+    snprintf(log, sizeof(log), "%s/stderr", dir);
+    fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    ck_assert_int_ge(fd, 0);
+    saved = dup(STDERR_FILENO);
+    ck_assert_int_eq(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+    fwd_syncer_destroy(sy, 0);
+    ck_assert_int_eq(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+    close(saved);
+    close(fd);
+    read_file(dir, "stderr", text, sizeof(text));
+    ck_assert_str_eq(text, "");
+    wait_no_thread();
+    cleanup(dir);
 }
 END_TEST
 
@@ -447,6 +473,70 @@ START_TEST(test_syncer_null_syncs_on_the_callers_thread)
 }
 END_TEST
 
+START_TEST(test_issue_13_spool_and_options_do_not_wait_for_the_disk)
+{
+    char *dir = tmpdir(), err[256], text[64];
+    static char entries[256 * 1024];
+    struct fwd_syncer *sy;
+    struct fwd_syncer_stats st;
+    struct fwd_spool *sp;
+    struct fwd_spool_ref ref;
+    json_t *o = json_pack("{s:s}", "fluentd-address", "127.0.0.1:1");
+    size_t n = FWD_SPOOL_SEGMENT / sizeof(entries) + 1;
+
+    gate_reset(true); /* a hung disk: nothing below may wait for it */
+    sy = fwd_syncer_create(FWD_SYNC_QUEUE, err, sizeof(err));
+    ck_assert_ptr_nonnull(sy);
+    ck_assert_int_eq(fwd_spool_open(dir, sy, &sp, NULL, NULL, err, sizeof(err)), 0);
+    ck_assert_int_eq(fwd_spooldir_write_options(dir, o, sy), 0);
+    ck_assert(exists(dir, "options.json.tmp") && !exists(dir, "options.json"));
+    for (size_t i = 0; i < n; i++) /* the last append seals the first segment */
+        ck_assert_int_eq(fwd_spool_append(sp, i + 1, 1, 0, "t", 1, entries, sizeof(entries), &ref),
+                         0);
+    ck_assert_int_eq(fwd_spool_append(sp, n + 1, 1, 0, "t", 1, "x", 1, &ref), 0);
+    fwd_spool_close(sp); /* the second segment, with its one record */
+    fwd_syncer_stats(sy, &st);
+    ck_assert_uint_eq(st.pending, 3);
+    ck_assert_int_eq(gate_count(), 0);
+    gate_open();
+    wait_idle(sy, &st);
+    ck_assert_uint_eq(st.done, 3);
+    ck_assert_uint_eq(st.failed, 0);
+    ck_assert_int_eq(gate_count(), 3);
+    ck_assert(!gate.on_main);
+    ck_assert(!exists(dir, "options.json.tmp"));
+    read_file(dir, "options.json", text, sizeof(text));
+    ck_assert_str_eq(text, "{\"fluentd-address\": \"127.0.0.1:1\"}");
+    json_decref(o);
+    finish(sy, dir);
+}
+END_TEST
+
+START_TEST(test_spooldir_forget_withdraws_a_pending_options_rename)
+{
+    char *dir = tmpdir(), err[256];
+    json_t *o = json_pack("{s:s}", "fluentd-address", "127.0.0.1:1");
+    struct fwd_syncer *sy;
+    struct fwd_syncer_stats st;
+
+    gate_reset(true);
+    sy = fwd_syncer_create(4, err, sizeof(err));
+    ck_assert_ptr_nonnull(sy);
+    ck_assert_int_eq(fwd_spooldir_write_options(dir, o, sy), 0);
+    wait_in_sync();
+    fwd_spooldir_forget(dir); /* the destination drained before its options.json was synced */
+    gate_open();
+    wait_idle(sy, &st);
+    ck_assert_uint_eq(st.done, 1);
+    ck_assert_uint_eq(st.failed, 0);
+    ck_assert(!exists(dir, "options.json") && !exists(dir, "options.json.tmp"));
+    ck_assert_int_eq(rmdir(dir), 0); /* nothing left in it */
+    ck_assert_int_eq(mkdir(dir, 0700), 0);
+    json_decref(o);
+    finish(sy, dir);
+}
+END_TEST
+
 START_TEST(test_syncer_zero_queue_is_refused)
 {
     char err[256];
@@ -468,6 +558,8 @@ int main(void)
     tcase_add_test(core, test_syncer_failed_sync_is_counted_and_the_rename_done);
     tcase_add_test(core, test_syncer_withdrawn_rename_is_not_done);
     tcase_add_test(core, test_syncer_null_syncs_on_the_callers_thread);
+    tcase_add_test(core, test_issue_13_spool_and_options_do_not_wait_for_the_disk);
+    tcase_add_test(core, test_spooldir_forget_withdraws_a_pending_options_rename);
     tcase_add_test(limits, test_syncer_full_queue_closes_at_once_without_the_sync);
     tcase_add_test(limits, test_syncer_destroy_is_bounded_by_its_deadline);
     tcase_add_test(limits, test_syncer_idle_destroy_past_its_deadline_joins);
