@@ -82,7 +82,8 @@ struct fwd_outputs {
     struct fwd_output_stats st;
     struct fwd_resolver *resolver;
     struct fwd_closer *closer;
-    struct fwd_timer reap; /* frees destinations marked for reaping */
+    struct fwd_syncer *syncer; /* borrowed: the spools' syncs */
+    struct fwd_timer reap;     /* frees destinations marked for reaping */
 };
 
 /* ---- dispatch and balancing ------------------------------------------------------------ */
@@ -331,6 +332,7 @@ static struct fwd_dest *dest_new(struct fwd_outputs *m, const struct fwd_config 
         dest_destroy(d);
         return NULL;
     }
+    d->q.syncer = m->syncer;
     d->cfg.opts = d->cfg.defaults = NULL;
     d->cfg.nopts = d->cfg.ndefaults = 0;
     d->cfg.tag = d->cfg.labels = d->cfg.labels_regex = d->cfg.env = d->cfg.env_regex = NULL;
@@ -374,8 +376,8 @@ static struct fwd_dest *dest_get(struct fwd_outputs *m, const struct fwd_config 
     return d;
 }
 
-struct fwd_outputs *fwd_outputs_create(struct fwd_loop *loop, const char *state_dir, char *err,
-                                       size_t errlen)
+struct fwd_outputs *fwd_outputs_create(struct fwd_loop *loop, struct fwd_syncer *syncer,
+                                       const char *state_dir, char *err, size_t errlen)
 {
     struct fwd_outputs *m = calloc(1, sizeof(*m));
 
@@ -383,6 +385,7 @@ struct fwd_outputs *fwd_outputs_create(struct fwd_loop *loop, const char *state_
     if (m == NULL)
         return NULL;
     m->loop = loop;
+    m->syncer = syncer;
     m->state_dir = strlen(state_dir) < FWD_PATH_MAX - 200 ? strdup(state_dir) : NULL;
     m->resolver = fwd_resolver_create(loop, err, errlen);
     m->closer = fwd_closer_create(loop);

@@ -354,7 +354,7 @@ static void write_options(struct fwd_queue *q)
 
     if (q->options_written)
         return;
-    if ((rc = fwd_spooldir_write_options(q->spool_dir, q->options)) == 0) {
+    if ((rc = fwd_spooldir_write_options(q->spool_dir, q->options, q->syncer)) == 0) {
         q->options_written = true;
         return;
     }
@@ -385,7 +385,7 @@ int fwd_queue_open_spool(struct fwd_queue *q, char *err, size_t errlen)
     if (q->spool_dir == NULL && spool_dir_name(q, err, errlen) < 0)
         return -EIO;
     before = q->st->replayed_records;
-    if (fwd_spool_open(q->spool_dir, &q->spool, on_spool_item, q, err, errlen) < 0)
+    if (fwd_spool_open(q->spool_dir, q->syncer, &q->spool, on_spool_item, q, err, errlen) < 0)
         return -EIO;
     open_delivered(q);
     write_options(q);
@@ -494,7 +494,7 @@ static int rejected_write(struct fwd_queue *q, struct fwd_batch *b)
         if (mkdir(dir, 0700) == -1 && errno != EEXIST)
             return -errno;
         fwd_pathf(dir, sizeof(dir), "%s/rejected/%s", q->state_dir, name ? name + 1 : q->spool_dir);
-        rc = fwd_spool_open(dir, &q->rejected, keep_rejected, NULL, err, sizeof(err));
+        rc = fwd_spool_open(dir, q->syncer, &q->rejected, keep_rejected, NULL, err, sizeof(err));
         if (rc < 0) {
             fwd_log_rl(FWD_LOG_ERROR, NULL, "%s: %s", q->label, err);
             return rc;

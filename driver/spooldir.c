@@ -1,5 +1,9 @@
 /*
  * spooldir.c - the files beside a destination's spool segments (see fwd_spooldir.h).
+ * options.json is written as options.json.tmp on the caller's thread; its
+ * fsync and the rename onto options.json are the syncer's (the loop never
+ * waits for the disk), so an earlier options.json stays in place until the new
+ * one is on disk.
  */
 #include "fwd_spooldir.h"
 #include "fwd_file.h"
@@ -12,35 +16,34 @@
 #include <string.h>
 #include <unistd.h>
 
-#define META_FILE "options.json"
+#define META_FILE  "options.json"
+#define TMP_SUFFIX ".tmp"
 /* The sequence number up to which every batch was delivered or dropped (8 bytes). */
 #define DELIVERED_FILE "delivered"
 
-int fwd_spooldir_write_options(const char *dir, json_t *options)
+int fwd_spooldir_write_options(const char *dir, json_t *options, struct fwd_syncer *syncer)
 {
     char path[FWD_PATH_MAX], tmp[FWD_PATH_MAX + 8];
-    int rc = -EIO, fd;
+    int fd;
 
     if (options == NULL)
         return -ENOMEM;
     fwd_pathf(path, sizeof(path), "%s/" META_FILE, dir);
-    fwd_pathf(tmp, sizeof(tmp), "%s.tmp", path);
+    fwd_pathf(tmp, sizeof(tmp), "%s" TMP_SUFFIX, path);
     /* 0600: it may hold a shared key given inline (the -file options keep it out) */
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd >= 0) {
-        errno = EIO; /* what the write failed with (ENOSPC, say), or EIO */
-        if (json_dumpfd(options, fd, JSON_SORT_KEYS) == 0 && fsync(fd) == 0)
-            rc = 0;
-        else
-            rc = -errno;
+    if (fd < 0)
+        return -errno;
+    errno = 0; /* what a failed write leaves (ENOSPC, say) */
+    if (json_dumpfd(options, fd, JSON_SORT_KEYS) != 0) {
+        int e = errno ? errno : EIO;
+
         close(fd);
-    } else
-        rc = -errno;
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = -errno;
-    if (rc != 0)
         unlink(tmp);
-    return rc;
+        return -e;
+    }
+    fwd_syncer_rename(syncer, fd, tmp, path); /* fsync, close, rename: off the loop */
+    return 0;
 }
 
 int fwd_spooldir_read_options(const char *dir, struct fwd_kv **kv, size_t *n)
@@ -102,6 +105,10 @@ void fwd_spooldir_forget(const char *dir)
 {
     char path[FWD_PATH_MAX];
 
+    /* The temporary file first: that withdraws a rename the syncer has not done yet (it
+     * finds no tmp), and one it did before is undone by the unlink after. */
+    fwd_pathf(path, sizeof(path), "%s/" META_FILE TMP_SUFFIX, dir);
+    unlink(path);
     fwd_pathf(path, sizeof(path), "%s/" META_FILE, dir);
     unlink(path);
     fwd_pathf(path, sizeof(path), "%s/" DELIVERED_FILE, dir);

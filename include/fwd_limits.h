@@ -60,6 +60,13 @@
 /* A spool segment file is closed (and a new one begun) past this size. */
 #define FWD_SPOOL_SEGMENT (4u * 1024u * 1024u)
 
+/*
+ * Syncs waiting for the sync thread, at most (fwd_syncer.h): past it a sealed
+ * segment is closed without its fdatasync. 64 segments are 256 MiB not yet
+ * synced: a disk that far behind is failing, and each one holds an fd.
+ */
+#define FWD_SYNC_QUEUE 64u
+
 /* Connect attempts that take longer than this are abandoned. */
 #define FWD_CONNECT_TIMEOUT_MS 10000u
 /*

@@ -20,6 +20,7 @@
 #include "fwd_config.h"
 #include "fwd_loop.h"
 #include "fwd_metrics.h"
+#include "fwd_syncer.h"
 
 #include <msgpack.h>
 #include <stdbool.h>
@@ -79,10 +80,12 @@ struct fwd_output_stats {
 
 /*
  * state_dir: where spools live (state_dir/spool/<destination>/). Copied.
- * NULL with the reason in err (out of memory, the resolver cannot start).
+ * syncer: takes the spools' syncs (borrowed: destroy it after the outputs;
+ * NULL: they run on the loop). NULL with the reason in err (out of memory, the
+ * resolver cannot start).
  */
-struct fwd_outputs *fwd_outputs_create(struct fwd_loop *loop, const char *state_dir, char *err,
-                                       size_t errlen);
+struct fwd_outputs *fwd_outputs_create(struct fwd_loop *loop, struct fwd_syncer *syncer,
+                                       const char *state_dir, char *err, size_t errlen);
 /*
  * At start: the spools an earlier run left, each sent again to the
  * destination recorded with it. Returns the number of batches found.

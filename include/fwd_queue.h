@@ -26,7 +26,7 @@
  * connection is gone: they queue again, in order). The spool is opened on first
  * use; an earlier run's records in it (and its journals) are queued at open.
  * No loop, no sockets: unit-tested against a temporary directory. Spool files
- * are written and read synchronously.
+ * are written and read synchronously; their syncs go to the owner's syncer.
  */
 #ifndef FWD_QUEUE_H
 #define FWD_QUEUE_H
@@ -36,6 +36,7 @@
 #include "fwd_fair.h"
 #include "fwd_metrics.h"
 #include "fwd_output.h"
+#include "fwd_syncer.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -64,6 +65,7 @@ struct fwd_queue {
     /* the lowest sequence number connections hold (UINT64_MAX: none), for the delivered mark */
     uint64_t (*oldest_taken)(void *ctx);
     void *ctx;
+    struct fwd_syncer *syncer; /* the owner's (set after init; NULL: syncs inline): spool syncs */
 
     struct fwd_batch *head, *tail; /* sealed, not taken; by seq (next, prev) */
     struct fwd_fair fair;          /* the same per source, and those in memory (fwd_fair.h) */

@@ -3,6 +3,7 @@
 encoded as dockerd writes them, and the project's Forward receiver on 127.0.0.1.
 No Docker needed. Run with FWDLOGD=path/to/fwdlogd (make integration does)."""
 import base64
+import glob
 import json
 import os
 import re
@@ -81,6 +82,16 @@ class ProcTest(unittest.TestCase):
         twice = sorted(k for k, where in seen.items() if len(where) != len(set(where)))
         self.assertEqual(twice[:5], [], "delivered twice on one connection")
         return sum(len(where) - 1 for where in seen.values())
+
+    def timed_stop(self, d, timeout):
+        """SIGTERM d and wait (SIGKILL after timeout s); assert it exited 0; the seconds
+        it took."""
+        t0 = time.time()
+        rc = d.stop(timeout=timeout)
+        took = time.time() - t0
+        self.procs.remove(d)
+        self.assertEqual(rc, 0, d.logtext()[-2000:])
+        return took
 
     def kill_daemon(self, d):
         """SIGKILL (a crash): nothing is flushed. Its socket is left behind, as a crash
@@ -1911,7 +1922,7 @@ class TestStrictReceiver(ProcTest):
                           m["fwdlog_records_dropped_total"]), (1, 1, 0))
         per = {k.split('reason="')[1][:-2]: v for k, v in m.items()
                if k.startswith("fwdlog_container_records_dropped_total{")}
-        self.assertEqual(per, {"overflow": 0, "rejected": 1, "out_of_memory": 0})
+        self.assertEqual(per, {"overflow": 0, "rejected": 1, "out_of_memory": 0, "rate_limit": 0})
         errs = r.errors()
         self.assertEqual(len(errs), 5, errs)
         self.assertTrue(all("exceed limit" in e["error"] for e in errs), errs)
@@ -2299,11 +2310,7 @@ class TestShutdownBound(ProcTest):
             self.addCleanup(w.kill)
         wait_until(lambda: d.api.metrics()["fwdlog_records_total"] > 100000, 20,
                    "the writer's lines read")
-        t0 = time.time()
-        rc = d.stop(timeout=20)
-        took = time.time() - t0
-        self.procs.remove(d)
-        self.assertEqual(rc, 0, d.logtext()[-2000:])
+        took = self.timed_stop(d, 20)
         self.assertLess(took, 9.5, "SIGTERM took %.1f s with writers that never stop" % took)
         self.assertIsNone(w.poll(), "the writers still run: they never stopped writing")
 
@@ -2443,10 +2450,8 @@ class TestFaults(ProcTest):
         self.assertLess(max(slow), 1.0, "slowest API call while the aggregator chattered")
         stop.set()
 
-    # issue 13 item 2: syncs on the loop. fdatasync of a spool segment runs on the loop
-    # thread today, so a 500 ms sync stalls every container and the API. Expected to fail
-    # until the syncs move off the loop; then remove the decorator.
-    @unittest.expectedFailure
+    # issue 13 item 2: fdatasync of a spool segment ran on the loop thread, so a 500 ms
+    # sync stalled every container and the API; the syncer thread (syncer.c) takes them.
     def test_stalled_fdatasync_does_not_stall_other_containers(self):
         self.stalled_fdatasync(500)
 
@@ -2497,6 +2502,88 @@ class TestFaults(ProcTest):
         self.assertLess(max(slow), 0.05, "slowest API call (of %d) while syncs took %d ms"
                         % (n, delay_ms))
         self.assertLess(max(gaps), 0.4, "longest wait for B's next line at the receiver")
+
+    def test_stalled_options_fsync_does_not_stall_start_logging(self):
+        """Issue 13 item 2: a StartLogging with buffer-type=file writes its destination's
+        options.json, whose fsync ran on the loop: while the disk took 2 s, no API call was
+        answered and no FIFO was read. The sync thread now fsyncs and renames it."""
+        import threading
+        ra, rb, rc = (self.receiver(name=n) for n in ("ra", "rb", "rc"))
+        env = {"FLUENTD_ADDRESS": "127.0.0.1:%d" % rb.port}
+        env.update(shim_env(path=os.path.join(self.tmp, "state", "spool", "*", "options.json*"),
+                            ops="fsync", delay_ms=2000, log=os.path.join(self.tmp, "faults.log")))
+        d = self.daemon(env, level="info")
+        fa, fb, fc = self.fifo(), self.fifo(), self.fifo()
+        self.assertEqual(d.api.start(fb.path, info(cid(0xc6))), (200, {"Err": ""}))
+        fb.write(frame(time_nano=1, line=b"b0"))
+        self.assertEqual(logs(rb.wait_exact(1)), ["b0"])
+        answers = {}
+
+        def start(f, n, r):  # a new buffer-type=file destination: a new options.json
+            t = time.time()
+            answers[n] = (d.api.start(f.path, info(cid(n), config={
+                "fluentd-address": "127.0.0.1:%d" % r.port, "buffer-type": "file"})),
+                time.time() - t)
+        ta = threading.Thread(target=start, args=(fa, 0xc5, ra))
+        ta.start()
+        self.addCleanup(ta.join)
+        wait_until(lambda: self.faults(), 5, "the first options.json fsync", interval=0.005)
+        start(fc, 0xc7, rc)  # the second container, while the first fsync stalls
+        self.assertEqual(answers[0xc7][0], (200, {"Err": ""}))
+        self.assertLess(answers[0xc7][1], 0.05, "StartLogging while an options.json fsync "
+                        "stalls for 2 s")
+        dirs = sorted(os.path.dirname(p) for p in glob.glob(
+            os.path.join(self.tmp, "state", "spool", "*", "options.json.tmp")))
+        self.assertEqual(len(dirs), 2, "both written, neither renamed yet")
+        self.assertEqual([os.path.exists(os.path.join(p, "options.json")) for p in dirs],
+                         [False, False], "renamed only after their fsync")
+        t = time.time()
+        fb.write(frame(time_nano=2, line=b"b1"))
+        wait_until(lambda: len(rb.records()) == 2, 5, "B's second line", interval=0.005)
+        b_took = time.time() - t
+        ta.join()
+        self.assertEqual(answers[0xc5][0], (200, {"Err": ""}))
+        self.assertLess(answers[0xc5][1], 0.05, "StartLogging whose own fsync stalls for 2 s")
+        self.assertLess(b_took, 0.5, "B's line while an options.json fsync stalls")
+        fa.write(frame(time_nano=3, line=b"a0"))
+        fc.write(frame(time_nano=4, line=b"c0"))
+        self.assertEqual(logs(ra.wait_exact(1)), ["a0"])
+        self.assertEqual(logs(rc.wait_exact(1)), ["c0"])
+        self.assertEqual(logs(rb.wait_exact(2)), ["b0", "b1"])
+        # the syncs end (one after the other: 4 s) and each rename follows its fsync
+        wait_until(lambda: all(os.path.exists(os.path.join(p, "options.json")) for p in dirs),
+                   10, "both options.json in place")
+        for p in dirs:
+            self.assertFalse(os.path.exists(os.path.join(p, "options.json.tmp")))
+            with open(os.path.join(p, "options.json")) as f:
+                self.assertEqual(json.load(f)["buffer-type"], "file")
+        self.assertEqual(sorted(self.faults()),
+                         sorted("fsync " + os.path.join(p, "options.json.tmp") for p in dirs))
+
+    def test_sigterm_with_a_hung_fdatasync_ends_in_time(self):
+        """Issue 13 item 2: a spool fdatasync that never returns (a hung disk) held the
+        SIGTERM path past dockerd's SIGKILL at 10 s. fwdlogd now gives up on the sync at
+        9 s and exits 0; the records are in the page cache, so the next start sends them."""
+        port = fwdtest.free_port()  # the aggregator is down: the records stay in the spool
+        env = {"FLUENTD_ADDRESS": "127.0.0.1:%d" % port, "FLUENTD_RETRY_WAIT": "50ms"}
+        env.update(shim_env(path=os.path.join(self.tmp, "state", "spool", "*"),
+                            ops="fdatasync", delay_ms=600000,
+                            log=os.path.join(self.tmp, "faults.log")))
+        d = self.daemon(env, level="info")
+        f = self.fifo()
+        self.assertEqual(d.api.start(f.path, info(cid(0xc8), config={"buffer-type": "file"})),
+                         (200, {"Err": ""}))
+        f.write(lines(b"h", 0, 100))
+        wait_until(lambda: d.api.metrics()["fwdlog_records_total"] == 100, 10, "all read")
+        took = self.timed_stop(d, 30)
+        self.assertLess(took, 9.5, "SIGTERM took %.1f s with a hung fdatasync" % took)
+        segs = glob.glob(os.path.join(self.tmp, "state", "spool", "*", "*.seg"))
+        self.assertEqual(len(segs), 1)
+        self.assertEqual(self.faults(), ["fdatasync " + segs[0]])
+        self.assertIn("did not finish its syncs by the shutdown deadline", d.logtext())
+        r = self.receiver(port=port)
+        self.daemon({"FLUENTD_ADDRESS": "127.0.0.1:%d" % port}, level="info")
+        self.assertEqual(logs(r.wait_exact(100, timeout=20)), ["h%07d" % i for i in range(100)])
 
 
 class TestParse(Base):
