@@ -416,6 +416,17 @@ static struct fwd_spool *spool_get(struct fwd_queue *q)
     return q->spool;
 }
 
+/* Why the spool took no more, for a drop's log line. */
+static const char *spool_why(const struct fwd_queue *q, char *buf, size_t n)
+{
+    if (q->cfg->spool_limit == 0)
+        return "no spool (spool-limit 0)";
+    if (q->spool == NULL || q->spool_failed)
+        return "the spool cannot be written (see the error logged before)";
+    snprintf(buf, n, "the spool full (spool-limit %llu)", (unsigned long long)q->cfg->spool_limit);
+    return buf;
+}
+
 /* Write b to the spool if it has room. 0, -ENOSPC (spool-limit), or -EIO (no spool, errors). */
 static int spool_write(struct fwd_queue *q, struct fwd_batch *b)
 {
@@ -429,6 +440,7 @@ static int spool_write(struct fwd_queue *q, struct fwd_batch *b)
         return -ENOSPC;
     rc = fwd_spool_append(sp, b->seq, b->count, q->cfg->gzip ? FWD_SPOOL_GZIP : 0, fwd_batch_tag(b),
                           b->tag_len, b->entries.data, b->entries.len, &b->ref);
+    q->spool_failed = rc < 0;
     if (rc < 0) {
         fwd_log_rl(FWD_LOG_ERROR, NULL,
                    "%s: cannot write to the spool in %s: %s; batches stay in memory "
@@ -648,6 +660,7 @@ static bool drop_oldest(struct fwd_queue *q, enum fwd_fair_kind kind, uint64_t *
 static struct fwd_batch *drop_newest(struct fwd_queue *q, struct fwd_batch *b,
                                      enum fwd_fair_kind kind)
 {
+    char why[64];
     const struct fwd_qsrc *heavy = fwd_fair_heaviest(&q->fair);
     struct fwd_batch *v = NULL;
 
@@ -657,11 +670,10 @@ static struct fwd_batch *drop_newest(struct fwd_queue *q, struct fwd_batch *b,
         v = b;
     list_unlink(q, v);
     fwd_log_rl(FWD_LOG_WARN, fwd_batch_first_cid(v),
-               "%s: memory (fluentd-buffer-limit %llu) and spool (spool-limit %llu) "
-               "full: dropped the newest %u records of the container holding the most "
-               "(overflow-policy drop-newest)",
-               q->label, (unsigned long long)q->cfg->buffer_limit,
-               (unsigned long long)q->cfg->spool_limit, v->count);
+               "%s: memory (fluentd-buffer-limit %llu) full and %s: dropped the newest %u "
+               "records of the container holding the most (overflow-policy drop-newest)",
+               q->label, (unsigned long long)q->cfg->buffer_limit, spool_why(q, why, sizeof(why)),
+               v->count);
     fwd_queue_drop(q, v);
     return v;
 }
@@ -717,6 +729,7 @@ static struct fwd_batch *make_room(struct fwd_queue *q, struct fwd_batch *b, uin
 /* A sealed batch: put it in memory or the spool, within the limits, or as the policy says. */
 static struct fwd_batch *admit(struct fwd_queue *q, struct fwd_batch *b)
 {
+    char why[64];
     uint64_t dropped = 0;
     bool file = q->cfg->buffer_type == FWD_BUFFER_FILE, on_disk = false;
     size_t cost = fwd_batch_mem(b);
@@ -731,11 +744,10 @@ static struct fwd_batch *admit(struct fwd_queue *q, struct fwd_batch *b)
     b = make_room(q, b, &dropped);
     if (dropped > 0)
         fwd_log_rl(FWD_LOG_WARN, NULL,
-                   "%s: memory (fluentd-buffer-limit %llu) and spool (spool-limit %llu) full "
-                   "(aggregator slow or down): dropped the oldest %llu records of the "
-                   "containers holding the most",
+                   "%s: memory (fluentd-buffer-limit %llu) full and %s (aggregator slow or "
+                   "down): dropped the oldest %llu records of the containers holding the most",
                    q->label, (unsigned long long)q->cfg->buffer_limit,
-                   (unsigned long long)q->cfg->spool_limit, (unsigned long long)dropped);
+                   spool_why(q, why, sizeof(why)), (unsigned long long)dropped);
     if (q->cfg->overflow == FWD_OVERFLOW_BLOCK) {
         bool was = q->blocked;
 

@@ -79,6 +79,7 @@ struct fwd_queue {
     bool blocked;         /* overflow-policy=block and no room */
     bool spool_tried;     /* the spool was opened, or failed to */
     bool options_written; /* options.json is in the spool directory */
+    bool spool_failed;    /* the last write to the spool failed (a full disk, say) */
     uint64_t spool_retry_at; /* monotonic ns: a spool that failed to open is tried again */
     char *spool_dir;
     struct fwd_spool *spool;

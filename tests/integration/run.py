@@ -2371,6 +2371,7 @@ class TestFaults(ProcTest):
         log = d.logtext()
         self.assertIn("cannot write to the spool", log)
         self.assertIn("No space left on device", log)
+        self.assertIn("full and the spool cannot be written (see the error logged before)", log)
         m = d.api.metrics()
         dropped = m["fwdlog_records_dropped_total"]
         self.assertGreater(dropped, 0)
