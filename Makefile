@@ -33,10 +33,11 @@ VERSION := 0.1.0
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wundef \
         -Wnull-dereference -Wwrite-strings -Wvla
 CFLAGS ?= -O2 -g
-CFLAGS += -std=c11 -D_GNU_SOURCE -D_FORTIFY_SOURCE=2 -fstack-protector-strong $(WARN) \
+CFLAGS += -std=c11 -D_GNU_SOURCE -D_FORTIFY_SOURCE=2 -fstack-protector-strong -pthread $(WARN) \
           -MMD -MP -Iinclude -I$(GEN) -DFWD_VERSION='"$(VERSION)"' \
           $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+LDFLAGS += -pthread
 ifeq ($(ERR),1)
 CFLAGS  += -Werror
 endif
@@ -99,7 +100,7 @@ DEB_BUILD := build-essential pkg-config libmicrohttpd-dev libjansson-dev libmsgp
              libprotobuf-c-dev protobuf-c-compiler libpcre2-dev zlib1g-dev libssl-dev libc-ares-dev \
              libyajl-dev
 DEB_TEST  := check python3 python3-msgpack python3-prometheus-client valgrind docker.io busybox-static openssl \
-             debootstrap docker-registry strace tzdata ca-certificates
+             debootstrap docker-registry strace tzdata ca-certificates iproute2
 deps:
 	@if [ "$$(id -u)" != 0 ]; then echo "make deps: run as root (apt-get)"; exit 1; fi
 	apt-get update -qq
@@ -112,7 +113,7 @@ check-deps:
 	command -v protoc-c >/dev/null || missing=1; \
 	$(PYTHON) -c 'import msgpack' 2>/dev/null || missing=1; \
 	$(PYTHON) -c 'import prometheus_client' 2>/dev/null || missing=1; \
-	for c in dockerd debootstrap docker-registry strace openssl; do \
+	for c in dockerd debootstrap docker-registry strace openssl ss; do \
 	    command -v $$c >/dev/null || missing=1; done; \
 	[ -f /usr/share/zoneinfo/Etc/UTC ] || missing=1; \
 	[ -x /bin/busybox ] && /bin/busybox --list | grep -qx seq || missing=1; \

@@ -44,10 +44,22 @@ void fwd_src_log_drops(struct fwd_src *src)
 {
     if (src->dropped > 0)
         fwd_log_c(FWD_LOG_WARN, src->cid,
-                  "%llu records of this container were dropped so far (memory and spool full; "
-                  "see overflow-policy)",
-                  (unsigned long long)src->dropped);
+                  "%llu records of this container were dropped so far (%llu over its "
+                  "rate-limit, %llu with memory and spool full: see overflow-policy)",
+                  (unsigned long long)src->dropped, (unsigned long long)src->rate_limited,
+                  (unsigned long long)(src->dropped - src->rate_limited));
     src->logged = src->dropped;
+}
+
+void fwd_src_count_rate_drop(struct fwd_src *src)
+{
+    src->dropped++;
+    src->rate_limited++;
+}
+
+uint64_t fwd_src_rate_limited(const struct fwd_src *src)
+{
+    return src->rate_limited;
 }
 
 uint64_t fwd_src_rejected(const struct fwd_src *src)
@@ -107,6 +119,16 @@ size_t fwd_batch_mem(const struct fwd_batch *b)
 const char *fwd_batch_first_cid(const struct fwd_batch *b)
 {
     return b->nsrcs > 0 ? b->srcs[0].src->cid : NULL;
+}
+
+struct fwd_src *fwd_batch_main_src(const struct fwd_batch *b)
+{
+    uint32_t best = 0;
+
+    for (uint32_t i = 1; i < b->nsrcs; i++)
+        if (b->srcs[i].n > b->srcs[best].n)
+            best = i;
+    return b->nsrcs > 0 ? b->srcs[best].src : NULL;
 }
 
 void fwd_batch_note_src(struct fwd_batch *b, struct fwd_src *src)

@@ -49,6 +49,27 @@ static int set_compress(void *field, const char *v, char *want, size_t wantlen)
     return -EINVAL;
 }
 
+/* rate-limit: bytes per second, "512k/s" or "512k" (docker/go-units sizes); 0: off. */
+static int set_rate(void *field, const char *v, char *want, size_t wantlen)
+{
+    char num[64];
+    size_t n = strlen(v);
+    uint64_t bytes;
+
+    if (n >= 2 && strcmp(v + n - 2, "/s") == 0)
+        n -= 2;
+    if (n > 0 && n < sizeof(num)) {
+        memcpy(num, v, n);
+        num[n] = '\0';
+        if (fwd_config_parse_size(num, &bytes) == 0 && bytes <= 1024 * GIB) {
+            *(uint64_t *)field = bytes;
+            return 0;
+        }
+    }
+    snprintf(want, wantlen, "0 (off) or bytes per second up to 1t/s, such as 256k/s");
+    return -EINVAL;
+}
+
 static const char *const balance_words[] = {"failover", "round-robin", NULL};
 static const char *const buffer_words[] = {"memory", "file", NULL};
 static const char *const overflow_words[] = {"drop-oldest", "drop-newest", "block", NULL};
@@ -253,6 +274,15 @@ static const struct fwd_config_opt table[] = {
      .def = "1m",
      .hint = "such as 1m",
      .doc = "longest line rebuilt from Docker's 16 KiB chunks"},
+    {.name = "max-record-size",
+     .env = "FWDLOG_MAX_RECORD_SIZE",
+     .type = FWD_CONFIG_SIZE,
+     FIELD(max_record),
+     .min = 64 * KIB,
+     .max = FWD_MAX_BATCH_SIZE,
+     .def = "4m",
+     .hint = "such as 4m",
+     .doc = "largest record sent; a longer line goes in pieces with partial_* keys"},
     {.name = "partial-timeout",
      .env = "FWDLOG_PARTIAL_TIMEOUT",
      .type = FWD_CONFIG_DURATION,
@@ -308,6 +338,22 @@ static const struct fwd_config_opt table[] = {
      FIELD(overflow),
      .words = overflow_words,
      .doc = "what happens when memory and spool are both full"},
+    {.name = "rate-limit",
+     .env = "FWDLOG_RATE_LIMIT",
+     .type = FWD_CONFIG_CUSTOM,
+     FIELD(rate_limit),
+     .def = "0",
+     .set = set_rate,
+     .doc = "bytes of log lines per second per container; over it lines drop (block: wait)"},
+    {.name = "rate-burst",
+     .env = "FWDLOG_RATE_BURST",
+     .type = FWD_CONFIG_SIZE,
+     FIELD(rate_burst),
+     .min = 1,
+     .max = 1024 * GIB,
+     .zero = "0 (one second of rate-limit)",
+     .hint = "such as 1m",
+     .doc = "the rate-limit bucket: bytes a container may write at once above its rate"},
     {.name = "parse",
      .env = "FWDLOG_PARSE",
      .type = FWD_CONFIG_ENUM,

@@ -43,6 +43,8 @@
 #include "fwd_multiline.h"
 #include "fwd_parse.h"
 #include "fwd_partial.h"
+#include "fwd_pipeline.h"
+#include "fwd_rate.h"
 #include "fwd_state.h"
 #include "fwd_record.h"
 #include "fwd_tag.h"
@@ -71,10 +73,15 @@ struct fwd_container {
     uint64_t skipped;       /* bytes skipped while resyncing, since the last log line */
     size_t bad_len;         /* on_frame: length of the frame that did not decode */
     struct fwd_partial *partial;
+    size_t room;       /* max-record-size: the longest log a record carries (then pieces) */
+    size_t max_record; /* max-record-size */
+    uint64_t splits;   /* lines and events split for max-record-size (their partial ids) */
     struct fwd_record_tmpl *tmpl;
     struct fwd_stream *stream;
     struct fwd_src *src;      /* counts this container's records dropped downstream */
     struct fwd_waiter waiter; /* overflow-policy=block: waiting for room */
+    struct fwd_held held;     /* what it holds before it is records, in its destination's memory */
+    struct fwd_rate rate;     /* rate-limit= (rate 0: off) */
     struct fwd_timer ptimer;
     struct fwd_timer rtimer;   /* a trickle was read: look again after FWD_COALESCE_MS */
     struct fwd_multiline *ml;  /* multiline=/multiline-start=; NULL: off */
@@ -161,6 +168,7 @@ static void container_free(struct fwd_container *c)
     fwd_parser_destroy(c->parser);
     fwd_record_tmpl_destroy(c->tmpl);
     fwd_stream_unwait(c->stream, &c->waiter);
+    fwd_stream_hold(c->stream, &c->held, 0, 0);
     fwd_stream_release(c->stream);
     fwd_src_release(c->src);
     fwd_buf_release(&c->pending);
@@ -196,12 +204,25 @@ static int on_event(void *ctx, const struct fwd_line *l)
     struct fwd_record_more more = {NULL, c->seq};
     msgpack_packer pk;
 
+    /* max-record-size: an event too long for one record goes in pieces (partial_* keys) */
+    if (!l->piece && l->len > c->room)
+        return fwd_partial_split(l, c->room, ++c->splits, on_event, c);
+    /* rate-limit: per record (each piece of a split event on its own) */
+    if (!fwd_rate_take(&c->rate, l->len, fwd_loop_now(c->r->loop))) {
+        fwd_src_count_rate_drop(c->src);
+        c->r->st.rate_limited++;
+        fwd_log_rl(FWD_LOG_WARN, c->cid, "over its rate-limit (%llu bytes/s): dropping lines",
+                   (unsigned long long)c->rate.rate);
+        return 0;
+    }
     if (c->parser != NULL) {
-        /* a piece of an over-long line is cut JSON/logfmt: not parsed, counted */
+        /* a piece of an over-long line is cut JSON/logfmt, and fields that make the record
+         * too long would need cutting: neither is parsed, both are counted */
         if (!l->piece && fwd_parser_run(c->parser, l->data, l->len, &parsed) == 0)
             more.parsed = &parsed;
-        else
-            c->parse_failures++;
+        if (more.parsed && fwd_record_size_max_more(c->tmpl, l, &more) > c->max_record)
+            more.parsed = NULL;
+        c->parse_failures += more.parsed == NULL;
     }
     if (fwd_stream_begin(c->stream, fwd_record_size_max_more(c->tmpl, l, &more), &pk) != 0) {
         c->r->st.records_lost++;
@@ -244,6 +265,15 @@ static int on_frame(void *ctx, const uint8_t *p, size_t len)
     return 0;
 }
 
+/* Report what c holds before it is records (frame tail, lines being joined, open events). */
+static void hold(struct fwd_container *c)
+{
+    size_t n = c->pending.len + fwd_partial_pending_bytes(c->partial) +
+               (c->ml ? fwd_multiline_pending_bytes(c->ml) : 0);
+
+    fwd_stream_hold(c->stream, &c->held, n, c->pending.len);
+}
+
 static void on_partial_timer(struct fwd_timer *t);
 
 static void arm_partial_timer(struct fwd_container *c)
@@ -274,6 +304,7 @@ static void on_multiline_timer(struct fwd_timer *t)
 
     fwd_multiline_expire(c->ml, fwd_loop_now(c->r->loop), on_event, c);
     arm_multiline_timer(c);
+    hold(c);
 }
 
 static void on_partial_timer(struct fwd_timer *t)
@@ -283,6 +314,7 @@ static void on_partial_timer(struct fwd_timer *t)
     fwd_partial_expire(c->partial, fwd_loop_now(c->r->loop), on_line, c);
     arm_partial_timer(c);
     arm_multiline_timer(c);
+    hold(c);
 }
 
 static void skip(struct fwd_container *c, size_t n)
@@ -350,6 +382,21 @@ static size_t resync(struct fwd_container *c, const uint8_t *p, size_t pos, size
     return pos;
 }
 
+static void on_rtimer(struct fwd_timer *t);
+
+/*
+ * Stop reading for now: overflow-policy=block and the destination is full (the waiter
+ * is woken), or the container's rate-limit bucket is overdrawn (the timer resumes).
+ */
+static bool throttled(struct fwd_container *c)
+{
+    uint64_t ns = fwd_rate_wait_ns(&c->rate, fwd_loop_now(c->r->loop));
+
+    if (ns > 0)
+        fwd_loop_timer_start(c->r->loop, &c->rtimer, (ns + 999999) / 1000000, on_rtimer, c);
+    return ns > 0 || fwd_stream_blocked(c->stream, &c->waiter);
+}
+
 static void process(struct fwd_container *c, size_t len)
 {
     struct fwd_registry *r = c->r;
@@ -390,6 +437,7 @@ static void process(struct fwd_container *c, size_t len)
     }
     arm_partial_timer(c);
     arm_multiline_timer(c);
+    hold(c);
 }
 
 /*
@@ -417,7 +465,7 @@ static int read_fifo(struct fwd_container *c, bool drain, size_t *got)
             if (r->turn_bytes >= FWD_READ_PER_TURN)
                 return i == 0 ? 2 : 0;
         }
-        if (!drain && i > 0 && fwd_stream_blocked(c->stream, &c->waiter))
+        if (!drain && i > 0 && throttled(c))
             return 0; /* overflow-policy=block: on_fifo stops watching the FIFO */
         /* shutdown: a writer that never stops must not hold us past dockerd's SIGKILL */
         if (drain && r->drain_deadline != 0 && fwd_time_mono_ns() >= r->drain_deadline)
@@ -479,8 +527,6 @@ static void finish(struct fwd_container *c, const char *why, bool forget)
     container_free(c);
 }
 
-static void on_rtimer(struct fwd_timer *t);
-
 /*
  * Pause (0) or resume (EPOLLIN) reading the FIFO. A resume that fails is tried
  * again from the timer: a FIFO must never stay paused (its container would block).
@@ -510,14 +556,14 @@ static void on_fifo(struct fwd_io *io, uint32_t events)
 
     /* overflow-policy=block: leave the pipe full until there is room (a hang-up is read:
      * dockerd is gone, and what is left must be taken now) */
-    if (!(events & (EPOLLHUP | EPOLLERR)) && fwd_stream_blocked(c->stream, &c->waiter)) {
+    if (!(events & (EPOLLHUP | EPOLLERR)) && throttled(c)) {
         fifo_events(c, 0);
         return;
     }
     rc = read_fifo(c, false, &got);
     if (rc == 2)
         return; /* the turn's budget is spent: epoll reports this FIFO again next turn */
-    if (rc == 0 && fwd_stream_blocked(c->stream, &c->waiter)) {
+    if (rc == 0 && throttled(c)) {
         fifo_events(c, 0);
         return;
     }
@@ -563,52 +609,6 @@ static struct fwd_container *find_cid(struct fwd_registry *r, const char *cid)
     return n ? (struct fwd_container *)((char *)n - offsetof(struct fwd_container, by_cid)) : NULL;
 }
 
-/* The parser and the multiline joiner cfg asks for. 0, or -EINVAL / -ENOMEM with err set. */
-static int pipeline_create(struct fwd_container *c, const struct fwd_config *cfg, char *err,
-                           size_t errlen)
-{
-    const struct fwd_pipeline_cfg *pl = &cfg->pl;
-
-    if (pl->parse != FWD_PARSE_NONE) {
-        const char *const *keys;
-        bool log_stays, nested = fwd_record_parse_nested(c->tmpl);
-        size_t n = fwd_record_tmpl_keys(c->tmpl, &keys, &log_stays);
-        const char **reserved = calloc(n + 1, sizeof(*reserved));
-        struct fwd_parse_opts o = {.kind = pl->parse,
-                                   .regex = pl->parse_regex,
-                                   .time_key = pl->time_key,
-                                   .time_format = pl->time_format,
-                                   .time_keep = pl->time_keep,
-                                   .reserved = reserved,
-                                   .max_out = 3 * cfg->max_line + 4096};
-
-        if (reserved == NULL)
-            return -ENOMEM;
-        /* under parse-into nothing collides; otherwise fwdlog's keys keep their names */
-        for (size_t i = 0; !nested && i < n; i++)
-            reserved[o.nreserved++] = keys[i];
-        if (log_stays && !nested)
-            reserved[o.nreserved++] = "log";
-        c->parser = fwd_parser_create(&o, err, errlen);
-        free(reserved);
-        if (c->parser == NULL)
-            return strcmp(err, "out of memory") == 0 ? -ENOMEM : -EINVAL;
-    }
-    if (pl->multiline != FWD_MULTILINE_OFF || pl->multiline_start[0] != '\0') {
-        struct fwd_multiline_opts o = {
-            .mode = pl->multiline != FWD_MULTILINE_OFF ? pl->multiline : FWD_MULTILINE_START,
-            .start = pl->multiline_start,
-            .max_lines = pl->multiline_max_lines,
-            .max_bytes = pl->multiline_max_bytes ? pl->multiline_max_bytes : cfg->max_line,
-            .flush_ns = FWD_MS_TO_NS(pl->multiline_flush_ms)};
-
-        if ((c->ml = fwd_multiline_create(&o, err, errlen)) == NULL)
-            return strcmp(err, "out of memory") == 0 ? -ENOMEM : -EINVAL;
-    }
-    c->more = c->parser != NULL || pl->seq_key[0] != '\0';
-    return 0;
-}
-
 /* Free a container that never started (what fwd_registry_start built so far). */
 static void container_discard(struct fwd_container *c)
 {
@@ -645,14 +645,19 @@ static int container_new(struct fwd_registry *r, const char *file, const struct 
     c->tmpl = fwd_record_tmpl_create(info, cfg, r->hostname, err, errlen);
     if (c->tmpl == NULL)
         return -EINVAL;
-    rc = pipeline_create(c, cfg, err, errlen);
+    rc = fwd_pipeline_create(cfg, c->tmpl, &c->parser, &c->ml, &c->more, err, errlen);
     if (rc < 0)
         return rc;
     c->file = strdup(file);
     c->name = strdup(info->container_name);
-    c->partial = fwd_partial_create(cfg->max_line, FWD_MS_TO_NS(cfg->partial_timeout_ms));
+    c->max_record = cfg->max_record;
+    c->room = fwd_record_piece_room(c->tmpl, cfg->max_record);
+    c->partial = fwd_partial_create(cfg->max_line < c->room ? cfg->max_line : c->room,
+                                    FWD_MS_TO_NS(cfg->partial_timeout_ms));
     c->src = fwd_src_create(c->cid);
     c->waiter.wake = on_room;
+    fwd_rate_init(&c->rate, cfg->rate_limit, cfg->rate_burst, cfg->overflow == FWD_OVERFLOW_BLOCK,
+                  fwd_loop_now(r->loop));
     c->seq = 1;
     if (c->file == NULL || c->name == NULL || c->partial == NULL || c->src == NULL)
         return -ENOMEM;
@@ -782,11 +787,13 @@ size_t fwd_registry_snapshot(const struct fwd_registry *r, struct fwd_container_
         s->n = c->n;
         s->dropped = fwd_src_dropped(c->src);
         s->rejected = fwd_src_rejected(c->src);
+        s->rate_limited = fwd_src_rate_limited(c->src);
         s->parsing = c->parser != NULL;
         s->parse_failures = c->parse_failures;
         s->partial_joins = fwd_partial_joins(c->partial);
         s->multiline = c->ml != NULL;
         s->multiline_joins = c->ml ? fwd_multiline_joins(c->ml) : 0;
+        s->pending = c->held.bytes;
         /* what dockerd wrote that was not read yet (a pipe answers FIONREAD at once) */
         s->backlog = ioctl(c->fd, FIONREAD, &queued) == 0 && queued > 0 ? (uint64_t)queued : 0;
     }

@@ -3,7 +3,8 @@
  *
  * Start order: log level, plugin-wide defaults (validated: a bad default is a
  * start error naming the variable), state directory (made private and locked:
- * a second fwdlogd on it exits at once), loop, outputs, registry, the scrape
+ * a second fwdlogd on it exits at once), loop, the sync thread (after the
+ * signal mask: it blocks every signal anyway), outputs, registry, the scrape
  * listener (FWDLOG_METRICS_ADDRESS, when set: before the plugin socket, so a bad
  * one stops the start first), plugin API socket. Shutdown (SIGTERM/SIGINT) runs
  * in reverse: stop accepting API calls, drain every FIFO and seal every batch,
@@ -11,7 +12,8 @@
  * exit 0. The whole path is bounded from the signal on (dockerd sends SIGKILL
  * 10 s after SIGTERM): draining ends at FWD_SHUTDOWN_DRAIN_MS even if a FIFO is
  * still being written, sending at FWD_SHUTDOWN_FLUSH_MS, closing connections at
- * FWD_SHUTDOWN_MS.
+ * FWD_SHUTDOWN_MS; the syncs still pending then (a hung disk) are given up at
+ * FWD_SHUTDOWN_MS too, the spools' files closed without them.
  */
 #define FWD_LOG_MODULE "main"
 #include "fwd_config.h"
@@ -24,6 +26,7 @@
 #include "fwd_plugin_api.h"
 #include "fwd_scrape.h"
 #include "fwd_state.h"
+#include "fwd_syncer.h"
 #include "fwd_time.h"
 
 #include <errno.h>
@@ -186,8 +189,10 @@ struct daemon {
     struct fwd_plugin_api *api;
     struct fwd_observe *obs;
     struct fwd_scrape *scrape;
+    struct fwd_syncer *syncer;
     struct fwd_io sigio;
     int sfd, lock_fd;
+    uint64_t stop_by; /* fwd_time_mono_ns: when everything ends (0: not stopping) */
 };
 
 /* SIGTERM and SIGINT arrive through a signalfd on the loop. 0 or -1 (logged). */
@@ -216,7 +221,13 @@ static int start(struct daemon *dm, const struct opts *o, const char *hostname)
     char err[2048];
 
     dm->loop = fwd_loop_create();
-    dm->outputs = dm->loop ? fwd_outputs_create(dm->loop, o->state_dir, err, sizeof(err)) : NULL;
+    dm->syncer = dm->loop ? fwd_syncer_create(FWD_SYNC_QUEUE, err, sizeof(err)) : NULL;
+    if (dm->loop != NULL && dm->syncer == NULL) {
+        fwd_log(FWD_LOG_ERROR, "cannot initialise: %s", err);
+        return 1;
+    }
+    dm->outputs =
+        dm->loop ? fwd_outputs_create(dm->loop, dm->syncer, o->state_dir, err, sizeof(err)) : NULL;
     if (dm->loop != NULL && dm->outputs == NULL) {
         fwd_log(FWD_LOG_ERROR, "cannot initialise: %s", err);
         return 1;
@@ -259,6 +270,7 @@ static void shut_down(struct daemon *dm)
 {
     uint64_t t0 = fwd_time_mono_ns(), close_by;
 
+    dm->stop_by = t0 + FWD_MS_TO_NS(FWD_SHUTDOWN_MS);
     fwd_log(FWD_LOG_INFO, "stopping: draining FIFOs and flushing buffered records");
     fwd_scrape_destroy(dm->scrape);
     dm->scrape = NULL;
@@ -292,6 +304,10 @@ static void tear_down(struct daemon *dm)
         fwd_loop_io_del(dm->loop, &dm->sigio);
     fwd_registry_destroy(dm->reg);
     fwd_outputs_destroy(dm->outputs);
+    /* after the outputs, whose spools hand it their last segments; bounded (a hung disk) */
+    fwd_syncer_destroy(dm->syncer, dm->stop_by
+                                       ? dm->stop_by
+                                       : fwd_time_mono_ns() + FWD_MS_TO_NS(FWD_SHUTDOWN_CLOSE_MS));
     fwd_loop_destroy(dm->loop);
     if (dm->sfd >= 0)
         close(dm->sfd);

@@ -249,6 +249,15 @@ uint64_t fwd_multiline_joins(const struct fwd_multiline *m)
     return m->joins;
 }
 
+size_t fwd_multiline_pending_bytes(const struct fwd_multiline *m)
+{
+    size_t n = 0;
+
+    for (int i = 0; i < 3; i++)
+        n += m->ev[i].buf.len;
+    return n;
+}
+
 uint64_t fwd_multiline_next_deadline(const struct fwd_multiline *m)
 {
     uint64_t d = 0;

@@ -137,6 +137,8 @@ static const struct global registry_globals[] = {
     {"fwdlog_resyncs_total", C, "Times a stream's framing was found again.", RS(resyncs)},
     {"fwdlog_records_lost_total", C, "Records lost because memory ran out while packing them.",
      RS(records_lost)},
+    {"fwdlog_records_rate_limited_total", C, "Lines over their container's rate-limit, dropped.",
+     RS(rate_limited)},
     {"fwdlog_restored_streams_total", C, "Streams of an earlier run opened again at start.",
      RS(restored)},
     {"fwdlog_stream_state_failures_total", C,
@@ -156,7 +158,9 @@ static const struct global output_globals[] = {
      "Connects, handshakes and live connections that failed.", OS(connection_failures)},
     {"fwdlog_queued_bytes", G, "Bytes of records waiting for delivery.", OS(queued_bytes)},
     {"fwdlog_destinations", G, "Destinations (address lists) in use.", OS(destinations)},
-    {"fwdlog_memory_bytes", G, "Bytes held in memory by queued batches.", OS(memory_bytes)},
+    {"fwdlog_memory_bytes", G,
+     "Bytes held in memory by queued and open batches and by containers' pending lines.",
+     OS(memory_bytes)},
     {"fwdlog_spool_bytes", G, "Bytes of spool files on disk.", OS(spool_bytes)},
     {"fwdlog_spooled_batches_total", C, "Batches written to a spool.", OS(spooled_batches)},
     {"fwdlog_replayed_records_total", C, "Records found in spools at start and sent again.",
@@ -230,12 +234,15 @@ static void containers(struct fwd_metrics *w, const struct snap *s)
     fwd_metrics_family(w, "fwdlog_container_records_dropped_total", C,
                        "The container's records dropped, by reason: overflow (memory and spool "
                        "full, or retries given up), rejected (refused by the aggregator, set "
-                       "aside in state/rejected/), out_of_memory.");
-    for (int reason = 0; reason < 3; reason++)
+                       "aside in state/rejected/), out_of_memory, rate_limit (lines over its "
+                       "rate-limit).");
+    for (int reason = 0; reason < 4; reason++)
         for (size_t i = 0; i < s->nc; i++) {
             const struct fwd_container_stats *c = &s->c[i];
-            static const char *const names[] = {"overflow", "rejected", "out_of_memory"};
-            uint64_t v[] = {c->dropped - c->rejected, c->rejected, c->n.records_lost};
+            static const char *const names[] = {"overflow", "rejected", "out_of_memory",
+                                                "rate_limit"};
+            uint64_t v[] = {c->dropped - c->rejected - c->rate_limited, c->rejected,
+                            c->n.records_lost, c->rate_limited};
             char id[13];
             struct fwd_metrics_label l[] = {
                 {"container_id", id}, {"container_name", c->name}, {"reason", names[reason]}};
@@ -257,6 +264,10 @@ static void containers(struct fwd_metrics *w, const struct snap *s)
                   MULTILINE);
     per_container(w, s, "fwdlog_container_fifo_backlog_bytes", G,
                   "Bytes in the container's FIFO not read yet.", CS(backlog), ALL);
+    per_container(w, s, "fwdlog_container_pending_bytes", G,
+                  "Bytes read from the container's FIFO that are not records yet (a frame "
+                  "cut by a read, lines being joined, open multiline events).",
+                  CS(pending), ALL);
 }
 
 /* ---- /metrics: per destination ---------------------------------------------------------- */
@@ -333,7 +344,8 @@ static void dests(struct fwd_metrics *w, const struct snap *s, uint64_t now)
     per_dest(w, s, "fwdlog_destination_queued_bytes", G,
              "Bytes of records waiting for delivery, in memory or spool.", DS(queued_bytes));
     per_dest(w, s, "fwdlog_destination_memory_bytes", G,
-             "Bytes held in memory by the destination's batches.", DS(memory_bytes));
+             "Bytes held in memory by the destination's batches and its containers' pending lines.",
+             DS(memory_bytes));
     per_dest(w, s, "fwdlog_destination_spool_bytes", G,
              "Bytes of the destination's spool files on disk.", DS(spool_bytes));
     per_dest(w, s, "fwdlog_destination_acks_pending", G, "Batches sent and waiting for their ack.",

@@ -84,6 +84,7 @@ struct fwd_outputs {
     struct fwd_output_stats st;
     struct fwd_resolver *resolver;
     struct fwd_closer *closer;
+    struct fwd_syncer *syncer;   /* borrowed: the spools' syncs */
     struct fwd_timer reap;       /* frees destinations marked for reaping */
     struct fwd_waiting *waiting; /* replay.c: spools of an earlier run waiting for a key */
 };
@@ -341,6 +342,7 @@ static struct fwd_dest *dest_new(struct fwd_outputs *m, const struct fwd_config 
         dest_destroy(d);
         return NULL;
     }
+    d->q.syncer = m->syncer;
     d->cfg.opts = d->cfg.defaults = NULL;
     d->cfg.nopts = d->cfg.ndefaults = 0;
     d->cfg.tag = d->cfg.labels = d->cfg.labels_regex = d->cfg.env = d->cfg.env_regex = NULL;
@@ -387,8 +389,8 @@ static struct fwd_dest *dest_get(struct fwd_outputs *m, const struct fwd_config 
     return d;
 }
 
-struct fwd_outputs *fwd_outputs_create(struct fwd_loop *loop, const char *state_dir, char *err,
-                                       size_t errlen)
+struct fwd_outputs *fwd_outputs_create(struct fwd_loop *loop, struct fwd_syncer *syncer,
+                                       const char *state_dir, char *err, size_t errlen)
 {
     struct fwd_outputs *m = calloc(1, sizeof(*m));
 
@@ -396,6 +398,7 @@ struct fwd_outputs *fwd_outputs_create(struct fwd_loop *loop, const char *state_
     if (m == NULL)
         return NULL;
     m->loop = loop;
+    m->syncer = syncer;
     m->state_dir = strlen(state_dir) < FWD_PATH_MAX - 200 ? strdup(state_dir) : NULL;
     m->resolver = fwd_resolver_create(loop, err, errlen);
     m->closer = fwd_closer_create(loop);
@@ -592,6 +595,17 @@ fail:
                d->label, d->q.spool_dir, strerror(-rc));
 }
 
+void fwd_stream_hold(struct fwd_stream *s, struct fwd_held *h, size_t bytes, size_t tail)
+{
+    struct fwd_queue *q = &s->dest->q;
+
+    q->heldbytes = q->heldbytes - h->bytes + bytes;
+    q->tailbytes = q->tailbytes - h->tail + tail;
+    h->bytes = bytes;
+    h->tail = tail;
+    fwd_queue_update_blocked(q);
+}
+
 static void on_flush_timer(struct fwd_timer *t)
 {
     seal(t->ctx);
@@ -734,7 +748,7 @@ void fwd_outputs_stats(const struct fwd_outputs *m, struct fwd_output_stats *st)
     st->queued_bytes = st->destinations = st->memory_bytes = st->spool_bytes = st->blocked = 0;
     for (const struct fwd_dest *d = m->dests; d != NULL; d = d->next) {
         st->queued_bytes += d->q.qbytes + d->q.openbytes;
-        st->memory_bytes += d->q.mem + d->q.openbytes;
+        st->memory_bytes += d->q.mem + d->q.openbytes + d->q.heldbytes;
         st->spool_bytes += d->q.spool ? fwd_spool_bytes(d->q.spool) : 0;
         st->blocked += d->q.blocked;
         st->destinations++;
@@ -776,7 +790,7 @@ void fwd_outputs_each_dest(const struct fwd_outputs *m, fwd_dest_cb cb, void *ct
             .bytes_sent = dc->bytes_sent,
             .records_dropped = dc->records_dropped,
             .records_rejected = dc->records_rejected,
-            .memory_bytes = d->q.mem + d->q.openbytes,
+            .memory_bytes = d->q.mem + d->q.openbytes + d->q.heldbytes,
             .spool_bytes = d->q.spool ? fwd_spool_bytes(d->q.spool) : 0,
             .queued_bytes = d->q.qbytes + d->q.openbytes,
             .oldest_ns = oldest_queued(d),

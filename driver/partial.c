@@ -88,19 +88,31 @@ static void line_from_slot(const struct slot *s, struct fwd_line *l)
     l->id_len = s->id_len;
 }
 
-/* Emit the slot's data as the next piece. */
-static int emit_piece(struct slot *s, bool last, fwd_line_cb cb, void *ctx)
+/* Emit the slot's first n bytes as the next piece; the rest (a cut UTF-8 character) stays. */
+static int emit_cut(struct slot *s, size_t n, bool last, fwd_line_cb cb, void *ctx)
 {
     struct fwd_line l;
     int rc;
 
     line_from_slot(s, &l);
+    l.len = n;
     l.piece = true;
     l.ordinal = ++s->pieces;
     l.last = last;
     rc = cb(ctx, &l);
-    fwd_buf_reset(&s->buf);
+    if (n < s->buf.len) {
+        memmove(s->buf.data, s->buf.data + n, s->buf.len - n);
+        s->buf.len -= n;
+    } else {
+        fwd_buf_reset(&s->buf);
+    }
     return rc;
+}
+
+/* Emit the slot's data as the next piece. */
+static int emit_piece(struct slot *s, bool last, fwd_line_cb cb, void *ctx)
+{
+    return emit_cut(s, s->buf.len, last, cb, ctx);
 }
 
 /* Emit the slot's data as one whole line. */
@@ -195,7 +207,7 @@ static int slot_append(struct fwd_partial *p, struct slot *s, const uint8_t *dat
         size_t take;
 
         if (s->buf.len == p->max_line) {
-            rc = emit_piece(s, false, cb, ctx);
+            rc = emit_cut(s, fwd_partial_utf8_cut(s->buf.data, s->buf.len), false, cb, ctx);
             if (rc != 0)
                 break;
         }
@@ -335,4 +347,47 @@ uint64_t fwd_partial_dropped(const struct fwd_partial *p)
 uint64_t fwd_partial_joins(const struct fwd_partial *p)
 {
     return p->joins;
+}
+
+size_t fwd_partial_utf8_cut(const uint8_t *p, size_t len)
+{
+    size_t i = len, back = 0, need;
+
+    while (i > 0 && back < 3 && (p[i - 1] & 0xC0) == 0x80) {
+        i--;
+        back++;
+    }
+    if (i <= 1 || p[i - 1] < 0xC0 || p[i - 1] >= 0xF8)
+        return len; /* ASCII, invalid UTF-8, or nothing before the character: cut anywhere */
+    need = p[i - 1] >= 0xF0 ? 4 : p[i - 1] >= 0xE0 ? 3 : 2;
+    return back + 1 < need ? i - 1 : len;
+}
+
+int fwd_partial_split(const struct fwd_line *l, size_t max, uint64_t nonce, fwd_line_cb cb,
+                      void *ctx)
+{
+    char id[33];
+    struct fwd_line piece = *l;
+    size_t off = 0;
+    int rc = 0;
+
+    snprintf(id, sizeof(id), "%016llx%016llx", (unsigned long long)l->time_nano,
+             (unsigned long long)nonce);
+    piece.piece = true;
+    piece.id = id;
+    piece.id_len = 32;
+    piece.ordinal = 0;
+    while (rc == 0 && off < l->len) {
+        size_t n = l->len - off;
+
+        if (n > max)
+            n = fwd_partial_utf8_cut(l->data + off, max);
+        piece.data = l->data + off;
+        piece.len = n;
+        piece.ordinal++;
+        off += n;
+        piece.last = off == l->len;
+        rc = cb(ctx, &piece);
+    }
+    return rc;
 }

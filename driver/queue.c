@@ -21,6 +21,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* A spool that failed to open (a full disk, say) is tried again after this long. */
+#define SPOOL_RETRY_NS (5ull * 1000000000ull)
+
 /* fwd_dest_counts.ack: a LAN round trip to a spool-writing aggregator taking seconds */
 static const double ack_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                     0.1,   0.25,   0.5,   1,    2.5,   10};
@@ -40,6 +43,8 @@ int fwd_queue_init(struct fwd_queue *q, const struct fwd_config *cfg, const char
                             .delivered_fd = -1};
     fwd_hist_init(&q->dc.ack, ack_bounds, sizeof(ack_bounds) / sizeof(ack_bounds[0]));
     q->options = fwd_spooldir_options(cfg); /* no secret values (fwd_spooldir.h) */
+    if (fwd_fair_init(&q->fair) != 0)
+        return -ENOMEM;
     if (spool_dir != NULL && (q->spool_dir = strdup(spool_dir)) == NULL)
         return -ENOMEM;
     return 0;
@@ -47,63 +52,65 @@ int fwd_queue_init(struct fwd_queue *q, const struct fwd_config *cfg, const char
 
 /* ---- the ordered list ------------------------------------------------------------------ */
 
+/* Unlink b, queued, from the list and its sources' lists. */
+static void list_unlink(struct fwd_queue *q, struct fwd_batch *b)
+{
+    if (b->prev != NULL)
+        b->prev->next = b->next;
+    else
+        q->head = b->next;
+    if (b->next != NULL)
+        b->next->prev = b->prev;
+    else
+        q->tail = b->prev;
+    b->next = b->prev = NULL;
+    fwd_fair_remove(&q->fair, b);
+}
+
 static struct fwd_batch *list_pop(struct fwd_queue *q)
 {
     struct fwd_batch *b = q->head;
 
-    q->head = b->next;
-    if (q->head == NULL)
-        q->tail = NULL;
-    b->next = NULL;
-    if (!b->spilled)
-        q->nresident--;
+    list_unlink(q, b);
     return b;
 }
 
-/* Unlink b, which follows prev (NULL: b is the head). */
-static void list_unlink(struct fwd_queue *q, struct fwd_batch *prev, struct fwd_batch *b)
+/* Link b in before at (NULL: at the tail). */
+static void list_link(struct fwd_queue *q, struct fwd_batch *at, struct fwd_batch *b, bool front)
 {
-    if (prev == NULL) {
-        list_pop(q);
-        return;
-    }
-    prev->next = b->next;
-    if (q->tail == b)
-        q->tail = prev;
-    b->next = NULL;
-    q->nresident -= !b->spilled;
+    b->next = at;
+    b->prev = at != NULL ? at->prev : q->tail;
+    if (b->prev != NULL)
+        b->prev->next = b;
+    else
+        q->head = b;
+    if (at != NULL)
+        at->prev = b;
+    else
+        q->tail = b;
+    fwd_fair_add(&q->fair, b, front);
 }
 
 static void reject(struct fwd_queue *q, struct fwd_batch *b);
 
 void fwd_queue_return(struct fwd_queue *q, struct fwd_batch *list)
 {
-    struct fwd_batch head = {0}, *t = &head, *p = q->head;
+    struct fwd_batch *p = q->head;
 
-    for (struct fwd_batch **pp = &list; *pp != NULL;) {
-        struct fwd_batch *b = *pp;
+    while (list != NULL) {
+        struct fwd_batch *b = list;
 
-        if (b->attempts < FWD_MAX_SEND_ATTEMPTS) {
-            pp = &b->next;
+        list = b->next;
+        b->next = NULL;
+        if (b->attempts >= FWD_MAX_SEND_ATTEMPTS) {
+            reject(q, b);
             continue;
         }
-        *pp = b->next;
-        b->next = NULL;
-        reject(q, b);
+        /* list is by seq, and mostly older than what is queued: p moves little */
+        while (p != NULL && p->seq < b->seq)
+            p = p->next;
+        list_link(q, p, b, true);
     }
-
-    for (const struct fwd_batch *b = list; b != NULL; b = b->next)
-        q->nresident += !b->spilled;
-    while (list != NULL || p != NULL) {
-        struct fwd_batch **from = p == NULL || (list != NULL && list->seq < p->seq) ? &list : &p;
-
-        t->next = *from;
-        t = t->next;
-        *from = (*from)->next;
-    }
-    t->next = NULL;
-    q->head = head.next;
-    q->tail = q->head ? t : NULL;
 }
 
 static void list_append(struct fwd_queue *q, struct fwd_batch *b)
@@ -113,12 +120,7 @@ static void list_append(struct fwd_queue *q, struct fwd_batch *b)
         fwd_queue_return(q, b);
         return;
     }
-    if (q->tail != NULL)
-        q->tail->next = b;
-    else
-        q->head = b;
-    q->tail = b;
-    q->nresident += !b->spilled;
+    list_link(q, NULL, b, false);
 }
 
 /* ---- done, dropped --------------------------------------------------------------------- */
@@ -220,6 +222,7 @@ void fwd_queue_fini(struct fwd_queue *q)
     if (q->delivered_fd >= 0)
         close(q->delivered_fd);
     free(q->spool_dir);
+    fwd_fair_release(&q->fair);
     json_decref(q->options);
     q->spool = NULL;
     q->rejected = NULL;
@@ -290,7 +293,6 @@ static int on_journal(void *ctx, const char *tag, size_t tag_len, const uint8_t 
 static void open_delivered(struct fwd_queue *q)
 {
     uint64_t upto = 0, skipped = 0;
-    struct fwd_batch *prev = NULL;
 
     q->delivered_fd = fwd_spooldir_open_mark(q->spool_dir, &upto);
     /* first, so that fwd_queue_done below never writes a lower mark */
@@ -299,11 +301,9 @@ static void open_delivered(struct fwd_queue *q)
     q->delivered_upto = upto;
     for (struct fwd_batch *b = q->head, *next; b != NULL; b = next) {
         next = b->next;
-        if (b->seq > upto) {
-            prev = b;
+        if (b->seq > upto)
             continue;
-        }
-        list_unlink(q, prev, b);
+        list_unlink(q, b);
         skipped += b->count;
         q->st->replayed_records -= b->count;
         fwd_queue_done(q, b);
@@ -332,14 +332,37 @@ static int spool_dir_name(struct fwd_queue *q, char *err, size_t errlen)
     return 0;
 }
 
-int fwd_queue_open_spool(struct fwd_queue *q, char *err, size_t errlen)
+/* Write options.json (once it worked, not again). A failure is logged; the spool works on. */
+static void write_options(struct fwd_queue *q)
 {
-    uint64_t before;
     int rc;
 
-    if (q->spool_tried)
-        return q->spool ? 0 : -EIO;
+    if (q->options_written)
+        return;
+    if ((rc = fwd_spooldir_write_options(q->spool_dir, q->options, q->syncer)) == 0) {
+        q->options_written = true;
+        return;
+    }
+    fwd_log_rl(FWD_LOG_WARN, NULL,
+               "%s: cannot write %s/options.json: %s; the spool works on, but only a container "
+               "that logs to this destination will replay it after a restart (tried again with "
+               "the next batch spooled)",
+               q->label, q->spool_dir, strerror(-rc));
+}
+
+int fwd_queue_open_spool(struct fwd_queue *q, char *err, size_t errlen)
+{
+    uint64_t before, now = fwd_time_mono_ns();
+
+    if (q->spool != NULL)
+        return 0;
+    if (q->spool_tried && now < q->spool_retry_at) {
+        snprintf(err, errlen, "it failed to open less than %llu s ago",
+                 (unsigned long long)(SPOOL_RETRY_NS / 1000000000u));
+        return -EIO;
+    }
     q->spool_tried = true;
+    q->spool_retry_at = now + SPOOL_RETRY_NS;
     if (q->cfg->spool_limit == 0) {
         snprintf(err, errlen, "spool-limit is 0");
         return -EINVAL;
@@ -347,15 +370,10 @@ int fwd_queue_open_spool(struct fwd_queue *q, char *err, size_t errlen)
     if (q->spool_dir == NULL && spool_dir_name(q, err, errlen) < 0)
         return -EIO;
     before = q->st->replayed_records;
-    if (fwd_spool_open(q->spool_dir, &q->spool, on_spool_item, q, err, errlen) < 0)
+    if (fwd_spool_open(q->spool_dir, q->syncer, &q->spool, on_spool_item, q, err, errlen) < 0)
         return -EIO;
     open_delivered(q);
-    if ((rc = fwd_spooldir_write_options(q->spool_dir, q->options)) != 0) {
-        snprintf(err, errlen, "cannot write %s/options.json: %s", q->spool_dir, strerror(-rc));
-        fwd_spool_close(q->spool);
-        q->spool = NULL;
-        return -EIO;
-    }
+    write_options(q);
     q->st->spool_corrupt += fwd_spool_corrupt(q->spool);
     fwd_journal_recover(q->spool_dir, q->cfg->batch_size + q->cfg->max_line + 65536u, on_journal,
                         q);
@@ -365,18 +383,33 @@ int fwd_queue_open_spool(struct fwd_queue *q, char *err, size_t errlen)
     return 0;
 }
 
-/* The spool, opened on first use; NULL if there is none (logged once). */
+/*
+ * The spool, opened on first use; NULL if there is none. A spool that cannot be opened
+ * (a full disk, say) is tried again every SPOOL_RETRY_NS; each failure is logged.
+ */
 static struct fwd_spool *spool_get(struct fwd_queue *q)
 {
     char err[512];
 
-    if (!q->spool_tried && fwd_queue_open_spool(q, err, sizeof(err)) < 0 &&
-        q->cfg->spool_limit != 0)
-        fwd_log(FWD_LOG_ERROR,
-                "%s: no disk spool, buffering in memory only: %s (set --state-dir or "
-                "FWDLOG_STATE_DIR to a writable directory)",
-                q->label, err);
+    if (q->spool == NULL && q->cfg->spool_limit != 0 &&
+        (!q->spool_tried || fwd_time_mono_ns() >= q->spool_retry_at) &&
+        fwd_queue_open_spool(q, err, sizeof(err)) < 0)
+        fwd_log_rl(FWD_LOG_ERROR, NULL,
+                   "%s: no disk spool, buffering in memory only: %s (tried again in %llu s; "
+                   "check the disk of --state-dir / FWDLOG_STATE_DIR)",
+                   q->label, err, (unsigned long long)(SPOOL_RETRY_NS / 1000000000u));
     return q->spool;
+}
+
+/* Why the spool took no more, for a drop's log line. */
+static const char *spool_why(const struct fwd_queue *q, char *buf, size_t n)
+{
+    if (q->cfg->spool_limit == 0)
+        return "no spool (spool-limit 0)";
+    if (q->spool == NULL || q->spool_failed)
+        return "the spool cannot be written (see the error logged before)";
+    snprintf(buf, n, "the spool full (spool-limit %llu)", (unsigned long long)q->cfg->spool_limit);
+    return buf;
 }
 
 /* Write b to the spool if it has room. 0, -ENOSPC (spool-limit), or -EIO (no spool, errors). */
@@ -392,18 +425,23 @@ static int spool_write(struct fwd_queue *q, struct fwd_batch *b)
         return -ENOSPC;
     rc = fwd_spool_append(sp, b->seq, b->count, q->cfg->gzip ? FWD_SPOOL_GZIP : 0, fwd_batch_tag(b),
                           b->tag_len, b->entries.data, b->entries.len, &b->ref);
+    q->spool_failed = rc < 0;
     if (rc < 0) {
-        fwd_log_rl(FWD_LOG_ERROR, NULL, "%s: cannot write to the spool in %s: %s", q->label,
-                   q->spool_dir, strerror(-rc));
+        fwd_log_rl(FWD_LOG_ERROR, NULL,
+                   "%s: cannot write to the spool in %s: %s; batches stay in memory "
+                   "(fluentd-buffer-limit %llu), and the spool is tried again with the next one",
+                   q->label, q->spool_dir, strerror(-rc), (unsigned long long)q->cfg->buffer_limit);
         return -EIO;
     }
     q->st->spooled_batches++;
+    write_options(q);
     return 0;
 }
 
-/* Free the entries of a batch that is in the spool. */
+/* Free the entries of a queued batch that is in the spool. */
 static void evict(struct fwd_queue *q, struct fwd_batch *b)
 {
+    fwd_fair_evict(&q->fair, b);
     q->mem -= b->entries_len;
     b->spilled = true;
     fwd_buf_release(&b->entries);
@@ -453,7 +491,7 @@ static int rejected_write(struct fwd_queue *q, struct fwd_batch *b)
         if (mkdir(dir, 0700) == -1 && errno != EEXIST)
             return -errno;
         fwd_pathf(dir, sizeof(dir), "%s/rejected/%s", q->state_dir, name ? name + 1 : q->spool_dir);
-        rc = fwd_spool_open(dir, &q->rejected, keep_rejected, NULL, err, sizeof(err));
+        rc = fwd_spool_open(dir, q->syncer, &q->rejected, keep_rejected, NULL, err, sizeof(err));
         if (rc < 0) {
             fwd_log_rl(FWD_LOG_ERROR, NULL, "%s: %s", q->label, err);
             return rc;
@@ -520,7 +558,7 @@ uint64_t fwd_queue_persist(struct fwd_queue *q, uint64_t *lost)
 
 static bool over_memory(const struct fwd_queue *q)
 {
-    return q->mem + q->openbytes > q->cfg->buffer_limit;
+    return q->mem + q->openbytes + q->heldbytes > q->cfg->buffer_limit;
 }
 
 void fwd_queue_update_blocked(struct fwd_queue *q)
@@ -529,8 +567,9 @@ void fwd_queue_update_blocked(struct fwd_queue *q)
 
     if (q->cfg->overflow != FWD_OVERFLOW_BLOCK)
         return;
-    /* Room again once memory is back under its limit (new batches can spill or stay). */
-    q->blocked = over_memory(q) &&
+    /* Room again once memory is back under its limit (new batches can spill or stay).
+     * Frame tails do not count here: a container held back never completes its frame. */
+    q->blocked = q->mem + q->openbytes + q->heldbytes - q->tailbytes > q->cfg->buffer_limit &&
                  (q->spool == NULL ||
                   fwd_spool_live_bytes(q->spool) + q->cfg->batch_size > q->cfg->spool_limit);
     if (was && !q->blocked) {
@@ -573,30 +612,24 @@ void fwd_queue_unwait(struct fwd_queue *q, struct fwd_waiter *w)
     w->waiting = false;
 }
 
-enum which {
-    IN_SPOOL,  /* batches with a spool record (frees disk) */
-    IN_MEMORY, /* resident batches (frees memory) */
-    ANY,
-};
-
 /*
- * Drop the oldest queued batch of the kind asked for. false if there is none. If it was
- * *newest (the batch being admitted), *newest becomes NULL.
+ * Drop a batch of the kind asked for: the oldest of the source holding the most queued
+ * bytes (fwd_fair.h), or if it has none of that kind, the oldest of the queue. false if
+ * there is none. If it was *newest (the batch being admitted), *newest becomes NULL.
  */
-static bool drop_oldest(struct fwd_queue *q, enum which w, uint64_t *records,
+static bool drop_oldest(struct fwd_queue *q, enum fwd_fair_kind kind, uint64_t *records,
                         struct fwd_batch **newest)
 {
-    struct fwd_batch *prev = NULL, *b = q->head;
+    struct fwd_batch *b = fwd_fair_victim(&q->fair, kind, false);
 
-    if (w == IN_MEMORY && q->nresident == 0)
-        return false;
-    while (b != NULL && ((w == IN_SPOOL && b->ref.seg == NULL) || (w == IN_MEMORY && b->spilled))) {
-        prev = b;
-        b = b->next;
-    }
+    if (b == NULL && kind == FWD_FAIR_IN_MEMORY)
+        b = q->fair.resident.head;
+    else if (b == NULL)
+        for (b = q->head; b != NULL && kind == FWD_FAIR_IN_SPOOL && b->ref.seg == NULL;)
+            b = b->next;
     if (b == NULL)
         return false;
-    list_unlink(q, prev, b);
+    list_unlink(q, b);
     if (newest != NULL && *newest == b)
         *newest = NULL;
     *records += b->count;
@@ -604,24 +637,30 @@ static bool drop_oldest(struct fwd_queue *q, enum which w, uint64_t *records,
     return true;
 }
 
-/* drop-newest: b, the tail, goes. */
-static void drop_newest(struct fwd_queue *q, struct fwd_batch *b)
+/*
+ * drop-newest: b, just queued, goes when its source holds the most queued bytes (or as
+ * much as the one that does); otherwise that source's newest batch of kind goes, to make
+ * room for b. Returns what went.
+ */
+static struct fwd_batch *drop_newest(struct fwd_queue *q, struct fwd_batch *b,
+                                     enum fwd_fair_kind kind)
 {
-    struct fwd_batch *p = q->head;
+    char why[64];
+    const struct fwd_qsrc *heavy = fwd_fair_heaviest(&q->fair);
+    struct fwd_batch *v = NULL;
 
-    if (p == b)
-        list_pop(q);
-    else {
-        while (p->next != b)
-            p = p->next;
-        list_unlink(q, p, b);
-    }
-    fwd_log_rl(FWD_LOG_WARN, fwd_batch_first_cid(b),
-               "%s: memory (fluentd-buffer-limit %llu) and spool (spool-limit %llu) "
-               "full: dropped the newest %u records (overflow-policy drop-newest)",
-               q->label, (unsigned long long)q->cfg->buffer_limit,
-               (unsigned long long)q->cfg->spool_limit, b->count);
-    fwd_queue_drop(q, b);
+    if (heavy != NULL && b->owner->bytes < heavy->bytes)
+        v = fwd_fair_victim(&q->fair, kind, true);
+    if (v == NULL)
+        v = b;
+    list_unlink(q, v);
+    fwd_log_rl(FWD_LOG_WARN, fwd_batch_first_cid(v),
+               "%s: memory (fluentd-buffer-limit %llu) full and %s: dropped the newest %u "
+               "records of the container holding the most (overflow-policy drop-newest)",
+               q->label, (unsigned long long)q->cfg->buffer_limit, spool_why(q, why, sizeof(why)),
+               v->count);
+    fwd_queue_drop(q, v);
+    return v;
 }
 
 /* b goes to the spool first (file mode, every aggregator down, or memory full). */
@@ -633,7 +672,7 @@ static bool spool_first(struct fwd_queue *q, struct fwd_batch *b, uint64_t *drop
         if (rc == 0)
             return true;
         if (rc != -ENOSPC || q->cfg->overflow != FWD_OVERFLOW_DROP_OLDEST ||
-            !drop_oldest(q, IN_SPOOL, dropped, NULL))
+            !drop_oldest(q, FWD_FAIR_IN_SPOOL, dropped, NULL))
             return false; /* no spool, or full and nothing older to give way */
     }
 }
@@ -648,24 +687,23 @@ static bool spool_first(struct fwd_queue *q, struct fwd_batch *b, uint64_t *drop
 static struct fwd_batch *make_room(struct fwd_queue *q, struct fwd_batch *b, uint64_t *dropped)
 {
     while (over_memory(q) && b != NULL) {
-        struct fwd_batch *v = q->nresident > 0 ? q->head : NULL;
+        struct fwd_batch *v = q->fair.resident.head; /* the oldest in memory */
+        /* spilled batches only while they alone (their bookkeeping) are over the limit */
+        enum fwd_fair_kind kind = q->mem > q->cfg->buffer_limit ? FWD_FAIR_ANY : FWD_FAIR_IN_MEMORY;
 
-        while (v != NULL && v->spilled)
-            v = v->next;
         if (v != NULL && (v->ref.seg != NULL || spool_write(q, v) == 0)) {
             evict(q, v);
-            q->nresident--;
             continue;
         }
         if (q->cfg->overflow == FWD_OVERFLOW_DROP_OLDEST) {
-            /* spilled batches only while they alone (their bookkeeping) are over the limit */
-            if (drop_oldest(q, q->mem > q->cfg->buffer_limit ? ANY : IN_MEMORY, dropped, &b))
+            if (drop_oldest(q, kind, dropped, &b))
                 continue;
             break;
         }
         if (q->cfg->overflow == FWD_OVERFLOW_DROP_NEWEST &&
             (!b->spilled || q->mem > q->cfg->buffer_limit)) {
-            drop_newest(q, b);
+            if (drop_newest(q, b, kind) != b)
+                continue;
             b = NULL;
         }
         break;
@@ -676,24 +714,25 @@ static struct fwd_batch *make_room(struct fwd_queue *q, struct fwd_batch *b, uin
 /* A sealed batch: put it in memory or the spool, within the limits, or as the policy says. */
 static struct fwd_batch *admit(struct fwd_queue *q, struct fwd_batch *b)
 {
+    char why[64];
     uint64_t dropped = 0;
     bool file = q->cfg->buffer_type == FWD_BUFFER_FILE, on_disk = false;
     size_t cost = fwd_batch_mem(b);
 
-    if (file || q->down || q->mem + cost + q->openbytes > q->cfg->buffer_limit)
+    if (file || q->down || q->mem + cost + q->openbytes + q->heldbytes > q->cfg->buffer_limit)
         on_disk = spool_first(q, b, &dropped);
     q->mem += cost;
     q->qbytes += fwd_batch_wire_len(b);
+    list_append(q, b);
     if (on_disk && (!file || over_memory(q)))
         evict(q, b);
-    list_append(q, b);
     b = make_room(q, b, &dropped);
     if (dropped > 0)
         fwd_log_rl(FWD_LOG_WARN, NULL,
-                   "%s: memory (fluentd-buffer-limit %llu) and spool (spool-limit %llu) full "
-                   "(aggregator slow or down): dropped the oldest %llu records",
+                   "%s: memory (fluentd-buffer-limit %llu) full and %s (aggregator slow or "
+                   "down): dropped the oldest %llu records of the containers holding the most",
                    q->label, (unsigned long long)q->cfg->buffer_limit,
-                   (unsigned long long)q->cfg->spool_limit, (unsigned long long)dropped);
+                   spool_why(q, why, sizeof(why)), (unsigned long long)dropped);
     if (q->cfg->overflow == FWD_OVERFLOW_BLOCK) {
         bool was = q->blocked;
 
@@ -705,6 +744,17 @@ static struct fwd_batch *admit(struct fwd_queue *q, struct fwd_batch *b)
                        q->label);
     }
     return b;
+}
+
+const char *fwd_queue_check(const struct fwd_queue *q)
+{
+    const char *why = fwd_fair_check(&q->fair, q->head);
+    const struct fwd_batch *prev = NULL;
+
+    for (const struct fwd_batch *b = q->head; why == NULL && b != NULL; prev = b, b = b->next)
+        if (b->prev != prev || (prev != NULL && prev->seq >= b->seq))
+            why = "the queue is out of order or badly linked";
+    return why != NULL || prev == q->tail ? why : "the queue's tail is wrong";
 }
 
 int fwd_queue_seal(struct fwd_queue *q, struct fwd_batch *b, const char *tag, size_t tag_len)

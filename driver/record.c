@@ -12,6 +12,7 @@
 #include "fwd_record.h"
 #include "fwd_buf.h"
 #include "fwd_forward.h"
+#include "fwd_limits.h"
 #include "fwd_parse.h"
 #include "fwd_re.h"
 
@@ -416,6 +417,16 @@ size_t fwd_record_size_max_more(const struct fwd_record_tmpl *t, const struct fw
     if (m != NULL)
         n += t->seq.len + 9;
     return n;
+}
+
+size_t fwd_record_piece_room(const struct fwd_record_tmpl *t, size_t max_record)
+{
+    /* the largest record of an empty piece: the longest id and source a piece can have */
+    struct fwd_line l = {.source_len = 31, .piece = true, .id_len = FWD_PARTIAL_ID_MAX};
+    struct fwd_record_more m = {NULL, UINT64_MAX};
+    size_t fixed = fwd_record_size_max_more(t, &l, &m);
+
+    return max_record > fixed + FWD_RECORD_PIECE_MIN ? max_record - fixed : FWD_RECORD_PIECE_MIN;
 }
 
 static void raw(msgpack_packer *pk, const struct fwd_buf *b)

@@ -11,12 +11,18 @@
  * Segments are named by a 64-bit id in hex, <id>.seg; ids only grow, so the
  * names sort in writing order. Only the segment being written is kept open;
  * a spilled batch is read back with its own open/pread/close (rare: only
- * batches that could not stay in memory).
+ * batches that could not stay in memory). Writes and reads run on the caller's
+ * thread (the loop: page cache writes); a segment that is sealed (full) or
+ * closed with records in it is handed to the syncer (fwd_syncer.h), which
+ * fdatasyncs and closes it off the loop, so it is durable against a host crash
+ * some time after, not at, its seal. A segment with nothing live is closed at
+ * once: it is about to be deleted.
  */
 #define FWD_LOG_MODULE "spool"
 #include "fwd_spool.h"
 #include "fwd_limits.h"
 #include "fwd_log.h"
+#include "fwd_syncer.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -45,6 +51,7 @@ struct fwd_spool {
     char *dir;
     struct fwd_spool_seg *segs, *last; /* oldest first; last is the one written, if open */
     int fd;                            /* of last while it is being written, else -1 */
+    struct fwd_syncer *syncer;         /* borrowed: takes sealed segments' syncs */
     uint64_t next_id;
     uint64_t bytes;
     uint64_t live_bytes;
@@ -226,7 +233,7 @@ static int scan_segment(struct fwd_spool *sp, struct fwd_spool_seg *s,
     return rc;
 }
 
-int fwd_spool_open(const char *dir, struct fwd_spool **out,
+int fwd_spool_open(const char *dir, struct fwd_syncer *syncer, struct fwd_spool **out,
                    int (*item)(void *ctx, const struct fwd_spool_item *it), void *ctx, char *err,
                    size_t errlen)
 {
@@ -253,6 +260,7 @@ int fwd_spool_open(const char *dir, struct fwd_spool **out,
     if (sp == NULL || (sp->dir = strdup(dir)) == NULL)
         goto nomem;
     sp->fd = -1;
+    sp->syncer = syncer;
     while ((e = readdir(d)) != NULL) {
         uint64_t id;
         char tail[8];
@@ -314,15 +322,27 @@ static void free_segs(struct fwd_spool *sp)
     }
 }
 
+/*
+ * Stop writing to the last segment. One with live records goes to the syncer
+ * (fdatasync and close, off the loop); one without is closed now: it is going.
+ */
+static void close_last(struct fwd_spool *sp)
+{
+    char path[FWD_PATH_MAX];
+
+    if (sp->fd >= 0 && sp->last != NULL && sp->last->live > 0) {
+        seg_path(sp, sp->last->id, path, sizeof(path));
+        fwd_syncer_close(sp->syncer, sp->fd, path);
+    } else if (sp->fd >= 0)
+        close(sp->fd);
+    sp->fd = -1;
+}
+
 void fwd_spool_close(struct fwd_spool *sp)
 {
     if (sp == NULL)
         return;
-    if (sp->fd >= 0) {
-        (void)fdatasync(sp->fd);
-        close(sp->fd);
-        sp->fd = -1;
-    }
+    close_last(sp);
     sp->last = NULL;
     /* segments whose every record was released go now; the rest stay for the next run */
     for (struct fwd_spool_seg *s = sp->segs, *next; s != NULL; s = next) {
@@ -346,16 +366,12 @@ void fwd_spool_destroy(struct fwd_spool *sp)
     fwd_spool_close(sp);
 }
 
-/* Close the segment being written (it is full): sync it so a host crash keeps it. */
+/* Close the segment being written (it is full): the syncer makes it survive a host crash. */
 static void seal_segment(struct fwd_spool *sp)
 {
     struct fwd_spool_seg *s = sp->last;
 
-    if (sp->fd >= 0) {
-        (void)fdatasync(sp->fd);
-        close(sp->fd);
-        sp->fd = -1;
-    }
+    close_last(sp);
     sp->last = NULL;
     if (s != NULL && s->live == 0)
         seg_unlink(sp, s);

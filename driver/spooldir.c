@@ -7,6 +7,11 @@
  * is written as {"env": VARIABLE}, one given as a log-opt as {"inline": true}.
  * A *-file option is a path, written as it is, and read again when the spool
  * is replayed, so a rotated file's new content is what replay uses.
+ *
+ * options.json is written as options.json.tmp on the caller's thread; its
+ * fsync and the rename onto options.json are the syncer's (the loop never
+ * waits for the disk), so an earlier options.json stays in place until the new
+ * one is on disk.
  */
 #include "fwd_spooldir.h"
 #include "fwd_file.h"
@@ -19,7 +24,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#define META_FILE "options.json"
+#define META_FILE  "options.json"
+#define TMP_SUFFIX ".tmp"
 /* The sequence number up to which every batch was delivered or dropped (8 bytes). */
 #define DELIVERED_FILE "delivered"
 
@@ -76,28 +82,29 @@ json_t *fwd_spooldir_options(const struct fwd_config *cfg)
     return o;
 }
 
-int fwd_spooldir_write_options(const char *dir, json_t *options)
+int fwd_spooldir_write_options(const char *dir, json_t *options, struct fwd_syncer *syncer)
 {
     char path[FWD_PATH_MAX], tmp[FWD_PATH_MAX + 8];
-    int rc = -EIO, fd;
+    int fd;
 
     if (options == NULL)
         return -ENOMEM;
     fwd_pathf(path, sizeof(path), "%s/" META_FILE, dir);
-    fwd_pathf(tmp, sizeof(tmp), "%s.tmp", path);
+    fwd_pathf(tmp, sizeof(tmp), "%s" TMP_SUFFIX, path);
     /* 0600: the destination's addresses and paths are the owner's business */
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd >= 0) {
-        if (json_dumpfd(options, fd, JSON_SORT_KEYS) == 0 && fsync(fd) == 0)
-            rc = 0;
+    if (fd < 0)
+        return -errno;
+    errno = 0; /* what a failed write leaves (ENOSPC, say) */
+    if (json_dumpfd(options, fd, JSON_SORT_KEYS) != 0) {
+        int e = errno ? errno : EIO;
+
         close(fd);
-    } else
-        rc = -errno;
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = -errno;
-    if (rc != 0)
         unlink(tmp);
-    return rc;
+        return -e;
+    }
+    fwd_syncer_rename(syncer, fd, tmp, path); /* fsync, close, rename: off the loop */
+    return 0;
 }
 
 void fwd_spooldir_opts_free(struct fwd_spooldir_opts *o)
@@ -157,7 +164,8 @@ static int scrub(const char *dir, json_t *root, struct fwd_spooldir_opts *o)
             return -ENOMEM;
     }
     o->scrubbed = true;
-    return fwd_spooldir_write_options(dir, root);
+    /* once per spool an older version left, at start: synced here, not by the syncer */
+    return fwd_spooldir_write_options(dir, root, NULL);
 }
 
 /* One option of options.json into o; *legacy: a secret value in clear (an older version). */
@@ -230,6 +238,10 @@ void fwd_spooldir_forget(const char *dir)
 {
     char path[FWD_PATH_MAX];
 
+    /* The temporary file first: that withdraws a rename the syncer has not done yet (it
+     * finds no tmp), and one it did before is undone by the unlink after. */
+    fwd_pathf(path, sizeof(path), "%s/" META_FILE TMP_SUFFIX, dir);
+    unlink(path);
     fwd_pathf(path, sizeof(path), "%s/" META_FILE, dir);
     unlink(path);
     fwd_pathf(path, sizeof(path), "%s/" DELIVERED_FILE, dir);

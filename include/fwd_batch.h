@@ -19,13 +19,37 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct fwd_batch;
+
+/* Links of a batch in one of the queue's lists (queue.c), and such a list. */
+struct fwd_blink {
+    struct fwd_batch *prev, *next;
+};
+struct fwd_blist {
+    struct fwd_batch *head, *tail; /* by seq */
+    size_t n;
+};
+
+/*
+ * A source's share of the one queue its batches go to (queue.c owns it): its
+ * queued batches, oldest first (all, and the resident ones), and their wire
+ * bytes, the weight by which overflow chooses whom to drop from.
+ */
+struct fwd_qsrc {
+    struct fwd_blist all, mem;
+    size_t bytes;
+    size_t slot; /* its index in the queue's heap of sources + 1; 0: not in it */
+};
+
 /* One source of records (a container); the API is in fwd_output.h. */
 struct fwd_src {
     int refs;
     uint64_t dropped;
-    uint64_t rejected; /* of those, how many were set aside as refused (queue.c reject) */
-    uint64_t logged;   /* of those, how many fwd_src_log_drops reported */
+    uint64_t rejected;     /* of those, how many were set aside as refused (queue.c reject) */
+    uint64_t logged;       /* of those, how many fwd_src_log_drops reported */
+    uint64_t rate_limited; /* of those, lines over its rate-limit (never queued) */
     char cid[13];
+    struct fwd_qsrc q;
 };
 
 /* Records of one source in a batch. */
@@ -35,7 +59,11 @@ struct fwd_src_count {
 };
 
 struct fwd_batch {
-    struct fwd_batch *next;
+    struct fwd_batch *next; /* queued: the queue's order (by seq); taken: the connection's */
+    struct fwd_batch *prev; /* queued: the queue's order */
+    /* queued: in the queue's resident list, its owner's list and its owner's resident list */
+    struct fwd_blink by_mem, by_src, by_srcmem;
+    struct fwd_qsrc *owner; /* queued: whose bytes it counts in (its main source, or none) */
     struct fwd_buf entries; /* empty while spilled */
     size_t entries_len;     /* on the wire, resident or not */
     uint32_t count;
@@ -69,6 +97,8 @@ size_t fwd_batch_wire_len(const struct fwd_batch *b);
 size_t fwd_batch_mem(const struct fwd_batch *b);
 /* The container of its first record, for rate-limited log lines; NULL if unknown. */
 const char *fwd_batch_first_cid(const struct fwd_batch *b);
+/* The source with the most records in b (the first of equals), or NULL if none is known. */
+struct fwd_src *fwd_batch_main_src(const struct fwd_batch *b);
 
 /* Count one more record of src (NULL: none) in b; runs of one source share an entry. */
 void fwd_batch_note_src(struct fwd_batch *b, struct fwd_src *src);

@@ -65,6 +65,8 @@ struct fwd_config {
     enum fwd_buffer_type buffer_type;
     enum fwd_overflow overflow;
     uint64_t spool_limit; /* bytes of spool per destination; 0: no spool (memory only) */
+    uint64_t rate_limit;  /* bytes of lines per second per container; 0: off */
+    uint64_t rate_burst;  /* its bucket; 0: rate_limit */
     bool async;           /* accepted for compatibility: fwdlog never blocks a container */
     bool subsecond;       /* EventTime with nanoseconds (default true) */
     bool request_ack;
@@ -92,6 +94,7 @@ struct fwd_config {
     uint32_t partial_timeout_ms;
     uint32_t flush_interval_ms;
     size_t max_line;
+    size_t max_record; /* max-record-size: an encoded record above it is sent in pieces */
     size_t batch_size;
     /* Borrowed from the option lists passed to fwd_config_build. */
     const char *tag;

@@ -32,6 +32,7 @@ struct fwd_registry_stats {
     uint64_t discarded_bytes; /* skipped to find the framing again */
     uint64_t resyncs;         /* times it was found again */
     uint64_t records_lost;    /* out of memory while packing */
+    uint64_t rate_limited;    /* lines over their container's rate-limit, dropped */
     uint64_t restored;        /* streams of an earlier run opened again */
     uint64_t state_failures;  /* streams whose state could not be kept */
 };
@@ -50,14 +51,16 @@ struct fwd_container_stats {
     const char *id;   /* the full ContainerID */
     const char *name; /* ContainerName as dockerd sent it (leading '/') */
     struct fwd_container_counts n;
-    uint64_t dropped;  /* records dropped downstream (memory and spool full, retries over) */
-    uint64_t rejected; /* of those, set aside as refused by the aggregator */
-    bool parsing;      /* parse= is on: parse_failures means something */
+    uint64_t dropped;      /* records dropped downstream (memory and spool full, retries over) */
+    uint64_t rejected;     /* of those, set aside as refused by the aggregator */
+    uint64_t rate_limited; /* of those, lines over its rate-limit */
+    bool parsing;          /* parse= is on: parse_failures means something */
     uint64_t parse_failures;
     uint64_t partial_joins; /* lines joined from Docker's 16 KiB chunks */
     bool multiline;         /* multiline= or multiline-start= is on */
     uint64_t multiline_joins;
     uint64_t backlog; /* bytes in its FIFO not read yet (FIONREAD) */
+    uint64_t pending; /* bytes read and not yet records: frame tail, lines joined, open events */
 };
 
 /*

@@ -40,6 +40,8 @@
 #define FWD_PARTIAL_SLOTS 8
 /* A partial_log_metadata id longer than this is treated as corruption (Docker's are 64 hex). */
 #define FWD_PARTIAL_ID_MAX 128
+/* max-record-size: a piece carries at least this much of its line, whatever the attributes take. */
+#define FWD_RECORD_PIECE_MIN 4096u
 /* How long a timed-out partial id is remembered so later chunks continue its ordinals. */
 #define FWD_PARTIAL_TOMBSTONE_MS 60000u
 
@@ -50,13 +52,20 @@
 #define FWD_DEFAULT_PORT 24224
 /* With fluentd-request-ack and no fluentd-read-timeout: how long an ack may take. */
 #define FWD_DEFAULT_ACK_TIMEOUT_MS 30000u
-/* batch-size, at most (the spool's record cap too): Fluent Bit in_forward closes a
- * connection past 6,144,000 bytes per request. */
+/* batch-size and max-record-size, at most (the spool's record cap too): Fluent Bit in_forward
+ * closes a connection past 6,144,000 bytes per request. */
 #define FWD_MAX_BATCH_SIZE (4u * 1024u * 1024u)
 /* Paths built under the state directory, at most (the directory itself: 200 less). */
 #define FWD_PATH_MAX 4096
 /* A spool segment file is closed (and a new one begun) past this size. */
 #define FWD_SPOOL_SEGMENT (4u * 1024u * 1024u)
+
+/*
+ * Syncs waiting for the sync thread, at most (fwd_syncer.h): past it a sealed
+ * segment is closed without its fdatasync. 64 segments are 256 MiB not yet
+ * synced: a disk that far behind is failing, and each one holds an fd.
+ */
+#define FWD_SYNC_QUEUE 64u
 
 /* Connect attempts that take longer than this are abandoned. */
 #define FWD_CONNECT_TIMEOUT_MS 10000u

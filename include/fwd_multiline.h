@@ -67,6 +67,8 @@ int fwd_multiline_expire(struct fwd_multiline *m, uint64_t now_ns, fwd_line_cb c
 int fwd_multiline_flush(struct fwd_multiline *m, fwd_line_cb cb, void *ctx);
 /* When the oldest open event is due (monotonic ns), or 0 when none is open. */
 uint64_t fwd_multiline_next_deadline(const struct fwd_multiline *m);
+/* Bytes of the open events (for memory accounting). */
+size_t fwd_multiline_pending_bytes(const struct fwd_multiline *m);
 /* Events emitted that joined two or more lines. */
 uint64_t fwd_multiline_joins(const struct fwd_multiline *m);
 

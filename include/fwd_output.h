@@ -20,6 +20,7 @@
 #include "fwd_config.h"
 #include "fwd_loop.h"
 #include "fwd_metrics.h"
+#include "fwd_syncer.h"
 
 #include <msgpack.h>
 #include <stdbool.h>
@@ -40,6 +41,10 @@ void fwd_src_release(struct fwd_src *src);
 uint64_t fwd_src_dropped(const struct fwd_src *src);
 /* Of the dropped, those set aside as refused by the aggregator (state/rejected/). */
 uint64_t fwd_src_rejected(const struct fwd_src *src);
+/* A line of src over its rate-limit was dropped: counted as dropped, and as rate-limited. */
+void fwd_src_count_rate_drop(struct fwd_src *src);
+/* Of the dropped, the lines over the container's rate-limit. */
+uint64_t fwd_src_rate_limited(const struct fwd_src *src);
 /*
  * Log how many of src's records were dropped (its container stops). The last
  * release logs only what was dropped after that, so nothing is said twice.
@@ -63,7 +68,7 @@ struct fwd_output_stats {
     uint64_t connection_failures; /* connects, handshakes and live connections that failed */
     uint64_t queued_bytes;        /* sealed and open, now */
     uint64_t destinations;        /* now */
-    uint64_t memory_bytes;        /* held in memory by sealed and open batches, now */
+    uint64_t memory_bytes;        /* in memory: sealed and open batches, what containers hold */
     uint64_t spool_bytes;         /* spool files on disk, now */
     uint64_t spooled_batches;     /* written to a spool */
     uint64_t replayed_records;    /* found in spools at start */
@@ -75,10 +80,12 @@ struct fwd_output_stats {
 
 /*
  * state_dir: where spools live (state_dir/spool/<destination>/). Copied.
- * NULL with the reason in err (out of memory, the resolver cannot start).
+ * syncer: takes the spools' syncs (borrowed: destroy it after the outputs;
+ * NULL: they run on the loop). NULL with the reason in err (out of memory, the
+ * resolver cannot start).
  */
-struct fwd_outputs *fwd_outputs_create(struct fwd_loop *loop, const char *state_dir, char *err,
-                                       size_t errlen);
+struct fwd_outputs *fwd_outputs_create(struct fwd_loop *loop, struct fwd_syncer *syncer,
+                                       const char *state_dir, char *err, size_t errlen);
 /*
  * At start (replay.c): the spools an earlier run left, each sent again to the
  * destination its options.json names. That file holds no secret value: a
@@ -141,6 +148,17 @@ void fwd_stream_flush(struct fwd_stream *s);
  * it after each FIFO read, before it reads again. Otherwise nothing.
  */
 void fwd_stream_sync(struct fwd_stream *s);
+/*
+ * What a container holds before it becomes records (a frame cut by a read, lines
+ * being joined, open multiline events) counts in its destination's memory: the
+ * container reports its totals, bytes (everything) and tail (of it, the frame
+ * tail), after each change, and 0, 0 before it releases the stream. h is the
+ * container's record of what it reported (zeroed at first). May wake waiters.
+ */
+struct fwd_held {
+    size_t bytes, tail;
+};
+void fwd_stream_hold(struct fwd_stream *s, struct fwd_held *h, size_t bytes, size_t tail);
 
 /* Seal every open batch (shutdown). */
 void fwd_outputs_flush_all(struct fwd_outputs *m);
@@ -169,7 +187,7 @@ struct fwd_dest_stats {
     uint64_t records_sent, bytes_sent; /* delivered (acknowledged with require_ack_response) */
     uint64_t records_dropped;
     uint64_t records_rejected;  /* set aside after failed sends (state/rejected/) */
-    uint64_t memory_bytes;      /* queued in memory, sealed and open batches */
+    uint64_t memory_bytes;      /* in memory: sealed and open batches, what containers hold */
     uint64_t spool_bytes;       /* queued in its spool on disk */
     uint64_t queued_bytes;      /* sealed and open, wherever they are */
     uint64_t oldest_ns;         /* monotonic time the oldest queued record was read; 0: none */

@@ -67,6 +67,21 @@ uint64_t fwd_partial_next_deadline(const struct fwd_partial *p);
 size_t fwd_partial_pending_bytes(const struct fwd_partial *p);
 /* Bytes dropped because memory ran out. */
 uint64_t fwd_partial_dropped(const struct fwd_partial *p);
+/*
+ * The length of p[0..len) to cut at so that no UTF-8 character is split: len,
+ * or up to 3 bytes less when p ends inside a multi-byte character. Bytes that
+ * are not UTF-8 are cut anywhere. Pure.
+ */
+size_t fwd_partial_utf8_cut(const uint8_t *p, size_t len);
+/*
+ * max-record-size: send l (a whole line or event, not a piece) as pieces of at
+ * most max bytes each (max >= 4), cut at UTF-8 boundaries, numbered 1, 2, ...,
+ * the final one flagged last, with a partial id made of l's time and nonce (32
+ * hex; the caller makes nonce unique per stream). cb gets each piece (borrowed
+ * for the call). 0 or the first non-zero value cb returned.
+ */
+int fwd_partial_split(const struct fwd_line *l, size_t max, uint64_t nonce, fwd_line_cb cb,
+                      void *ctx);
 /* Lines made of two or more chunks (joined), however they came out (whole or in pieces). */
 uint64_t fwd_partial_joins(const struct fwd_partial *p);
 

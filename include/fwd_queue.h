@@ -5,29 +5,38 @@
  *
  * Sealed batches queue oldest first by sequence number. A batch is resident
  * (its entries in memory) or spilled (only in the spool; the small struct
- * stays). Memory counts resident entries, each batch's struct and header, and
- * the streams' open batches (openbytes, kept by the owner), and is kept under
+ * stays). Memory counts resident entries, each batch's struct and header, the
+ * streams' open batches (openbytes, kept by the owner) and what the containers
+ * hold before it is records (heldbytes: frame tails, lines being joined, open
+ * multiline events; kept by the owner), and is kept under
  * buffer_limit by spilling batches to the spool, oldest first; the spool is
  * kept under spool_limit. With buffer-type=file every batch is written to the
  * spool when sealed, and kept in memory too while there is room. When neither
- * has room, overflow-policy decides: drop-oldest drops the oldest queued
- * batches, drop-newest the new one, block holds the containers back (waiters)
- * until there is room. Every dropped record is counted against its container.
+ * has room, overflow-policy decides, and it takes from the source (container)
+ * that holds the most queued bytes (fwd_fair.h): drop-oldest drops its oldest
+ * batch, drop-newest refuses a new batch of it, or makes room for another
+ * source's new batch by dropping its newest; block holds the containers back
+ * (waiters) until there is room. Every dropped record is counted against its
+ * container. Frame tails do not hold containers back: only reading on completes
+ * them (the rest of heldbytes becomes records on its timers, so it cannot block
+ * forever).
  *
  * Batches taken by a connection (fwd_queue_pop) stay in the queue's accounting
  * until fwd_queue_done (delivered or dropped) or fwd_queue_return (the
  * connection is gone: they queue again, in order). The spool is opened on first
  * use; an earlier run's records in it (and its journals) are queued at open.
  * No loop, no sockets: unit-tested against a temporary directory. Spool files
- * are written and read synchronously.
+ * are written and read synchronously; their syncs go to the owner's syncer.
  */
 #ifndef FWD_QUEUE_H
 #define FWD_QUEUE_H
 
 #include "fwd_batch.h"
 #include "fwd_config.h"
+#include "fwd_fair.h"
 #include "fwd_metrics.h"
 #include "fwd_output.h"
+#include "fwd_syncer.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -56,16 +65,22 @@ struct fwd_queue {
     /* the lowest sequence number connections hold (UINT64_MAX: none), for the delivered mark */
     uint64_t (*oldest_taken)(void *ctx);
     void *ctx;
+    struct fwd_syncer *syncer; /* the owner's (set after init; NULL: syncs inline): spool syncs */
 
-    struct fwd_batch *head, *tail; /* sealed, not taken; by seq */
-    size_t nresident;              /* of those, how many are in memory (not spilled) */
+    struct fwd_batch *head, *tail; /* sealed, not taken; by seq (next, prev) */
+    struct fwd_fair fair;          /* the same per source, and those in memory (fwd_fair.h) */
     size_t qbytes;                 /* wire bytes of sealed batches (queued and taken) */
     size_t mem;                    /* memory held by sealed batches */
     size_t openbytes;              /* entry bytes in the streams' open batches (the owner's) */
+    size_t heldbytes;              /* what containers hold before it is records (the owner's) */
+    size_t tailbytes;              /* of it, frame tails (only more reads complete them) */
     uint64_t next_seq;
-    bool down;        /* the owner's: every aggregator is down, new batches go to the spool */
-    bool blocked;     /* overflow-policy=block and no room */
-    bool spool_tried; /* the spool was opened, or failed to */
+    bool down;            /* the owner's: every aggregator is down, new batches go to the spool */
+    bool blocked;         /* overflow-policy=block and no room */
+    bool spool_tried;     /* the spool was opened, or failed to */
+    bool options_written; /* options.json is in the spool directory */
+    bool spool_failed;    /* the last write to the spool failed (a full disk, say) */
+    uint64_t spool_retry_at; /* monotonic ns: a spool that failed to open is tried again */
     char *spool_dir;
     struct fwd_spool *spool;
     int delivered_fd;        /* the delivered mark in the spool directory, or -1 */
@@ -132,5 +147,7 @@ bool fwd_queue_wait(struct fwd_queue *q, struct fwd_waiter *w);
 void fwd_queue_unwait(struct fwd_queue *q, struct fwd_waiter *w);
 /* Look at the limits again (the open batches changed). Wakes the waiters when there is room. */
 void fwd_queue_update_blocked(struct fwd_queue *q);
+/* For tests: NULL when the queue's lists and counts agree, or what is wrong. */
+const char *fwd_queue_check(const struct fwd_queue *q);
 
 #endif

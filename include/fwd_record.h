@@ -35,6 +35,13 @@ void fwd_record_tmpl_destroy(struct fwd_record_tmpl *t);
 
 /* An upper bound of the bytes fwd_record_pack writes for line l. */
 size_t fwd_record_size_max(const struct fwd_record_tmpl *t, const struct fwd_line *l);
+/*
+ * max-record-size: how many bytes of a line a piece (partial_* keys) can carry
+ * so that its record, with every key this template adds, stays within
+ * max_record (fwd_record_size_max_more's bound); at least FWD_RECORD_PIECE_MIN
+ * when the attributes alone take nearly all of it.
+ */
+size_t fwd_record_piece_room(const struct fwd_record_tmpl *t, size_t max_record);
 /* Pack one Forward entry [time, record] for l. */
 void fwd_record_pack(const struct fwd_record_tmpl *t, const struct fwd_line *l, msgpack_packer *pk);
 /*

@@ -11,13 +11,16 @@
  * checksum fails ends what is read of that segment (a crash mid-write), which is
  * reported and skipped past, never fatal. New records always go to new segments.
  *
- * Not durable against a host crash: segments are fdatasync'ed when closed, not
- * per record (a crash of fwdlogd alone loses nothing written).
+ * Not durable against a host crash at once: a segment is fdatasync'ed after it
+ * is closed (full, or at fwd_spool_close), by the syncer's thread, not per
+ * record and not before the write returns (a crash of fwdlogd alone loses
+ * nothing written: the page cache keeps it).
  */
 #ifndef FWD_SPOOL_H
 #define FWD_SPOOL_H
 
 #include "fwd_buf.h"
+#include "fwd_syncer.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -52,9 +55,10 @@ struct fwd_spool_item {
 /*
  * Open (creating) the spool in dir and report every record left in it, oldest
  * segment first, to item (which returns 0, or -1 to stop: the remaining records
- * stay on disk). 0, or -errno with the reason in err.
+ * stay on disk). syncer (borrowed, must outlive the spool; NULL: sync on this
+ * thread) takes the closed segments' syncs. 0, or -errno with the reason in err.
  */
-int fwd_spool_open(const char *dir, struct fwd_spool **out,
+int fwd_spool_open(const char *dir, struct fwd_syncer *syncer, struct fwd_spool **out,
                    int (*item)(void *ctx, const struct fwd_spool_item *it), void *ctx, char *err,
                    size_t errlen) __attribute__((warn_unused_result));
 /* Close the files; the records not released stay for the next run. NULL is fine. */

@@ -14,6 +14,7 @@
 #define FWD_SPOOLDIR_H
 
 #include "fwd_config.h"
+#include "fwd_syncer.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -26,8 +27,12 @@
  * reference, or NULL (out of memory).
  */
 json_t *fwd_spooldir_options(const struct fwd_config *cfg) __attribute__((warn_unused_result));
-/* Write options as dir/options.json (0600, temp file, fsync, rename). 0 or -errno. */
-int fwd_spooldir_write_options(const char *dir, json_t *options)
+/*
+ * Write options as dir/options.json (0600): a temp file written here, then
+ * fsync'ed and renamed onto options.json by syncer (borrowed; NULL: here and
+ * now). 0 once the temp file is written, or -errno (nothing is left then).
+ */
+int fwd_spooldir_write_options(const char *dir, json_t *options, struct fwd_syncer *syncer)
     __attribute__((warn_unused_result));
 
 /* What options.json says (fwd_spooldir_opts_free). */
@@ -52,7 +57,7 @@ void fwd_spooldir_opts_free(struct fwd_spooldir_opts *o);
 int fwd_spooldir_open_mark(const char *dir, uint64_t *upto);
 /* Record upto in the mark. 0 or -errno. */
 int fwd_spooldir_write_mark(int fd, uint64_t upto) __attribute__((warn_unused_result));
-/* The destination drained: remove options.json and the mark. */
+/* The destination drained: remove options.json (and a rename of it still pending) and the mark. */
 void fwd_spooldir_forget(const char *dir);
 
 #endif

@@ -15,7 +15,8 @@
  *                       /proc/self/fd/N links to. Unset or empty: the shim
  *                       does nothing.
  *   FAULTSHIM_OPS       comma list of open, read, write, fsync, fdatasync
- *                       (default: all of them).
+ *                       (default: all of them). write covers writev and
+ *                       pwrite too.
  *   FAULTSHIM_ERRNO     the call fails with this errno: a name (EMFILE, ENFILE,
  *                       ENOSPC, EDQUOT, EIO, EACCES, EAGAIN, EINTR, ENOMEM,
  *                       EROFS) or a number. Unset: the call runs (after the
@@ -46,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -77,6 +79,8 @@ static int (*real_open)(const char *, int, ...);
 static int (*real_openat)(int, const char *, int, ...);
 static ssize_t (*real_read)(int, void *, size_t);
 static ssize_t (*real_write)(int, const void *, size_t);
+static ssize_t (*real_writev)(int, const struct iovec *, int);
+static ssize_t (*real_pwrite)(int, const void *, size_t, off_t);
 static int (*real_fsync)(int);
 static int (*real_fdatasync)(int);
 
@@ -104,6 +108,8 @@ static void setup(void)
     real_openat = (int (*)(int, const char *, int, ...))dlsym(RTLD_NEXT, "openat");
     real_read = (ssize_t(*)(int, void *, size_t))dlsym(RTLD_NEXT, "read");
     real_write = (ssize_t(*)(int, const void *, size_t))dlsym(RTLD_NEXT, "write");
+    real_writev = (ssize_t(*)(int, const struct iovec *, int))dlsym(RTLD_NEXT, "writev");
+    real_pwrite = (ssize_t(*)(int, const void *, size_t, off_t))dlsym(RTLD_NEXT, "pwrite");
     real_fsync = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
     real_fdatasync = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
     cfg.path = getenv("FAULTSHIM_PATH");
@@ -277,6 +283,18 @@ ssize_t write(int fd, const void *buf, size_t n)
 {
     return faulted(OP_WRITE, fd) ? -1 : real_write(fd, buf, n);
 }
+
+ssize_t writev(int fd, const struct iovec *iov, int n)
+{
+    return faulted(OP_WRITE, fd) ? -1 : real_writev(fd, iov, n);
+}
+
+ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
+{
+    return faulted(OP_WRITE, fd) ? -1 : real_pwrite(fd, buf, n, off);
+}
+
+ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off) __attribute__((alias("pwrite")));
 
 int fsync(int fd)
 {

@@ -15,7 +15,8 @@ and --log-driver fwdlog, alternating, to the same sink.
 Output: a table on stdout, build/bench/results.json, build/bench/chart.png (gnuplot).
 Options: --quick (1 round, shorter runs: a smoke test of the harness), --no-e2e,
 --rounds N, --only TEXT (only the standalone scenarios whose name holds TEXT; no latency,
-memory or end-to-end runs: `make bench BENCH_ARGS="--only parse="`).
+memory or end-to-end runs: `make bench BENCH_ARGS="--only parse="`, or "--only overflow"
+for the aggregator-down scenarios with 10 and 1,000 containers).
 """
 import argparse
 import json
@@ -114,6 +115,15 @@ def cleanup(tmp, d=None, sink=None, fifos=()):
     subprocess.run(["rm", "-rf", tmp])
 
 
+def start_fifos(d, tmp, n, fifos):
+    """n FIFOs, each registered with StartLogging as a container of its own, into fifos."""
+    for i in range(n):
+        f = Fifo(tmp)
+        fifos.append(f)
+        st, body = d.api.start(f.path, info("%064x" % (i + 1)))
+        assert body == {"Err": ""}, body
+
+
 def framegen(fifos, lines, size, rate=0, stamp=False, kind=None):
     args = [FRAMEGEN, "--lines", str(lines), "--size", str(size)]
     args += ["--rate", str(rate)] if rate else []
@@ -134,11 +144,7 @@ class Standalone:
         d = Daemon(tmp, e, level="warn")
         fifos = []
         try:
-            for i in range(nfifo):
-                f = Fifo(tmp)
-                fifos.append(f)
-                st, body = d.api.start(f.path, info("%064x" % (i + 1)))
-                assert body == {"Err": ""}, body
+            start_fifos(d, tmp, nfifo, fifos)
             total = nfifo * lines
             expect = int(total * events)  # multiline joins lines: fewer events than lines
             c0, t0 = cpu_ns(d.proc.pid), time.time()
@@ -177,6 +183,44 @@ class Standalone:
                 "FWDLOG_PARSE_REGEX": r"^(?<ip>\S+) - (?<method>[A-Z]+) (?<path>\S+) "
                                       r"(?<status>\d+) "}, "access"),
         ]
+
+    def overflow(self, name, nfifo, lines, policy, limit):
+        """Issue 13 item 8: the aggregator down, memory only (spool-limit 0, the default
+        64 MiB buffer; 8 MiB with --quick), nfifo containers writing `lines` lines of 100 B each at full
+        speed, so overflow drops most of them. batch-size 4k: small batches, as many
+        quiet containers make, so the queue is long (about 15,000 batches). fwdlogd's CPU
+        per line read, from the first line to the last StopLogging: flat when choosing
+        what to drop does not walk the queue."""
+        tmp = tempfile.mkdtemp(prefix="fwdbench-")
+        port = fwdtest.free_port()
+        d = Daemon(tmp, {"FLUENTD_ADDRESS": "127.0.0.1:%d" % port, "FWDLOG_SPOOL_LIMIT": "0",
+                         "FLUENTD_BUFFER_LIMIT": limit, "FWDLOG_BATCH_SIZE": "4k",
+                         "FWDLOG_OVERFLOW_POLICY": policy},
+                   level="error")
+        fifos = []
+        try:
+            start_fifos(d, tmp, nfifo, fifos)
+            total = nfifo * lines
+            c0, t0 = cpu_ns(d.proc.pid), time.time()
+            framegen(fifos, lines, 100).wait()
+            for f in fifos:
+                d.api.stop(f.path)  # drains the FIFO and seals its last batch
+            t1, c1 = time.time(), cpu_ns(d.proc.pid)
+            m = d.api.metrics()
+            if m["fwdlog_records_total"] != total:
+                raise RuntimeError("%s: %d of %d lines read" % (name, m["fwdlog_records_total"],
+                                                                total))
+            return {"lines_per_s": total / (t1 - t0), "ns_per_line": (c1 - c0) / total,
+                    "peak_rss_mib": status_kib(d.proc.pid, "VmHWM") / 1024.0,
+                    "dropped": m["fwdlog_records_dropped_total"]}
+        finally:
+            cleanup(tmp, d, fifos=fifos)
+
+    def overflow_scenarios(self):
+        # about 300 MB of records: with the default 64 MiB buffer most are dropped
+        n, limit = (200000, "8m") if self.quick else (2000000, "64m")
+        return [("overflow: %d FIFOs x %d, %s" % (k, n // k, p), k, n // k, p, limit)
+                for p in ("drop-oldest", "drop-newest") for k in (10, 1000)]
 
     def latency(self, seconds=10, rate=10000):
         tmp = tempfile.mkdtemp(prefix="fwdbench-")
@@ -393,6 +437,21 @@ def main():
         res["standalone"][name] = r
         print("%-36s %12.0f %10.0f %8.1f M %9.0f" % (name, r["lines_per_s"], r["ns_per_line"],
                                                     r["peak_rss_mib"], r["mb_per_s"]))
+
+    res["overflow"] = {}
+    for sc in sa.overflow_scenarios():
+        name = sc[0]
+        if a.only is not None and a.only not in name:
+            continue
+        if not res["overflow"]:
+            print("\n%-42s %12s %10s %10s %10s" % ("aggregator down, memory full", "lines/s",
+                                                    "ns/line", "peak RSS", "dropped"))
+        runs = [sa.overflow(*sc) for _ in range(rounds)]
+        r = {k: median_of(runs, k) for k in runs[0]}
+        r["rounds"] = runs
+        res["overflow"][name] = r
+        print("%-42s %12.0f %10.0f %8.1f M %10.0f" % (name, r["lines_per_s"], r["ns_per_line"],
+                                                       r["peak_rss_mib"], r["dropped"]))
 
     if a.only is None or any(a.only in k for k in ("parse=json", "parse=regex", "multiline")):
         r = json.loads(subprocess.run([PARSECOST], capture_output=True, text=True,

@@ -46,7 +46,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     close(fd);
     file_size = size;
     nrefs = 0;
-    if (fwd_spool_open(dir, &sp, on_item, NULL, err, sizeof(err)) != 0)
+    if (fwd_spool_open(dir, NULL, &sp, on_item, NULL, err, sizeof(err)) != 0)
         abort();
     fwd_buf_init(&b, 16u << 20);
     for (size_t i = 0; i < nrefs; i++)

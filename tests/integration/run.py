@@ -3,14 +3,17 @@
 encoded as dockerd writes them, and the project's Forward receiver on 127.0.0.1.
 No Docker needed. Run with FWDLOGD=path/to/fwdlogd (make integration does)."""
 import base64
+import glob
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import unittest
 
@@ -79,6 +82,16 @@ class ProcTest(unittest.TestCase):
         twice = sorted(k for k, where in seen.items() if len(where) != len(set(where)))
         self.assertEqual(twice[:5], [], "delivered twice on one connection")
         return sum(len(where) - 1 for where in seen.values())
+
+    def timed_stop(self, d, timeout):
+        """SIGTERM d and wait (SIGKILL after timeout s); assert it exited 0; the seconds
+        it took."""
+        t0 = time.time()
+        rc = d.stop(timeout=timeout)
+        took = time.time() - t0
+        self.procs.remove(d)
+        self.assertEqual(rc, 0, d.logtext()[-2000:])
+        return took
 
     def kill_daemon(self, d):
         """SIGKILL (a crash): nothing is flushed. Its socket is left behind, as a crash
@@ -340,6 +353,36 @@ class TestRecords(Base):
         self.assertTrue(all(r["partial_message"] == "true" and r["partial_id"] == "f" * 64
                             for r in recs))
         self.assertEqual(b"".join(r["log"].encode() for r in recs), line)
+
+    def test_issue_13_max_record_size_splits_a_long_line(self):
+        # 2.5 MiB joined from 160 chunks; max-record-size=1m: each record (with its
+        # partial_* keys) within 1 MiB, so 3 pieces that carry Docker's partial id
+        f = self.fifo()
+        self.start(f, cid=cid(15), config={"max-line-size": "4m", "max-record-size": "1m"})
+        line = b"".join(b"%07d|" % i for i in range(327680))[:2621440]
+        f.write(docker_lines(line, pid="d" * 64))
+        evs = self.recv.wait_exact(3, timeout=30)
+        recs = [e["record"] for e in evs]
+        self.assertEqual([r["partial_ordinal"] for r in recs], ["1", "2", "3"])
+        self.assertEqual([r["partial_last"] for r in recs], ["false", "false", "true"])
+        self.assertEqual([(r["partial_message"], r["partial_id"]) for r in recs],
+                         [("true", "d" * 64)] * 3)
+        self.assertEqual(b"".join(r["log"].encode() for r in recs), line)
+        import msgpack
+        for e in evs:
+            self.assertLessEqual(len(msgpack.packb([e["time"], e["record"]])), 1 << 20)
+        self.assertGreater(len(recs[0]["log"]), (1 << 20) - 1024)  # full pieces, not tiny
+        self.assert_no_receiver_errors()
+
+    def test_issue_13_max_record_size_cuts_between_utf8_characters(self):
+        f = self.fifo()
+        self.start(f, cid=cid(16), config={"max-record-size": "64k"})
+        line = "é".encode() * 50000  # 100,000 bytes of 2-byte characters
+        f.write(docker_lines(line, pid="c" * 64))
+        evs = self.recv.wait_exact(2, timeout=10)
+        logs_ = [e["record"]["log"] for e in evs]  # each decodes: no character was cut
+        self.assertEqual("".join(logs_).encode(), line)
+        self.assertEqual([e["record"]["partial_last"] for e in evs], ["false", "true"])
 
     def test_partial_timeout(self):
         f = self.fifo()
@@ -1022,6 +1065,138 @@ class TestSpool(ProcTest):
         self.assertEqual(d.api.metrics()["fwdlog_records_dropped_total"], 0)
         self.assertIn("containers' logs are not read", d.logtext())
         self.assertIn("reading containers' logs again", d.logtext())
+
+
+class TestFairness(ProcTest):
+    """Issue 13 items 7 and 8: a noisy container cannot make a quiet one lose lines."""
+
+    DROPPED = ('fwdlog_container_records_dropped_total{container_id="%s",'
+               'container_name="/web",reason="overflow"}')
+
+    def down_daemon(self, port, **env):
+        e = {"FLUENTD_ADDRESS": "127.0.0.1:%d" % port, "FLUENTD_RETRY_WAIT": "50ms",
+             "FWDLOG_MAX_RETRY_WAIT": "200ms"}
+        e.update(env)
+        return self.daemon(e, level="info")
+
+    def paced(self, f, prefix, n, burst=10, pause=0.02):
+        """A quiet container: n lines in bursts of `burst`, `pause` seconds apart, from a
+        thread. Returns the thread (join it)."""
+        def run():
+            for j in range(0, n, burst):
+                f.write(lines(prefix, j, min(n, j + burst)))
+                time.sleep(pause)
+        t = threading.Thread(target=run)
+        t.start()
+        return t
+
+    def dropped(self, m, c):
+        return m.get(self.DROPPED % c[:12], 0)
+
+    def test_issue_13_flood_does_not_cost_a_quiet_container_lines(self):
+        # The aggregator is down, 1 MiB of memory and no spool: A floods 1,000,000 lines
+        # while B writes 1,000 in small paced bursts. Only A loses lines, and its drops
+        # are counted; once the aggregator is up every one of B's lines arrives.
+        port = fwdtest.free_port()
+        d = self.down_daemon(port, FLUENTD_BUFFER_LIMIT="1m", FWDLOG_SPOOL_LIMIT="0")
+        fa, fb = self.fifo(), self.fifo()
+        a, b = cid(0xf1), cid(0xf2)
+        self.assertEqual(d.api.start(fa.path, info(a))[0], 200)
+        self.assertEqual(d.api.start(fb.path, info(b))[0], 200)
+        quiet = self.paced(fb, b"b", 1000)
+        chunk = b"".join(frame(time_nano=i + 1, line=b"a-flood-" + b"x" * 40)
+                         for i in range(1000))
+        for _ in range(1000):
+            fa.write(chunk, timeout=60)
+        quiet.join()
+        wait_until(lambda: d.api.metrics()["fwdlog_records_total"] == 1001000, 60,
+                   "all 1,001,000 lines read")
+        time.sleep(0.5)  # flush-interval: every open batch sealed and queued (or dropped)
+        m = d.api.metrics()
+        d.api.stop(fa.path)
+        d.api.stop(fb.path)
+        dropped_a = self.dropped(m, a)
+        self.assertEqual(self.dropped(m, b), 0, "the quiet container lost lines")
+        self.assertGreater(dropped_a, 900000)
+        self.assertEqual(m["fwdlog_records_dropped_total"], dropped_a)
+        self.assertIn("%d records of this container were dropped" % dropped_a, d.logtext())
+        r = self.receiver(port=port)
+        got = r.wait_exact(1001000 - dropped_a, timeout=60)
+        self.assertEqual([e["record"]["log"] for e in got if e["record"]["log"][0] == "b"],
+                         ["b%07d" % i for i in range(1000)])
+        self.assertEqual(sum(1 for e in got if e["record"]["log"][0] == "a"),
+                         1000000 - dropped_a)
+
+
+    RATE = ('fwdlog_container_records_dropped_total{container_id="%s",'
+            'container_name="/web",reason="rate_limit"}')
+
+    def test_issue_13_rate_limit_drops_exactly_the_excess(self):
+        # A: 1,000 lines of exactly 100 bytes against rate-burst=10000 (100 lines) and a
+        # rate of 1 byte/s (refills one line per 100 s): exactly the first 100 go, 900
+        # are dropped and counted. B, at the same time and on the same destination,
+        # loses nothing.
+        r = self.receiver()
+        d = self.down_daemon(r.port)
+        fa, fb = self.fifo(), self.fifo()
+        a, b = cid(0xf3), cid(0xf4)
+        cfg = {"rate-limit": "1/s", "rate-burst": "10000"}
+        self.assertEqual(d.api.start(fa.path, info(a, config=cfg)), (200, {"Err": ""}))
+        self.assertEqual(d.api.start(fb.path, info(b)), (200, {"Err": ""}))
+        fa.write(lines(b"a", 0, 1000, pad=92))
+        fb.write(lines(b"b", 0, 1000, pad=92))
+        got = r.wait_exact(1100, timeout=20)
+        self.assertEqual([e["record"]["log"][:8] for e in got if e["record"]["log"][0] == "a"],
+                         ["a%07d" % i for i in range(100)])
+        self.assertEqual([e["record"]["log"][:8] for e in got if e["record"]["log"][0] == "b"],
+                         ["b%07d" % i for i in range(1000)])
+        self.assertEqual(len(got[0]["record"]["log"]), 100)
+        m = d.api.metrics()
+        self.assertEqual(m[self.RATE % a[:12]], 900)
+        self.assertEqual(self.dropped(m, a), 0)  # reason overflow
+        self.assertEqual(m[self.RATE % b[:12]], 0)
+        self.assertEqual(self.dropped(m, b), 0)
+        self.assertEqual(m["fwdlog_records_rate_limited_total"], 900)
+        self.assertEqual(m["fwdlog_records_dropped_total"], 0)
+        self.assertIn("over its rate-limit (1 bytes/s): dropping lines", d.logtext())
+        d.api.stop(fa.path)
+        self.assertIn("900 records of this container were dropped so far (900 over its "
+                      "rate-limit, 0 with memory and spool full", d.logtext())
+
+    def test_issue_13_rate_limit_with_block_holds_back_only_that_container(self):
+        # overflow-policy=block: A's 5,000 lines of 100 bytes at 100k/s with a 100k burst
+        # take 4 s and none is dropped; B, on the same destination, is not slowed: its
+        # 1,000 lines arrive while A is still held back.
+        r = self.receiver()
+        d = self.down_daemon(r.port, FWDLOG_OVERFLOW_POLICY="block")
+        fa, fb = self.fifo(), self.fifo()
+        a, b = cid(0xf5), cid(0xf6)
+        cfg = {"rate-limit": "100000/s", "rate-burst": "100000"}
+        self.assertEqual(d.api.start(fa.path, info(a, config=cfg)), (200, {"Err": ""}))
+        self.assertEqual(d.api.start(fb.path, info(b)), (200, {"Err": ""}))
+        t0 = time.time()
+        writer = threading.Thread(target=fa.write, args=(lines(b"a", 0, 5000, pad=92), 30))
+        writer.start()
+        time.sleep(0.5)
+        t1 = time.time()
+        fb.write(lines(b"b", 0, 1000, pad=92))
+        got_b = r.wait(1000, timeout=10, pred=lambda e: e["record"]["log"][0] == "b")
+        t2 = time.time()
+        n_a = sum(1 for e in r.records() if e["record"]["log"][0] == "a")
+        self.assertEqual(len(got_b), 1000)
+        self.assertLess(t2 - t1, 1.5, "B was slowed by A's rate-limit")
+        self.assertLess(n_a, 4000, "A was not held back")
+        writer.join()
+        got = r.wait_exact(6000, timeout=20)
+        t3 = time.time()
+        self.assertEqual([e["record"]["log"][:8] for e in got if e["record"]["log"][0] == "a"],
+                         ["a%07d" % i for i in range(5000)])
+        self.assertGreater(t3 - t0, 3.5, "A went faster than its rate-limit")
+        m = d.api.metrics()
+        self.assertEqual(m[self.RATE % a[:12]], 0)
+        self.assertEqual(m["fwdlog_records_dropped_total"], 0)
+        self.assertEqual(m["fwdlog_records_rate_limited_total"], 0)
+        self.assertEqual(m["fwdlog_blocked_destinations"], 0)
 
 
 class TestSeveralAggregators(ProcTest):
@@ -2026,7 +2201,7 @@ class TestStrictReceiver(ProcTest):
                           m["fwdlog_records_dropped_total"]), (1, 1, 0))
         per = {k.split('reason="')[1][:-2]: v for k, v in m.items()
                if k.startswith("fwdlog_container_records_dropped_total{")}
-        self.assertEqual(per, {"overflow": 0, "rejected": 1, "out_of_memory": 0})
+        self.assertEqual(per, {"overflow": 0, "rejected": 1, "out_of_memory": 0, "rate_limit": 0})
         errs = r.errors()
         self.assertEqual(len(errs), 5, errs)
         self.assertTrue(all("exceed limit" in e["error"] for e in errs), errs)
@@ -2314,6 +2489,25 @@ class TestHardening(ProcTest):
         # the first one is untouched
         self.assertEqual(d.api.call("/Plugin.Activate")[0], 200)
 
+    # issue 13 item 11: a peer that vanished (a host gone, a NAT entry expired) is found by
+    # TCP keepalive after FWD_TCP_KEEPIDLE_S (60 s) idle, not after the kernel's 2 hours.
+    def test_aggregator_sockets_have_tcp_keepalive(self):
+        recv = self.receiver()
+        d = self.daemon({"FLUENTD_ADDRESS": "127.0.0.1:%d" % recv.port})
+        f = self.fifo()
+        self.assertEqual(d.api.start(f.path, info(cid(0x9f))), (200, {"Err": ""}))
+        f.write(frame(time_nano=1, line=b"connected"))
+        self.assertEqual(logs(recv.wait_exact(1)), ["connected"])
+        out = subprocess.run(["ss", "-tnoH", "state", "established", "dport", "=",
+                              ":%d" % recv.port], capture_output=True, text=True, check=True)
+        conns = out.stdout.strip().splitlines()
+        self.assertEqual(len(conns), 1, out.stdout)
+        # e.g. "... timer:(keepalive,59sec,0)": armed, at most 60 s away
+        m = re.search(r"timer:\(keepalive,(?:(\d+)min)?(?:(\d+)sec)?(?:(\d+)ms)?,0\)", conns[0])
+        self.assertIsNotNone(m, conns[0])
+        mins, secs, ms = (int(g or 0) for g in m.groups())
+        self.assertLessEqual(mins * 60 + secs + ms / 1000, 60, conns[0])
+
     def test_fifo_outside_the_fifo_dir_is_refused(self):
         recv = self.receiver()
         d = self.daemon({"FLUENTD_ADDRESS": "127.0.0.1:%d" % recv.port})
@@ -2395,11 +2589,7 @@ class TestShutdownBound(ProcTest):
             self.addCleanup(w.kill)
         wait_until(lambda: d.api.metrics()["fwdlog_records_total"] > 100000, 20,
                    "the writer's lines read")
-        t0 = time.time()
-        rc = d.stop(timeout=20)
-        took = time.time() - t0
-        self.procs.remove(d)
-        self.assertEqual(rc, 0, d.logtext()[-2000:])
+        took = self.timed_stop(d, 20)
         self.assertLess(took, 9.5, "SIGTERM took %.1f s with writers that never stop" % took)
         self.assertIsNone(w.poll(), "the writers still run: they never stopped writing")
 
@@ -2434,10 +2624,114 @@ class TestFaults(ProcTest):
         self.assertEqual(logs(recv.wait_exact(1)), ["after EMFILE"])
         self.assertEqual(d.api.metrics()["fwdlog_containers"], 1)
 
-    # issue 13 item 2: syncs on the loop. fdatasync of a spool segment runs on the loop
-    # thread today, so a 500 ms sync stalls every container and the API. Expected to fail
-    # until the syncs move off the loop; then remove the decorator.
-    @unittest.expectedFailure
+    # issue 13, testing: ENOSPC while spooling. Nothing memory can hold is lost, the log
+    # says what happened, and spooling comes back once there is space again.
+    def test_enospc_while_spooling(self):
+        port = fwdtest.free_port()
+        full = os.path.join(self.tmp, "disk-full")
+        open(full, "w").close()
+        env = {"FLUENTD_ADDRESS": "127.0.0.1:%d" % port, "FLUENTD_RETRY_WAIT": "50ms",
+               "FWDLOG_MAX_RETRY_WAIT": "200ms", "FWDLOG_BATCH_SIZE": "16k",
+               "FLUENTD_BUFFER_LIMIT": "1m"}
+        env.update(shim_env(path=os.path.join(self.tmp, "state", "spool", "*"), ops="write",
+                            errno="ENOSPC", switch=full,
+                            log=os.path.join(self.tmp, "faults.log")))
+        d = self.daemon(env, level="info")
+        f = self.fifo()
+        self.assertEqual(d.api.start(f.path, info(cid(0xc7))), (200, {"Err": ""}))
+        # 20,000 records of 90 bytes (about 2.4 MB queued) against 1 MiB of memory and a
+        # full disk: memory keeps the newest it can hold, drop-oldest drops the rest
+        n1, n2 = 20000, 20000
+        for j in range(0, n1, 5000):
+            f.write(lines(b"e", j, j + 5000, pad=80))
+        wait_until(lambda: d.api.metrics()["fwdlog_records_total"] == n1, 20, "all read")
+        time.sleep(0.5)  # flush-interval: the last open batch is sealed
+        self.assertTrue(self.faults(), "spool writes failed with ENOSPC")
+        log = d.logtext()
+        self.assertIn("cannot write to the spool", log)
+        self.assertIn("No space left on device", log)
+        self.assertIn("full and the spool cannot be written (see the error logged before)", log)
+        m = d.api.metrics()
+        dropped = m["fwdlog_records_dropped_total"]
+        self.assertGreater(dropped, 0)
+        self.assertLessEqual(m["fwdlog_memory_bytes"], 1024 * 1024 + 16 * 1024)
+        self.assertEqual(m["fwdlog_spool_bytes"], 0)
+        os.unlink(full)  # space again: what comes now spills to the spool, nothing drops
+        for j in range(n1, n1 + n2, 5000):
+            f.write(lines(b"e", j, j + 5000, pad=80))
+        wait_until(lambda: d.api.metrics()["fwdlog_records_total"] == n1 + n2, 20, "all read")
+        wait_until(lambda: d.api.metrics()["fwdlog_spool_bytes"] > 1 << 20, 20, "spilling again")
+        self.assertEqual(d.api.metrics()["fwdlog_records_dropped_total"], dropped)
+        r = self.receiver(port=port)
+        got = r.wait_exact(n1 + n2 - dropped, timeout=60)
+        # the oldest went: what arrives is every later record, in order
+        self.assertEqual([e["record"]["log"][:8] for e in got],
+                         ["e%07d" % i for i in range(dropped, n1 + n2)])
+
+    # issue 13 item 3: without acks, what the aggregator sends is read and thrown away. A
+    # peer that never stops sending must not hold the loop: conn_do_read reads at most a
+    # budget per wakeup. The shim makes each socket read take 1 ms, so the peer (which
+    # writes as fast as loopback takes it) keeps the socket full for as long as we read.
+    def test_chatty_aggregator_does_not_hold_the_loop(self):
+        import threading
+        stop = threading.Event()
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(4)
+        self.addCleanup(srv.close)
+        sent = [0]
+
+        def chatter():
+            srv.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    c, _ = srv.accept()
+                except OSError:
+                    continue
+                threading.Thread(target=lambda: drain(c), daemon=True).start()
+                c.settimeout(0.2)
+                while not stop.is_set():
+                    try:
+                        sent[0] += c.send(b"\x00" * 65536)
+                    except socket.timeout:
+                        continue
+                    except OSError:
+                        break
+                c.close()
+
+        def drain(c):
+            try:
+                while c.recv(65536):
+                    pass
+            except OSError:
+                pass
+        t = threading.Thread(target=chatter)
+        t.start()
+        self.addCleanup(t.join)
+        self.addCleanup(stop.set)
+        rb = self.receiver()
+        env = {"FLUENTD_ADDRESS": "127.0.0.1:%d" % rb.port}
+        env.update(shim_env(path="socket:*", ops="read", delay_ms=1))
+        d = self.daemon(env, level="info")
+        fa, fb = self.fifo(), self.fifo()
+        self.assertEqual(d.api.start(fa.path, info(cid(0xc5), config={
+            "fluentd-address": "127.0.0.1:%d" % srv.getsockname()[1]})), (200, {"Err": ""}))
+        self.assertEqual(d.api.start(fb.path, info(cid(0xc6))), (200, {"Err": ""}))
+        fa.write(frame(time_nano=1, line=b"to the chatty one"))
+        wait_until(lambda: sent[0] > 8 << 20, 20, "the chatty aggregator sending 8 MiB")
+        n, slow = 50, []
+        for i in range(n):
+            fb.write(frame(time_nano=i + 1, line=b"b%03d" % i))
+            t1 = time.time()
+            self.assertEqual(d.api.call("/LogDriver.Capabilities")[0], 200)
+            slow.append(time.time() - t1)
+            time.sleep(0.02)
+        self.assertEqual(logs(rb.wait_exact(n, timeout=20)), ["b%03d" % i for i in range(n)])
+        self.assertLess(max(slow), 1.0, "slowest API call while the aggregator chattered")
+        stop.set()
+
+    # issue 13 item 2: fdatasync of a spool segment ran on the loop thread, so a 500 ms
+    # sync stalled every container and the API; the syncer thread (syncer.c) takes them.
     def test_stalled_fdatasync_does_not_stall_other_containers(self):
         self.stalled_fdatasync(500)
 
@@ -2488,6 +2782,88 @@ class TestFaults(ProcTest):
         self.assertLess(max(slow), 0.05, "slowest API call (of %d) while syncs took %d ms"
                         % (n, delay_ms))
         self.assertLess(max(gaps), 0.4, "longest wait for B's next line at the receiver")
+
+    def test_stalled_options_fsync_does_not_stall_start_logging(self):
+        """Issue 13 item 2: a StartLogging with buffer-type=file writes its destination's
+        options.json, whose fsync ran on the loop: while the disk took 2 s, no API call was
+        answered and no FIFO was read. The sync thread now fsyncs and renames it."""
+        import threading
+        ra, rb, rc = (self.receiver(name=n) for n in ("ra", "rb", "rc"))
+        env = {"FLUENTD_ADDRESS": "127.0.0.1:%d" % rb.port}
+        env.update(shim_env(path=os.path.join(self.tmp, "state", "spool", "*", "options.json*"),
+                            ops="fsync", delay_ms=2000, log=os.path.join(self.tmp, "faults.log")))
+        d = self.daemon(env, level="info")
+        fa, fb, fc = self.fifo(), self.fifo(), self.fifo()
+        self.assertEqual(d.api.start(fb.path, info(cid(0xc6))), (200, {"Err": ""}))
+        fb.write(frame(time_nano=1, line=b"b0"))
+        self.assertEqual(logs(rb.wait_exact(1)), ["b0"])
+        answers = {}
+
+        def start(f, n, r):  # a new buffer-type=file destination: a new options.json
+            t = time.time()
+            answers[n] = (d.api.start(f.path, info(cid(n), config={
+                "fluentd-address": "127.0.0.1:%d" % r.port, "buffer-type": "file"})),
+                time.time() - t)
+        ta = threading.Thread(target=start, args=(fa, 0xc5, ra))
+        ta.start()
+        self.addCleanup(ta.join)
+        wait_until(lambda: self.faults(), 5, "the first options.json fsync", interval=0.005)
+        start(fc, 0xc7, rc)  # the second container, while the first fsync stalls
+        self.assertEqual(answers[0xc7][0], (200, {"Err": ""}))
+        self.assertLess(answers[0xc7][1], 0.05, "StartLogging while an options.json fsync "
+                        "stalls for 2 s")
+        dirs = sorted(os.path.dirname(p) for p in glob.glob(
+            os.path.join(self.tmp, "state", "spool", "*", "options.json.tmp")))
+        self.assertEqual(len(dirs), 2, "both written, neither renamed yet")
+        self.assertEqual([os.path.exists(os.path.join(p, "options.json")) for p in dirs],
+                         [False, False], "renamed only after their fsync")
+        t = time.time()
+        fb.write(frame(time_nano=2, line=b"b1"))
+        wait_until(lambda: len(rb.records()) == 2, 5, "B's second line", interval=0.005)
+        b_took = time.time() - t
+        ta.join()
+        self.assertEqual(answers[0xc5][0], (200, {"Err": ""}))
+        self.assertLess(answers[0xc5][1], 0.05, "StartLogging whose own fsync stalls for 2 s")
+        self.assertLess(b_took, 0.5, "B's line while an options.json fsync stalls")
+        fa.write(frame(time_nano=3, line=b"a0"))
+        fc.write(frame(time_nano=4, line=b"c0"))
+        self.assertEqual(logs(ra.wait_exact(1)), ["a0"])
+        self.assertEqual(logs(rc.wait_exact(1)), ["c0"])
+        self.assertEqual(logs(rb.wait_exact(2)), ["b0", "b1"])
+        # the syncs end (one after the other: 4 s) and each rename follows its fsync
+        wait_until(lambda: all(os.path.exists(os.path.join(p, "options.json")) for p in dirs),
+                   10, "both options.json in place")
+        for p in dirs:
+            self.assertFalse(os.path.exists(os.path.join(p, "options.json.tmp")))
+            with open(os.path.join(p, "options.json")) as f:
+                self.assertEqual(json.load(f)["buffer-type"], "file")
+        self.assertEqual(sorted(self.faults()),
+                         sorted("fsync " + os.path.join(p, "options.json.tmp") for p in dirs))
+
+    def test_sigterm_with_a_hung_fdatasync_ends_in_time(self):
+        """Issue 13 item 2: a spool fdatasync that never returns (a hung disk) held the
+        SIGTERM path past dockerd's SIGKILL at 10 s. fwdlogd now gives up on the sync at
+        9 s and exits 0; the records are in the page cache, so the next start sends them."""
+        port = fwdtest.free_port()  # the aggregator is down: the records stay in the spool
+        env = {"FLUENTD_ADDRESS": "127.0.0.1:%d" % port, "FLUENTD_RETRY_WAIT": "50ms"}
+        env.update(shim_env(path=os.path.join(self.tmp, "state", "spool", "*"),
+                            ops="fdatasync", delay_ms=600000,
+                            log=os.path.join(self.tmp, "faults.log")))
+        d = self.daemon(env, level="info")
+        f = self.fifo()
+        self.assertEqual(d.api.start(f.path, info(cid(0xc8), config={"buffer-type": "file"})),
+                         (200, {"Err": ""}))
+        f.write(lines(b"h", 0, 100))
+        wait_until(lambda: d.api.metrics()["fwdlog_records_total"] == 100, 10, "all read")
+        took = self.timed_stop(d, 30)
+        self.assertLess(took, 9.5, "SIGTERM took %.1f s with a hung fdatasync" % took)
+        segs = glob.glob(os.path.join(self.tmp, "state", "spool", "*", "*.seg"))
+        self.assertEqual(len(segs), 1)
+        self.assertEqual(self.faults(), ["fdatasync " + segs[0]])
+        self.assertIn("did not finish its syncs by the shutdown deadline", d.logtext())
+        r = self.receiver(port=port)
+        self.daemon({"FLUENTD_ADDRESS": "127.0.0.1:%d" % port}, level="info")
+        self.assertEqual(logs(r.wait_exact(100, timeout=20)), ["h%07d" % i for i in range(100)])
 
 
 class TestParse(Base):
@@ -2565,6 +2941,36 @@ class TestParse(Base):
                                             "source": "stdout", "ip": "10.0.0.1",
                                             "method": "GET", "path": "/a", "code": "200"})
         self.assertEqual(evs[1]["record"]["log"], "garbage")
+        self.assertEqual(self.failures(), 1)
+
+    def test_issue_13_max_record_size_pieces_of_an_event_are_not_parsed(self):
+        # a multiline event of 90 KiB under max-record-size=64k: two pieces with an id of
+        # fwdlog's own (32 hex), sent as log, not parsed (counted as parse failures)
+        f = self.fifo()
+        lines = ["S start"] + ["  " + "%04d" % i * 75 for i in range(300)] + ["S next"]
+        evs = self.records(f, lines, 3, {"multiline-start": "^S", "max-record-size": "64k",
+                                         "parse": "regex", "parse-regex": "^(?<all>.*)$",
+                                         "multiline-flush": "100ms"})
+        self.recv.wait_exact(3, timeout=10)
+        recs = [e["record"] for e in evs]
+        self.assertEqual([r.get("partial_ordinal") for r in recs], ["1", "2", None])
+        self.assertEqual([r.get("partial_last") for r in recs], ["false", "true", None])
+        self.assertEqual(recs[0]["partial_id"], recs[1]["partial_id"])
+        self.assertRegex(recs[0]["partial_id"], "^[0-9a-f]{32}$")
+        self.assertEqual(recs[0]["log"] + recs[1]["log"], "\n".join(lines[:-1]))
+        self.assertEqual(recs[2]["all"], "S next")  # a whole event is parsed as before
+        self.assertNotIn("all", recs[0])
+        self.assertEqual(self.failures(), 2)
+
+    def test_issue_13_fields_too_long_for_max_record_size_stay_log(self):
+        # parse-keep-log doubles a 40 KiB JSON line: over 64k, so it goes as it was
+        f = self.fifo()
+        big = '{"k":"' + "v" * 40000 + '"}'
+        evs = self.records(f, [big, '{"k":"small"}'], 2,
+                           {"parse": "json", "parse-keep-log": "true", "max-record-size": "64k"})
+        self.assertEqual([set(e["record"]) - {"container_id", "container_name", "source"}
+                          for e in evs], [{"log"}, {"log", "k"}])
+        self.assertEqual(evs[0]["record"]["log"], big)
         self.assertEqual(self.failures(), 1)
 
     def test_multiline_java_per_stream_with_a_16k_partial(self):
@@ -2688,7 +3094,8 @@ FAMILIES = {
         "fwdlog_containers", "fwdlog_queued_bytes", "fwdlog_destinations", "fwdlog_memory_bytes",
         "fwdlog_spool_bytes", "fwdlog_blocked_destinations", "fwdlog_build_info",
         "fwdlog_open_fifos", "fwdlog_fifo_backlog_bytes", "process_resident_memory_bytes",
-        "fwdlog_container_fifo_backlog_bytes", "fwdlog_destination_connections",
+        "fwdlog_container_fifo_backlog_bytes", "fwdlog_container_pending_bytes",
+        "fwdlog_destination_connections",
         "fwdlog_destination_queued_bytes", "fwdlog_destination_memory_bytes",
         "fwdlog_destination_spool_bytes", "fwdlog_destination_oldest_queued_age_seconds",
         "fwdlog_destination_acks_pending", "fwdlog_destination_last_send_timestamp_seconds"},
@@ -2729,6 +3136,53 @@ class TestObserve(ProcTest):
 
     def scrape(self, s):
         return fwdtest.families(s.metrics_text())
+
+    def test_issue_13_pending_lines_count_in_destination_memory(self):
+        # Five containers each hold a 16 KiB chunk of a line still being joined, a sixth half
+        # a frame: 5 x 16384 + 500 bytes that are not records yet. They are the
+        # destination's memory, and with fluentd-buffer-limit=64k under overflow-policy=block
+        # the joined lines alone hold the containers back (the frame tail does not count
+        # there: only reading on completes it).
+        recv = self.receiver()
+        d, s = self.observed(FLUENTD_ADDRESS="127.0.0.1:%d" % recv.port)
+        opts = {"fluentd-buffer-limit": "64k", "overflow-policy": "block", "spool-limit": "0",
+                "partial-timeout": "10m"}
+        fs = [self.fifo() for _ in range(6)]
+        for i, f in enumerate(fs):
+            st, body = d.api.start(f.path, info(cid(0x90 + i), name="/p%d" % i, config=opts))
+            self.assertEqual((st, body), (200, {"Err": ""}))
+        tail = frame(time_nano=7, line=b"t" * 1000)
+        fs[5].write(tail[:500])
+        for i in range(5):
+            fs[i].write(frame(time_nano=8, line=b"%d" % i * 16384, partial=True,
+                              meta={"id": "%d" % i * 64, "ordinal": 1}))
+        want = {cid(0x90 + i)[:12]: 16384 for i in range(5)}
+        want[cid(0x95)[:12]] = 500
+
+        def pending():
+            fams = self.scrape(s)
+            return {dict(k)["container_id"]: v for k, v in
+                    series(fams, "fwdlog_container_pending_bytes").items()}
+        wait_until(lambda: pending() == want, what="pending bytes per container")
+        fams = self.scrape(s)
+        self.assertEqual(one(fams, "fwdlog_destination_memory_bytes"), 5 * 16384 + 500)
+        self.assertEqual(one(fams, "fwdlog_memory_bytes"), 5 * 16384 + 500)
+        self.assertEqual(one(fams, "fwdlog_queued_bytes"), 0)  # no record yet
+        self.assertEqual(one(fams, "fwdlog_blocked_destinations"), 1)
+        # the rest of each line and frame; StopLogging drains (blocked or not) and flushes
+        fs[5].write(tail[500:])
+        for i in range(5):
+            fs[i].write(frame(time_nano=8, line=b"end", partial=True,
+                              meta={"id": "%d" % i * 64, "ordinal": 2, "last": True}))
+        for f in fs:
+            self.assertEqual(d.api.stop(f.path), (200, {"Err": ""}))
+        evs = recv.wait_exact(6, timeout=10)
+        self.assertEqual(sorted(logs(evs)), sorted(["%d" % i * 16384 + "end" for i in range(5)]
+                                                   + ["t" * 1000]))
+        wait_until(lambda: one(self.scrape(s), "fwdlog_memory_bytes") == 0, what="memory freed")
+        fams = self.scrape(s)
+        self.assertEqual(series(fams, "fwdlog_container_pending_bytes"), {})
+        self.assertEqual(one(fams, "fwdlog_blocked_destinations"), 0)
 
     def test_every_family_parses_with_help_and_type(self):
         recv = self.receiver()

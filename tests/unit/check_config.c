@@ -132,6 +132,34 @@ START_TEST(test_config_buffer_options)
 }
 END_TEST
 
+/* Issue 13 item 7: rate-limit=BYTES/s with rate-burst, per container (not the destination's). */
+START_TEST(test_issue_13_rate_limit_options)
+{
+    struct fwd_config c;
+    struct fwd_kv both[] = {KV("rate-limit", "1m/s"), KV("rate-burst", "4m")};
+    char key[sizeof(c.dest_key)];
+
+    ck_assert_int_eq(fwd_config_build(&c, NULL, 0, NULL, 0, err, sizeof(err)), 0);
+    ck_assert_uint_eq(c.rate_limit, 0);
+    ck_assert_uint_eq(c.rate_burst, 0);
+    snprintf(key, sizeof(key), "%s", c.dest_key);
+    ck_assert_int_eq(fwd_config_build(&c, both, 2, NULL, 0, err, sizeof(err)), 0);
+    ck_assert_uint_eq(c.rate_limit, 1u << 20);
+    ck_assert_uint_eq(c.rate_burst, 4u << 20);
+    ck_assert_str_eq(c.dest_key, key); /* containers with other rates share a destination */
+    ck_assert_int_eq(build1(&c, "rate-limit", "512k"), 0);
+    ck_assert_uint_eq(c.rate_limit, 512u << 10);
+    ck_assert_int_eq(build1(&c, "rate-limit", "0"), 0);
+    ck_assert_uint_eq(c.rate_limit, 0);
+    ck_assert_int_eq(build1(&c, "rate-limit", "fast"), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "bytes per second"));
+    ck_assert_int_eq(build1(&c, "rate-limit", "1m/min"), -EINVAL);
+    ck_assert_int_eq(build1(&c, "rate-limit", "/s"), -EINVAL);
+    ck_assert_int_eq(build1(&c, "rate-burst", "lots"), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "rate-burst"));
+}
+END_TEST
+
 START_TEST(test_config_durations_like_go)
 {
     uint64_t ms;
@@ -744,6 +772,7 @@ int main(void)
     tcase_add_test(core, test_config_addresses);
     tcase_add_test(core, test_config_address_lists);
     tcase_add_test(core, test_config_buffer_options);
+    tcase_add_test(core, test_issue_13_rate_limit_options);
     tcase_add_test(core, test_config_durations_like_go);
     tcase_add_test(core, test_config_sizes_like_go_units);
     tcase_add_test(core, test_config_generic_keys_and_precedence);

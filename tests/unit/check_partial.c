@@ -292,6 +292,83 @@ START_TEST(test_partial_bad_id_kept_as_line)
 }
 END_TEST
 
+START_TEST(test_partial_utf8_cut)
+{
+    const uint8_t ascii[] = "abcd";
+    const uint8_t two[] = {'a', 0xc3, 0xa9};        /* a é */
+    const uint8_t cut2[] = {'a', 'b', 0xc3};        /* é cut after its lead byte */
+    const uint8_t cut4[] = {'a', 0xf0, 0x9f, 0x98}; /* 😀 missing its last byte */
+    const uint8_t bad[] = {'a', 0x80, 0x80, 0x80, 0x80};
+
+    ck_assert_uint_eq(fwd_partial_utf8_cut(ascii, 4), 4);
+    ck_assert_uint_eq(fwd_partial_utf8_cut(two, 3), 3);
+    ck_assert_uint_eq(fwd_partial_utf8_cut(two, 2), 1);
+    ck_assert_uint_eq(fwd_partial_utf8_cut(cut2, 3), 2);
+    ck_assert_uint_eq(fwd_partial_utf8_cut(cut4, 4), 1);
+    ck_assert_uint_eq(fwd_partial_utf8_cut(bad, 5), 5);      /* not UTF-8: cut where asked */
+    ck_assert_uint_eq(fwd_partial_utf8_cut(cut4 + 1, 3), 3); /* nothing before it */
+}
+END_TEST
+
+START_TEST(test_issue_13_split_pieces_within_max)
+{
+    struct out o = {0};
+    char *data = filled(25000, 'x');
+    struct fwd_line l = {.source = FWD_SOURCE_STDERR,
+                         .source_str = "stderr",
+                         .source_len = 6,
+                         .time_nano = 0x1234,
+                         .data = (const uint8_t *)data,
+                         .len = 25000};
+    size_t total = 0;
+
+    /* a 2-byte character straddles the first cut: it moves whole into piece 2 */
+    data[9999] = (char)0xc3;
+    data[10000] = (char)0xa9;
+    ck_assert_int_eq(fwd_partial_split(&l, 10000, 7, collect, &o), 0);
+    ck_assert_int_eq(o.n, 3);
+    ck_assert_uint_eq(o.l[0].len, 9999);
+    ck_assert_uint_eq(o.l[1].len, 10000);
+    ck_assert_uint_eq(o.l[2].len, 5001);
+    for (int i = 0; i < 3; i++) {
+        ck_assert(o.l[i].piece);
+        ck_assert_uint_eq(o.l[i].ordinal, (uint32_t)i + 1);
+        ck_assert(o.l[i].last == (i == 2));
+        ck_assert_str_eq(o.l[i].id, "00000000000012340000000000000007");
+        ck_assert_int_eq(o.l[i].t, 0x1234);
+        ck_assert_int_eq(o.l[i].src, FWD_SOURCE_STDERR);
+        ck_assert_mem_eq(o.l[i].data, data + total, o.l[i].len);
+        total += o.l[i].len;
+    }
+    ck_assert_uint_eq(total, 25000);
+    free(data);
+}
+END_TEST
+
+START_TEST(test_issue_13_partial_pieces_cut_between_characters)
+{
+    struct fwd_partial *p = fwd_partial_create(20000, FWD_MS_TO_NS(1000));
+    struct out o = {0};
+    char *data = filled(30000, 'y');
+    struct fwd_entry e1, e2;
+
+    data[19999] = (char)0xe2; /* € (e2 82 ac) across the 20000-byte piece boundary */
+    data[20000] = (char)0x82;
+    data[20001] = (char)0xac;
+    e1 = chunk(FWD_SOURCE_STDOUT, "id", 1, false, data, 16384, 1);
+    e2 = chunk(FWD_SOURCE_STDOUT, "id", 2, true, data + 16384, 30000 - 16384, 1);
+    ck_assert_int_eq(fwd_partial_feed(p, &e1, 0, collect, &o), 0);
+    ck_assert_int_eq(fwd_partial_feed(p, &e2, 0, collect, &o), 0);
+    ck_assert_int_eq(o.n, 2);
+    ck_assert_uint_eq(o.l[0].len, 19999);
+    ck_assert_uint_eq(o.l[1].len, 10001);
+    ck_assert(!o.l[0].last && o.l[1].last);
+    ck_assert_mem_eq(o.l[1].data, data + 19999, 10001);
+    fwd_partial_destroy(p);
+    free(data);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("partial");
@@ -308,6 +385,9 @@ int main(void)
     tcase_add_test(limits, test_partial_timeout_then_late_chunk);
     tcase_add_test(limits, test_partial_slots_evict_oldest);
     tcase_add_test(limits, test_partial_bad_id_kept_as_line);
+    tcase_add_test(limits, test_partial_utf8_cut);
+    tcase_add_test(limits, test_issue_13_split_pieces_within_max);
+    tcase_add_test(limits, test_issue_13_partial_pieces_cut_between_characters);
     suite_add_tcase(s, core);
     suite_add_tcase(s, limits);
     return fwd_test_run(s);

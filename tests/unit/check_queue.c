@@ -108,7 +108,7 @@ START_TEST(in_memory_in_order)
     setup(&f, 1 << 20, 0, FWD_OVERFLOW_DROP_OLDEST, false);
     for (unsigned i = 1; i <= 5; i++)
         ck_assert_int_eq(fwd_queue_seal(&f.q, batch(i, 10, NULL), "t", 1), 0);
-    ck_assert_uint_eq(f.q.nresident, 5);
+    ck_assert_uint_eq(f.q.fair.resident.n, 5);
     ck_assert_uint_gt(f.q.mem, 5 * 10 * 100);
     ck_assert(fwd_queue_has_data(&f.q));
     ck_assert_uint_eq(drain(&f, ids, 16), 5);
@@ -142,56 +142,207 @@ START_TEST(returned_in_order)
 }
 END_TEST
 
-/* Memory for about three batches, no spool: each policy, and who the drops are charged to. */
-START_TEST(drop_oldest_charges_the_oldest)
+/* What a sealed batch of n records (batch()) holds in memory. */
+static size_t mem_of(unsigned n)
+{
+    struct fwd_src *src = fwd_src_create("cccccccccccc");
+    struct fwd_batch *b = batch(1, n, src);
+    size_t mem;
+
+    ck_assert_int_eq(fwd_batch_seal(b, "t", 1, false, false), 0);
+    mem = fwd_batch_mem(b);
+    fwd_batch_free(b);
+    fwd_src_release(src);
+    return mem;
+}
+
+/*
+ * Issue 13 item 7. No spool, memory for three big batches and three small ones: a
+ * floods with big batches while b writes a small one now and then. drop-oldest takes
+ * a's oldest batches, never b's, and charges the drops to a.
+ */
+START_TEST(test_issue_13_drop_oldest_takes_from_the_heaviest)
 {
     struct fixture f;
     struct fwd_src *a = fwd_src_create("aaaaaaaaaaaa"), *b = fwd_src_create("bbbbbbbbbbbb");
-    unsigned ids[16], n;
+    size_t big = mem_of(10), small = mem_of(1);
+    unsigned ids[64], n, nb = 0, keep;
 
-    setup(&f, 3 * 1300, 0, FWD_OVERFLOW_DROP_OLDEST, false);
-    for (unsigned i = 1; i <= 3; i++)
+    setup(&f, 3 * big + 3 * small + 100, 0, FWD_OVERFLOW_DROP_OLDEST, false);
+    for (unsigned i = 1; i <= 20; i++) {
         ck_assert_int_eq(fwd_queue_seal(&f.q, batch(i, 10, a), "t", 1), 0);
-    for (unsigned i = 4; i <= 6; i++)
-        ck_assert_int_eq(fwd_queue_seal(&f.q, batch(i, 10, b), "t", 1), 0);
-    ck_assert_uint_le(f.q.mem, f.cfg.buffer_limit);
-    n = drain(&f, ids, 16);
-    ck_assert_uint_eq(n, 2);
-    ck_assert_uint_eq(ids[0], 5);
-    ck_assert_uint_eq(ids[1], 6);
-    ck_assert_uint_eq(f.st.records_dropped, 40);
-    ck_assert_uint_eq(f.st.batches_dropped, 4);
-    ck_assert_uint_eq(fwd_src_dropped(a), 30);
-    ck_assert_uint_eq(fwd_src_dropped(b), 10);
+        if (i % 4 == 0 && i < 20)
+            ck_assert_int_eq(fwd_queue_seal(&f.q, batch(40 + nb++, 1, b), "t", 1), 0);
+        ck_assert_uint_le(f.q.mem, f.cfg.buffer_limit);
+    }
+    keep = (unsigned)((f.cfg.buffer_limit - nb * small) / big); /* a's newest that fit */
+    ck_assert_uint_eq(nb, 4);
+    ck_assert_uint_eq(keep, 2);
+    n = drain(&f, ids, 64);
+    ck_assert_uint_eq(n, nb + keep);
+    for (unsigned i = 0, k = 0; i < n; i++) {
+        if (ids[i] >= 40)
+            ck_assert_uint_eq(ids[i], 40 + k++); /* every one of b's, in order */
+        else
+            ck_assert_uint_gt(ids[i], 20 - keep);
+    }
+    ck_assert_uint_eq(fwd_src_dropped(b), 0);
+    ck_assert_uint_eq(fwd_src_dropped(a), 10 * (20 - keep));
+    ck_assert_uint_eq(f.st.records_dropped, 10 * (20 - keep));
+    ck_assert_uint_eq(f.st.batches_dropped, 20 - keep);
     teardown(&f);
     fwd_src_release(a);
     fwd_src_release(b);
 }
 END_TEST
 
-START_TEST(drop_newest_keeps_the_oldest)
+/*
+ * drop-newest: a new batch of the source holding the most is refused; a quiet
+ * source's new batch is kept, and the heavy source's newest batch makes room for it.
+ */
+START_TEST(test_issue_13_drop_newest_refuses_the_heaviest)
 {
     struct fixture f;
     struct fwd_src *a = fwd_src_create("aaaaaaaaaaaa"), *b = fwd_src_create("bbbbbbbbbbbb");
+    size_t big = mem_of(10);
     unsigned ids[16];
 
-    setup(&f, 3 * 1300, 0, FWD_OVERFLOW_DROP_NEWEST, false);
-    for (unsigned i = 1; i <= 2; i++)
-        ck_assert_int_eq(fwd_queue_seal(&f.q, batch(i, 10, a), "t", 1), 0);
-    for (unsigned i = 3; i <= 6; i++) {
-        int rc = fwd_queue_seal(&f.q, batch(i, 10, b), "t", 1);
-
-        ck_assert_int_eq(rc, i <= 2 ? 0 : -ENOBUFS);
-    }
-    ck_assert_uint_eq(drain(&f, ids, 16), 2);
+    setup(&f, 3 * big + 100, 0, FWD_OVERFLOW_DROP_NEWEST, false);
+    for (unsigned i = 1; i <= 5; i++)
+        ck_assert_int_eq(fwd_queue_seal(&f.q, batch(i, 10, a), "t", 1), i <= 3 ? 0 : -ENOBUFS);
+    ck_assert_int_eq(fwd_queue_seal(&f.q, batch(40, 1, b), "t", 1), 0);
+    ck_assert_int_eq(fwd_queue_seal(&f.q, batch(41, 1, b), "t", 1), 0);
+    ck_assert_uint_eq(drain(&f, ids, 16), 4);
     ck_assert_uint_eq(ids[0], 1);
     ck_assert_uint_eq(ids[1], 2);
-    ck_assert_uint_eq(fwd_src_dropped(a), 0);
-    ck_assert_uint_eq(fwd_src_dropped(b), 40);
-    ck_assert_uint_eq(f.st.records_dropped, 40);
+    ck_assert_uint_eq(ids[2], 40);
+    ck_assert_uint_eq(ids[3], 41);
+    ck_assert_uint_eq(fwd_src_dropped(a), 30); /* 4 and 5 refused, 3 gave way to b */
+    ck_assert_uint_eq(fwd_src_dropped(b), 0);
+    ck_assert_uint_eq(f.st.records_dropped, 30);
     teardown(&f);
     fwd_src_release(a);
     fwd_src_release(b);
+}
+END_TEST
+
+/*
+ * Every aggregator down, so batches go to the spool first, and the spool is full:
+ * drop-oldest frees spool space from the heaviest source too, never the quiet one.
+ */
+START_TEST(test_issue_13_spool_full_takes_from_the_heaviest)
+{
+    struct fixture f;
+    struct fwd_src *a = fwd_src_create("aaaaaaaaaaaa"), *b = fwd_src_create("bbbbbbbbbbbb");
+    unsigned ids[64], n, kept_a = 0;
+
+    setup(&f, 1 << 20, 5 * (FWD_SPOOL_RECORD_OVERHEAD + 1 + 1040), FWD_OVERFLOW_DROP_OLDEST, false);
+    f.q.down = true;
+    for (unsigned i = 1; i <= 20; i++) {
+        ck_assert_int_eq(fwd_queue_seal(&f.q, batch(i, 10, a), "t", 1), 0);
+        if (i % 5 == 0)
+            ck_assert_int_eq(fwd_queue_seal(&f.q, batch(39 + i / 5, 1, b), "t", 1), 0);
+        ck_assert_ptr_null(fwd_queue_check(&f.q));
+    }
+    ck_assert_uint_eq(f.q.fair.resident.n, 0); /* all spilled */
+    n = drain(&f, ids, 64);
+    for (unsigned i = 0, k = 0; i < n; i++) {
+        if (ids[i] >= 40)
+            ck_assert_uint_eq(ids[i], 40 + k++);
+        else
+            kept_a++;
+    }
+    ck_assert_uint_eq(n - kept_a, 4); /* every one of b's */
+    ck_assert_uint_ge(kept_a, 3);
+    ck_assert_uint_eq(ids[n - 2], 20); /* a's newest kept, its oldest dropped */
+    ck_assert_uint_eq(fwd_src_dropped(b), 0);
+    ck_assert_uint_eq(fwd_src_dropped(a), 10 * (20 - kept_a));
+    teardown(&f);
+    fwd_src_release(a);
+    fwd_src_release(b);
+}
+END_TEST
+
+/* The heaviest source by the queue's own count: what the heap must agree with. */
+static size_t heaviest_bytes(const struct fwd_queue *q, struct fwd_src **srcs, unsigned n)
+{
+    size_t max = q->fair.anon.bytes;
+
+    for (unsigned i = 0; i < n; i++) {
+        size_t bytes = 0;
+
+        for (const struct fwd_batch *b = q->head; b != NULL; b = b->next)
+            if (b->owner == &srcs[i]->q)
+                bytes += fwd_batch_wire_len(b);
+        ck_assert_uint_eq(bytes, srcs[i]->q.bytes);
+        if (bytes > max)
+            max = bytes;
+    }
+    return max;
+}
+
+/*
+ * The per-source lists and the heap stay consistent through every path a batch takes:
+ * sealed, spilled, popped, returned, dropped, delivered; 1,000 sources and unknown ones.
+ */
+START_TEST(test_issue_13_fair_invariants)
+{
+    enum { NSRC = 1000 };
+    struct fixture f;
+    struct fwd_src *srcs[NSRC];
+    struct fwd_batch *taken = NULL, **tail = &taken;
+    unsigned seed = 13, ntaken = 0;
+    char cid[13];
+
+    for (unsigned i = 0; i < NSRC; i++) {
+        snprintf(cid, sizeof(cid), "%012u", i);
+        srcs[i] = fwd_src_create(cid);
+    }
+    setup(&f, 400 * 1024, 16 << 20, FWD_OVERFLOW_DROP_OLDEST, false);
+    for (unsigned step = 0; step < 6000; step++) {
+        unsigned r = (seed = seed * 1103515245u + 12345u) >> 8, i = r % NSRC;
+        const struct fwd_qsrc *h;
+
+        if (r % 7 == 0 && ntaken < 32) {
+            struct fwd_batch *b = fwd_queue_pop(&f.q);
+
+            if (b != NULL) {
+                *tail = b; /* taken by a connection: by seq */
+                tail = &b->next;
+                ntaken++;
+            }
+        } else if (r % 97 == 0) {
+            fwd_queue_return(&f.q, taken); /* the connection failed */
+            taken = NULL;
+            tail = &taken;
+            ntaken = 0;
+        } else {
+            /* a few heavy sources, many light ones, some batches of no known source */
+            unsigned n = i < 10 ? 60 : 1 + r % 3;
+            int rc = fwd_queue_seal(&f.q, batch(1, n, i % 50 == 1 ? NULL : srcs[i]), "t", 1);
+
+            /* dropped at once when its source holds the most (and it is that one's oldest) */
+            ck_assert(rc == 0 || rc == -ENOBUFS);
+        }
+        ck_assert_ptr_null(fwd_queue_check(&f.q));
+        h = fwd_fair_heaviest(&f.q.fair);
+        if (step % 100 == 0)
+            ck_assert_uint_eq(h ? h->bytes : 0, heaviest_bytes(&f.q, srcs, NSRC));
+    }
+    ck_assert_ptr_nonnull(f.q.spool); /* the spool was used: spilled batches were in the lists */
+    ck_assert_uint_gt(f.st.records_dropped, 0);
+    while (taken != NULL) {
+        struct fwd_batch *b = taken;
+
+        taken = b->next;
+        fwd_queue_done(&f.q, b);
+    }
+    teardown(&f);
+    for (unsigned i = 0; i < NSRC; i++) {
+        ck_assert_uint_eq(srcs[i]->q.bytes, 0);
+        ck_assert_uint_eq(srcs[i]->q.slot, 0);
+        fwd_src_release(srcs[i]);
+    }
 }
 END_TEST
 
@@ -246,9 +397,9 @@ START_TEST(spill_and_load_back)
     for (unsigned i = 1; i <= 20; i++)
         ck_assert_int_eq(fwd_queue_seal(&f.q, batch(i, 100, NULL), "t", 1), 0);
     ck_assert_ptr_nonnull(f.q.spool);
-    ck_assert_uint_lt(f.q.nresident, 20);
+    ck_assert_uint_lt(f.q.fair.resident.n, 20);
     ck_assert_uint_le(f.q.mem, f.cfg.buffer_limit);
-    ck_assert_uint_eq(f.st.spooled_batches, 20 - f.q.nresident);
+    ck_assert_uint_eq(f.st.spooled_batches, 20 - f.q.fair.resident.n);
     ck_assert_uint_eq(drain(&f, ids, 64), 20);
     for (unsigned i = 0; i < 20; i++)
         ck_assert_uint_eq(ids[i], i + 1);
@@ -325,8 +476,10 @@ int main(void)
 
     tcase_add_test(tc, in_memory_in_order);
     tcase_add_test(tc, returned_in_order);
-    tcase_add_test(tc, drop_oldest_charges_the_oldest);
-    tcase_add_test(tc, drop_newest_keeps_the_oldest);
+    tcase_add_test(tc, test_issue_13_drop_oldest_takes_from_the_heaviest);
+    tcase_add_test(tc, test_issue_13_drop_newest_refuses_the_heaviest);
+    tcase_add_test(tc, test_issue_13_spool_full_takes_from_the_heaviest);
+    tcase_add_test(tc, test_issue_13_fair_invariants);
     tcase_add_test(tc, block_holds_back_and_wakes);
     tcase_add_test(tc, spill_and_load_back);
     tcase_add_test(tc, spool_full_drops_oldest);

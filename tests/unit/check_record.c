@@ -2,6 +2,7 @@
 #include "fwd_buf.h"
 #include "fwd_forward.h"
 #include "fwd_record.h"
+#include "fwd_limits.h"
 
 #include "unit.h"
 
@@ -162,6 +163,34 @@ START_TEST(test_record_partial_keys)
     ck_assert_str_eq(s, "container_id=" CID ";container_name=/web;source=stdout;log=piece;"
                         "partial_message=true;partial_id=abc;partial_ordinal=12;"
                         "partial_last=true;");
+    fwd_record_tmpl_destroy(t);
+}
+END_TEST
+
+START_TEST(test_issue_13_piece_room_keeps_records_within_max)
+{
+    struct fwd_kv labels[] = {KV("team", "payments"), KV("tier", "1")};
+    struct fwd_info in = mkinfo(labels, 2, NULL, 0);
+    struct fwd_kv opts[] = {KV("labels", "team,tier"), KV("seq-key", "seq")};
+    struct fwd_config c;
+    struct fwd_record_tmpl *t;
+    struct fwd_record_more m = {NULL, UINT64_MAX};
+    struct fwd_line l = mkline("", 1);
+    size_t room;
+
+    ck_assert_int_eq(fwd_config_build(&c, opts, 2, NULL, 0, err, sizeof(err)), 0);
+    t = fwd_record_tmpl_create(&in, &c, "host1", err, sizeof(err));
+    ck_assert_ptr_nonnull(t);
+    room = fwd_record_piece_room(t, 65536);
+    /* a piece of room bytes with the longest id: its record's bound is exactly the max */
+    l.piece = true;
+    l.id_len = FWD_PARTIAL_ID_MAX;
+    l.source_len = 31;
+    l.len = room;
+    ck_assert_uint_eq(fwd_record_size_max_more(t, &l, &m), 65536);
+    ck_assert_uint_gt(room, 65536 - 512);
+    /* attributes that take it all: a piece still carries FWD_RECORD_PIECE_MIN bytes */
+    ck_assert_uint_eq(fwd_record_piece_room(t, 300), FWD_RECORD_PIECE_MIN);
     fwd_record_tmpl_destroy(t);
 }
 END_TEST
@@ -418,6 +447,7 @@ int main(void)
     tcase_add_test(core, test_record_attributes_env_wins_and_overrides);
     tcase_add_test(core, test_record_bad_regex_names_option);
     tcase_add_test(core, test_record_partial_keys);
+    tcase_add_test(core, test_issue_13_piece_room_keeps_records_within_max);
     tcase_add_test(core, test_forward_eventtime_bytes);
     tcase_add_test(core, test_forward_packed_header_and_options);
     tcase_add_test(core, test_forward_chunk_id_is_base64_of_16_bytes);

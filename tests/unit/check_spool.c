@@ -90,7 +90,7 @@ START_TEST(test_spool_roundtrip_in_order)
     char entries[100];
 
     memset(&seen, 0, sizeof(seen));
-    ck_assert_int_eq(fwd_spool_open(dir, &sp, on_item, &seen, err, sizeof(err)), 0);
+    ck_assert_int_eq(fwd_spool_open(dir, NULL, &sp, on_item, &seen, err, sizeof(err)), 0);
     ck_assert_uint_eq(seen.n, 0);
     for (int i = 0; i < 10; i++) {
         memset(entries, 'a' + i, sizeof(entries));
@@ -105,7 +105,7 @@ START_TEST(test_spool_roundtrip_in_order)
     ck_assert_int_eq(b.data[0], 'j');
     fwd_spool_close(sp); /* a restart */
 
-    ck_assert_int_eq(fwd_spool_open(dir, &sp, on_item, &seen, err, sizeof(err)), 0);
+    ck_assert_int_eq(fwd_spool_open(dir, NULL, &sp, on_item, &seen, err, sizeof(err)), 0);
     ck_assert_uint_eq(seen.n, 10);
     for (int i = 0; i < 10; i++) {
         ck_assert_uint_eq(seen.seq[i], 100 + i);
@@ -137,7 +137,7 @@ START_TEST(test_spool_segments_rotate_and_go)
     static char big[256 * 1024];
     size_t per = FWD_SPOOL_RECORD_OVERHEAD + 1 + sizeof(big);
 
-    ck_assert_int_eq(fwd_spool_open(dir, &sp, on_item, NULL, err, sizeof(err)), 0);
+    ck_assert_int_eq(fwd_spool_open(dir, NULL, &sp, on_item, NULL, err, sizeof(err)), 0);
     for (int i = 0; i < 40; i++)
         ck_assert_int_eq(fwd_spool_append(sp, i, 1, 0, "t", 1, big, sizeof(big), &refs[i]), 0);
     /* 16 records make a full segment, so 40 take three */
@@ -161,7 +161,7 @@ START_TEST(test_spool_truncated_segment_is_skipped_past)
     struct stat st;
 
     memset(&seen, 0, sizeof(seen));
-    ck_assert_int_eq(fwd_spool_open(dir, &sp, on_item, &seen, err, sizeof(err)), 0);
+    ck_assert_int_eq(fwd_spool_open(dir, NULL, &sp, on_item, &seen, err, sizeof(err)), 0);
     for (int i = 0; i < 5; i++)
         ck_assert_int_eq(fwd_spool_append(sp, i, 1, 0, "t", 1, "0123456789", 10, &ref), 0);
     fwd_spool_close(sp);
@@ -169,7 +169,7 @@ START_TEST(test_spool_truncated_segment_is_skipped_past)
     seg = first_segment(dir);
     ck_assert_int_eq(stat(seg, &st), 0);
     ck_assert_int_eq(truncate(seg, st.st_size - 4), 0);
-    ck_assert_int_eq(fwd_spool_open(dir, &sp, on_item, &seen, err, sizeof(err)), 0);
+    ck_assert_int_eq(fwd_spool_open(dir, NULL, &sp, on_item, &seen, err, sizeof(err)), 0);
     ck_assert_uint_eq(seen.n, 4);
     ck_assert_uint_eq(seen.seq[3], 3);
     ck_assert_uint_eq(fwd_spool_corrupt(sp), 1);
@@ -177,7 +177,7 @@ START_TEST(test_spool_truncated_segment_is_skipped_past)
     ck_assert_int_eq(fwd_spool_append(sp, 9, 1, 0, "t", 1, "z", 1, &ref), 0);
     fwd_spool_close(sp);
     memset(&seen, 0, sizeof(seen));
-    ck_assert_int_eq(fwd_spool_open(dir, &sp, on_item, &seen, err, sizeof(err)), 0);
+    ck_assert_int_eq(fwd_spool_open(dir, NULL, &sp, on_item, &seen, err, sizeof(err)), 0);
     ck_assert_uint_eq(seen.n, 5);
     ck_assert_uint_eq(seen.seq[4], 9);
     fwd_spool_destroy(sp);
@@ -195,7 +195,7 @@ START_TEST(test_spool_checksum_catches_a_flipped_byte)
 
     memset(&seen, 0, sizeof(seen));
     fwd_buf_init(&b, 1 << 20);
-    ck_assert_int_eq(fwd_spool_open(dir, &sp, on_item, &seen, err, sizeof(err)), 0);
+    ck_assert_int_eq(fwd_spool_open(dir, NULL, &sp, on_item, &seen, err, sizeof(err)), 0);
     ck_assert_int_eq(fwd_spool_append(sp, 1, 1, 0, "t", 1, "first", 5, &r1), 0);
     ck_assert_int_eq(fwd_spool_append(sp, 2, 1, 0, "t", 1, "second", 6, &r2), 0);
     seg = first_segment(dir);
@@ -206,7 +206,7 @@ START_TEST(test_spool_checksum_catches_a_flipped_byte)
     ck_assert_int_eq(fwd_spool_read(sp, &r1, &b), 0);
     ck_assert_int_eq(fwd_spool_read(sp, &r2, &b), -EBADMSG);
     fwd_spool_close(sp);
-    ck_assert_int_eq(fwd_spool_open(dir, &sp, on_item, &seen, err, sizeof(err)), 0);
+    ck_assert_int_eq(fwd_spool_open(dir, NULL, &sp, on_item, &seen, err, sizeof(err)), 0);
     ck_assert_uint_eq(seen.n, 1);
     ck_assert_uint_eq(fwd_spool_corrupt(sp), 1);
     fwd_spool_destroy(sp);
@@ -222,17 +222,17 @@ START_TEST(test_spool_stopping_the_scan_keeps_the_rest)
     static struct seen seen;
 
     memset(&seen, 0, sizeof(seen));
-    ck_assert_int_eq(fwd_spool_open(dir, &sp, on_item, &seen, err, sizeof(err)), 0);
+    ck_assert_int_eq(fwd_spool_open(dir, NULL, &sp, on_item, &seen, err, sizeof(err)), 0);
     for (int i = 0; i < 3; i++)
         ck_assert_int_eq(fwd_spool_append(sp, i, 1, 0, "t", 1, "r", 1, &ref), 0);
     fwd_spool_close(sp);
     seen.stop_after = 2;
-    ck_assert_int_eq(fwd_spool_open(dir, &sp, on_item, &seen, err, sizeof(err)), 0);
+    ck_assert_int_eq(fwd_spool_open(dir, NULL, &sp, on_item, &seen, err, sizeof(err)), 0);
     ck_assert_uint_eq(seen.n, 2);
     fwd_spool_close(sp);
     ck_assert_uint_eq(count_segments(dir), 1);
     memset(&seen, 0, sizeof(seen));
-    ck_assert_int_eq(fwd_spool_open(dir, &sp, on_item, &seen, err, sizeof(err)), 0);
+    ck_assert_int_eq(fwd_spool_open(dir, NULL, &sp, on_item, &seen, err, sizeof(err)), 0);
     ck_assert_uint_eq(seen.n, 3);
     fwd_spool_destroy(sp);
 }
@@ -244,7 +244,7 @@ START_TEST(test_spool_unwritable_dir_is_an_error)
     char err[256];
 
     ck_assert_int_lt(
-        fwd_spool_open("/proc/nonexistent/spool", &sp, on_item, NULL, err, sizeof(err)), 0);
+        fwd_spool_open("/proc/nonexistent/spool", NULL, &sp, on_item, NULL, err, sizeof(err)), 0);
     ck_assert_ptr_nonnull(strstr(err, "/proc/nonexistent/spool"));
 }
 END_TEST

@@ -184,7 +184,7 @@ START_TEST(test_spooldir_options_round_trip)
     ck_assert_ptr_nonnull(mkdtemp(dir));
     build(&c, opts, N(opts), defs, N(defs));
     j = fwd_spooldir_options(&c);
-    ck_assert_int_eq(fwd_spooldir_write_options(dir, j), 0);
+    ck_assert_int_eq(fwd_spooldir_write_options(dir, j, NULL), 0);
     json_decref(j);
     snprintf(path, sizeof(path), "%s/options.json", dir);
     text = slurp(path);
