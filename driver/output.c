@@ -1,7 +1,8 @@
 /*
- * output.c - destinations: their streams, dispatch and balancing over their
- * connections, lifetimes, adopting the spools of an earlier run (replay.c
- * reads them) and stats.
+ * output.c - destinations: dispatch and balancing over their connections,
+ * lifetimes, adopting the spools of an earlier run (replay.c reads them) and
+ * stats. Their streams (open batches) are stream.c's; the structs both use are
+ * in fwd_dest.h.
  *
  * A destination (struct fwd_dest) owns the queue of sealed batches (queue.c)
  * and one connection (conn.c) per address in its fluentd-address list.
@@ -23,6 +24,7 @@
  */
 #define FWD_LOG_MODULE "output"
 #include "fwd_output.h"
+#include "fwd_dest.h"
 #include "fwd_batch.h"
 #include "fwd_closer.h"
 #include "fwd_conn.h"
@@ -44,50 +46,6 @@
 
 /* An orphan destination stays this long after it drained (a restarted container reuses it). */
 #define DEST_LINGER_MS 5000
-
-struct fwd_dest {
-    struct fwd_outputs *m;
-    struct fwd_dest *next;
-    char *key;
-    char label[1200]; /* addresses for log lines */
-    struct fwd_config cfg;
-    struct fwd_stream *streams;
-    struct fwd_queue q;
-    struct fwd_conn_env env;
-    struct fwd_conn conns[FWD_MAX_ADDRS];
-    unsigned nconns;
-    unsigned rr;             /* round-robin: the connection to try first */
-    struct fwd_timer linger; /* orphan and drained: marked for reaping when it fires */
-    bool reap, replay_only;  /* the reap timer frees it; it only drains a spool of an earlier run */
-};
-
-struct fwd_stream {
-    struct fwd_dest *dest;
-    struct fwd_stream *next;
-    char *tag;
-    size_t tag_len;
-    uint32_t flush_ms;
-    size_t batch_size;
-    int refs;
-    struct fwd_batch *open;
-    size_t reserved_from; /* entries.len at fwd_stream_begin */
-    struct fwd_timer flush_timer;
-    struct fwd_journal *jrn; /* buffer-type=file: the open batch on disk */
-    size_t journaled;        /* bytes of open->entries in it */
-    bool jrn_gap;            /* an append failed: nothing more until the next seal */
-};
-
-struct fwd_outputs {
-    struct fwd_loop *loop;
-    char *state_dir;
-    struct fwd_dest *dests;
-    struct fwd_output_stats st;
-    struct fwd_resolver *resolver;
-    struct fwd_closer *closer;
-    struct fwd_syncer *syncer;   /* borrowed: the spools' syncs */
-    struct fwd_timer reap;       /* frees destinations marked for reaping */
-    struct fwd_waiting *waiting; /* replay.c: spools of an earlier run waiting for a key */
-};
 
 /* ---- dispatch and balancing ------------------------------------------------------------ */
 
@@ -188,6 +146,12 @@ static void ensure_connections(struct fwd_dest *d)
 }
 
 /* Has every aggregator of d failed more than fluentd-max-retries times in a row? */
+void fwd_dest_kick(struct fwd_dest *d)
+{
+    dispatch(d);
+    ensure_connections(d);
+}
+
 static bool retries_exhausted(const struct fwd_dest *d)
 {
     for (unsigned i = 0; i < d->nconns; i++)
@@ -242,7 +206,7 @@ static void on_linger(struct fwd_timer *t)
  * An orphan destination with nothing left to send lingers, then goes. Never
  * frees d itself, so any callback may call it and go on using d.
  */
-static void dest_maybe_free(struct fwd_dest *d)
+void fwd_dest_maybe_free(struct fwd_dest *d)
 {
     if (d->streams == NULL && !dest_has_data(d) && !fwd_timer_armed(&d->linger))
         fwd_loop_timer_start(d->m->loop, &d->linger, DEST_LINGER_MS, on_linger, d);
@@ -285,7 +249,7 @@ static bool on_conn_has_data(struct fwd_conn *c)
 
 static void on_conn_maybe_done(struct fwd_conn *c)
 {
-    dest_maybe_free(c->env->owner);
+    fwd_dest_maybe_free(c->env->owner);
 }
 
 static const struct fwd_conn_ops conn_ops = {
@@ -360,8 +324,8 @@ static struct fwd_dest *dest_find(const struct fwd_outputs *m, const char *key)
     return d;
 }
 
-static struct fwd_dest *dest_get(struct fwd_outputs *m, const struct fwd_config *cfg, char *err,
-                                 size_t errlen)
+struct fwd_dest *fwd_dest_get(struct fwd_outputs *m, const struct fwd_config *cfg, char *err,
+                              size_t errlen)
 {
     struct fwd_dest *d = dest_find(m, cfg->dest_key);
     char why[1024];
@@ -507,7 +471,7 @@ int fwd_outputs_adopt(struct fwd_outputs *m, const struct fwd_config *cfg, const
     if (*batches > 0)
         ensure_connections(r);
     else
-        dest_maybe_free(r);        /* empty: it lingers and goes, with its directory */
+        fwd_dest_maybe_free(r);    /* empty: it lingers and goes, with its directory */
     if (r != d && !r->replay_only) /* a new destination: spools that waited for its key */
         fwd_outputs_waiting_take(m, &m->waiting, r->cfg.spool_id);
     return 0;
@@ -538,199 +502,6 @@ void fwd_outputs_persist(struct fwd_outputs *m)
         if (lost > 0)
             fwd_log(FWD_LOG_ERROR, "%s: %llu undelivered records lost (no room in the spool)",
                     d->label, (unsigned long long)lost);
-    }
-}
-
-/* ---- streams --------------------------------------------------------------------------- */
-
-static void seal(struct fwd_stream *s)
-{
-    struct fwd_dest *d = s->dest;
-    struct fwd_batch *b = s->open;
-    bool queued;
-
-    fwd_loop_timer_stop(d->m->loop, &s->flush_timer);
-    if (b == NULL)
-        return;
-    s->open = NULL;
-    d->q.openbytes -= b->entries.len;
-    queued = b->count > 0;
-    if (queued)
-        fwd_queue_seal(&d->q, b, s->tag, s->tag_len); /* consumes b */
-    else
-        fwd_batch_free(b);
-    /* what the journal held is in the spool now (or, without room there, in memory) */
-    if (s->jrn != NULL && (s->journaled > 0 || s->jrn_gap)) {
-        s->journaled = 0;
-        s->jrn_gap = fwd_journal_reset(s->jrn) != 0;
-    }
-    if (queued) {
-        dispatch(d);
-        ensure_connections(d);
-    }
-}
-
-void fwd_stream_sync(struct fwd_stream *s)
-{
-    struct fwd_dest *d = s->dest;
-    struct fwd_batch *b = s->open;
-    int rc;
-
-    if (d->cfg.buffer_type != FWD_BUFFER_FILE || b == NULL || s->jrn_gap ||
-        b->entries.len <= s->journaled || d->q.spool == NULL)
-        return;
-    if (s->jrn == NULL &&
-        (rc = fwd_journal_create(d->q.spool_dir, s->tag, s->tag_len, &s->jrn)) != 0)
-        goto fail;
-    rc = fwd_journal_append(s->jrn, b->entries.data + s->journaled, b->entries.len - s->journaled);
-    if (rc != 0)
-        goto fail;
-    s->journaled = b->entries.len;
-    return;
-fail:
-    s->jrn_gap = true;
-    fwd_log_rl(FWD_LOG_ERROR, fwd_batch_first_cid(b),
-               "%s: cannot keep the open batch in %s: %s (until it is sealed, a crash of "
-               "fwdlogd would lose it)",
-               d->label, d->q.spool_dir, strerror(-rc));
-}
-
-void fwd_stream_hold(struct fwd_stream *s, struct fwd_held *h, size_t bytes, size_t tail)
-{
-    struct fwd_queue *q = &s->dest->q;
-
-    q->heldbytes = q->heldbytes - h->bytes + bytes;
-    q->tailbytes = q->tailbytes - h->tail + tail;
-    h->bytes = bytes;
-    h->tail = tail;
-    fwd_queue_update_blocked(q);
-}
-
-static void on_flush_timer(struct fwd_timer *t)
-{
-    seal(t->ctx);
-}
-
-struct fwd_stream *fwd_stream_acquire(struct fwd_outputs *m, const struct fwd_config *cfg,
-                                      const char *tag, char *err, size_t errlen)
-{
-    struct fwd_dest *d = dest_get(m, cfg, err, errlen);
-    struct fwd_stream *s;
-
-    if (d == NULL)
-        return NULL;
-    if (strlen(tag) > FWD_SPOOL_TAG_MAX) {
-        snprintf(err, errlen, "log-opt tag: the tag is longer than %u bytes", FWD_SPOOL_TAG_MAX);
-        dest_maybe_free(d);
-        return NULL;
-    }
-    for (s = d->streams; s != NULL; s = s->next) {
-        if (strcmp(s->tag, tag) == 0 && s->flush_ms == cfg->flush_interval_ms &&
-            s->batch_size == cfg->batch_size) {
-            s->refs++;
-            return s;
-        }
-    }
-    s = calloc(1, sizeof(*s));
-    if (s == NULL || (s->tag = strdup(tag)) == NULL) {
-        snprintf(err, errlen, "out of memory");
-        free(s);
-        dest_maybe_free(d);
-        return NULL;
-    }
-    s->dest = d;
-    s->tag_len = strlen(tag);
-    s->flush_ms = cfg->flush_interval_ms;
-    s->batch_size = cfg->batch_size;
-    s->refs = 1;
-    s->next = d->streams;
-    d->streams = s;
-    return s;
-}
-
-void fwd_stream_release(struct fwd_stream *s)
-{
-    struct fwd_dest *d;
-
-    if (s == NULL || --s->refs > 0)
-        return;
-    d = s->dest;
-    seal(s);
-    for (struct fwd_stream **pp = &d->streams; *pp != NULL; pp = &(*pp)->next) {
-        if (*pp == s) {
-            *pp = s->next;
-            break;
-        }
-    }
-    fwd_journal_destroy(s->jrn);
-    free(s->tag);
-    free(s);
-    dest_maybe_free(d);
-}
-
-int fwd_stream_begin(struct fwd_stream *s, size_t max, msgpack_packer *pk)
-{
-    struct fwd_batch *b = s->open;
-
-    if (b != NULL && b->count > 0 && b->entries.len + max > s->batch_size) {
-        seal(s);
-        b = NULL;
-    }
-    if (b == NULL) {
-        b = fwd_batch_new();
-        if (b == NULL)
-            return -ENOMEM;
-        s->open = b;
-    }
-    if (fwd_buf_reserve(&b->entries, max) != 0)
-        return -ENOMEM;
-    s->reserved_from = b->entries.len;
-    msgpack_packer_init(pk, &b->entries, fwd_buf_msgpack_write_reserved);
-    return 0;
-}
-
-void fwd_stream_commit(struct fwd_stream *s, struct fwd_src *src)
-{
-    struct fwd_batch *b = s->open;
-
-    b->count++;
-    fwd_batch_note_src(b, src);
-    s->dest->q.openbytes += b->entries.len - s->reserved_from;
-    if (b->entries.len >= s->batch_size) {
-        seal(s);
-        return;
-    }
-    if (!fwd_timer_armed(&s->flush_timer))
-        fwd_loop_timer_start(s->dest->m->loop, &s->flush_timer, s->flush_ms, on_flush_timer, s);
-}
-
-void fwd_stream_flush(struct fwd_stream *s)
-{
-    seal(s);
-}
-
-bool fwd_stream_blocked(struct fwd_stream *s, struct fwd_waiter *w)
-{
-    return fwd_queue_wait(&s->dest->q, w);
-}
-
-void fwd_stream_unwait(struct fwd_stream *s, struct fwd_waiter *w)
-{
-    if (s != NULL)
-        fwd_queue_unwait(&s->dest->q, w);
-}
-
-const char *fwd_stream_label(const struct fwd_stream *s)
-{
-    return s->dest->label;
-}
-
-void fwd_outputs_flush_all(struct fwd_outputs *m)
-{
-    for (struct fwd_dest *d = m->dests, *next; d != NULL; d = next) {
-        next = d->next;
-        for (struct fwd_stream *s = d->streams; s != NULL; s = s->next)
-            seal(s);
     }
 }
 
