@@ -300,8 +300,8 @@ static struct fwd_dest *dest_new(struct fwd_outputs *m, const struct fwd_config 
         snprintf(d->label + off, sizeof(d->label) - off, "%s%s", i ? "," : "", d->conns[i].label);
     }
     /* the options it is made with go to the spool's options.json (the lists are the caller's) */
-    if (fwd_queue_init(&d->q, &d->cfg, d->label, m->state_dir, d->key, spool_dir, &m->st,
-                       oldest_taken, d) != 0) {
+    if (fwd_queue_init(&d->q, &d->cfg, d->label, m->state_dir, spool_dir, &m->st, oldest_taken,
+                       d) != 0) {
         snprintf(err, errlen, "out of memory");
         dest_destroy(d);
         return NULL;

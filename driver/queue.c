@@ -29,13 +29,12 @@ static const double ack_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                     0.1,   0.25,   0.5,   1,    2.5,   10};
 
 int fwd_queue_init(struct fwd_queue *q, const struct fwd_config *cfg, const char *label,
-                   const char *state_dir, const char *key, const char *spool_dir,
-                   struct fwd_output_stats *st, uint64_t (*oldest_taken)(void *ctx), void *ctx)
+                   const char *state_dir, const char *spool_dir, struct fwd_output_stats *st,
+                   uint64_t (*oldest_taken)(void *ctx), void *ctx)
 {
     *q = (struct fwd_queue){.cfg = cfg,
                             .label = label,
                             .state_dir = state_dir,
-                            .key = key,
                             .st = st,
                             .oldest_taken = oldest_taken,
                             .ctx = ctx,
@@ -356,10 +355,10 @@ int fwd_queue_open_spool(struct fwd_queue *q, char *err, size_t errlen)
 
     if (q->spool != NULL)
         return 0;
-    if (q->spool_tried && now < q->spool_retry_at) {
+    if (now < q->spool_retry_at) { /* 0 until the first try */
         snprintf(err, errlen, "it failed to open less than %llu s ago",
                  (unsigned long long)(SPOOL_RETRY_NS / 1000000000u));
-        return -EIO;
+        return -EAGAIN;
     }
     q->spool_tried = true;
     q->spool_retry_at = now + SPOOL_RETRY_NS;
@@ -390,10 +389,10 @@ int fwd_queue_open_spool(struct fwd_queue *q, char *err, size_t errlen)
 static struct fwd_spool *spool_get(struct fwd_queue *q)
 {
     char err[512];
+    int rc;
 
     if (q->spool == NULL && q->cfg->spool_limit != 0 &&
-        (!q->spool_tried || fwd_time_mono_ns() >= q->spool_retry_at) &&
-        fwd_queue_open_spool(q, err, sizeof(err)) < 0)
+        (rc = fwd_queue_open_spool(q, err, sizeof(err))) < 0 && rc != -EAGAIN)
         fwd_log_rl(FWD_LOG_ERROR, NULL,
                    "%s: no disk spool, buffering in memory only: %s (tried again in %llu s; "
                    "check the disk of --state-dir / FWDLOG_STATE_DIR)",

@@ -60,8 +60,7 @@ struct fwd_queue {
     const struct fwd_config *cfg; /* the destination's: limits, policy, gzip, acks */
     const char *label;            /* the destination, for log lines */
     const char *state_dir;        /* the spool goes in state_dir/spool/<cfg->spool_id> */
-    const char *key;
-    struct fwd_output_stats *st; /* counters shared by every destination */
+    struct fwd_output_stats *st;  /* counters shared by every destination */
     /* the lowest sequence number connections hold (UINT64_MAX: none), for the delivered mark */
     uint64_t (*oldest_taken)(void *ctx);
     void *ctx;
@@ -92,12 +91,12 @@ struct fwd_queue {
 };
 
 /*
- * Set q up for a destination; cfg, label, state_dir, key and st must outlive it.
+ * Set q up for a destination; cfg, label, state_dir and st must outlive it.
  * spool_dir: an existing spool to adopt, or NULL. 0 or -ENOMEM.
  */
 int fwd_queue_init(struct fwd_queue *q, const struct fwd_config *cfg, const char *label,
-                   const char *state_dir, const char *key, const char *spool_dir,
-                   struct fwd_output_stats *st, uint64_t (*oldest_taken)(void *ctx), void *ctx)
+                   const char *state_dir, const char *spool_dir, struct fwd_output_stats *st,
+                   uint64_t (*oldest_taken)(void *ctx), void *ctx)
     __attribute__((warn_unused_result));
 /*
  * Free what q holds. Queued batches are not delivered: their spool records stay
@@ -108,7 +107,8 @@ void fwd_queue_fini(struct fwd_queue *q);
 
 /*
  * Open the spool (once), queueing what an earlier run left in it. 0, or
- * -errno with the reason in err (spool-limit 0, a directory that cannot be made).
+ * -errno with the reason in err (spool-limit 0, a directory that cannot be made;
+ * -EAGAIN: the last try failed less than a retry interval ago).
  */
 int fwd_queue_open_spool(struct fwd_queue *q, char *err, size_t errlen)
     __attribute__((warn_unused_result));

@@ -35,8 +35,7 @@ static void setup(struct fixture *f, size_t buffer_limit, size_t spool_limit,
     f->cfg.spool_limit = spool_limit;
     f->cfg.overflow = policy;
     f->cfg.buffer_type = file ? FWD_BUFFER_FILE : FWD_BUFFER_MEMORY;
-    ck_assert_int_eq(
-        fwd_queue_init(&f->q, &f->cfg, "test", f->dir, "key", NULL, &f->st, NULL, NULL), 0);
+    ck_assert_int_eq(fwd_queue_init(&f->q, &f->cfg, "test", f->dir, NULL, &f->st, NULL, NULL), 0);
 }
 
 /* Reopen the same state directory as a later run would. */
@@ -44,8 +43,7 @@ static void restart(struct fixture *f)
 {
     fwd_queue_fini(&f->q);
     memset(&f->st, 0, sizeof(f->st));
-    ck_assert_int_eq(
-        fwd_queue_init(&f->q, &f->cfg, "test", f->dir, "key", NULL, &f->st, NULL, NULL), 0);
+    ck_assert_int_eq(fwd_queue_init(&f->q, &f->cfg, "test", f->dir, NULL, &f->st, NULL, NULL), 0);
 }
 
 static void teardown(struct fixture *f)
